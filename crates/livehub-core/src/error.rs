@@ -1,0 +1,42 @@
+//! The errors of the core, each with a stable code that transports show to clients.
+
+/// An error from the channel model. [`Error::code`] is the stable, documented code a client sees.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// A channel name or pattern is malformed.
+    #[error("invalid channel {0}")]
+    InvalidChannel(String),
+    /// Clients may not publish to `$` system channels.
+    #[error("channel {0} is read-only for clients")]
+    ReadOnlyChannel(String),
+    /// Publication data is not valid JSON, or too large.
+    #[error("invalid data: {0}")]
+    InvalidData(String),
+    /// A connection asked for more subscriptions than it may hold.
+    #[error("too many subscriptions (at most {0} per connection)")]
+    TooManySubscriptions(usize),
+    /// The connection already holds this subscription.
+    #[error("already subscribed to {0}")]
+    AlreadySubscribed(String),
+    /// The connection does not hold this subscription.
+    #[error("not subscribed to {0}")]
+    NotSubscribed(String),
+    /// The broker failed (storage or network); the request may be retried.
+    #[error("broker unavailable: {0}")]
+    Broker(String),
+}
+
+impl Error {
+    /// The stable code for this error, as documented in `docs/protocol.md`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidChannel(_) => "invalid_channel",
+            Self::ReadOnlyChannel(_) => "read_only_channel",
+            Self::InvalidData(_) => "invalid_data",
+            Self::TooManySubscriptions(_) => "too_many_subscriptions",
+            Self::AlreadySubscribed(_) => "already_subscribed",
+            Self::NotSubscribed(_) => "not_subscribed",
+            Self::Broker(_) => "unavailable",
+        }
+    }
+}

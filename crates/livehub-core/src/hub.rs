@@ -1,0 +1,202 @@
+//! The local registry of who is subscribed to what, and fan-out to them.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio::sync::Notify;
+
+use crate::broker::PublicationSink;
+use crate::channel::{ChannelFilter, ChannelName};
+use crate::publication::Publication;
+use crate::session::{ClientId, Session, SessionReceiver};
+
+/// Number of independently locked parts of the exact-channel map: publishers of different
+/// channels rarely contend, subscribes rarely block fan-out.
+const SHARDS: usize = 64;
+
+/// The sessions subscribed through one filter.
+#[derive(Default)]
+struct Subscribers {
+    sessions: HashMap<ClientId, Session>,
+    /// How many of `sessions` count in presence (polling requests do not).
+    counted: usize,
+}
+
+impl Subscribers {
+    fn insert(&mut self, session: &Session) -> bool {
+        let new = self.sessions.insert(session.id(), session.clone()).is_none();
+        if new && session.in_presence() {
+            self.counted += 1;
+        }
+        new
+    }
+
+    fn remove(&mut self, id: ClientId) {
+        if let Some(session) = self.sessions.remove(&id) {
+            if session.in_presence() {
+                self.counted -= 1;
+            }
+        }
+    }
+
+    fn offer(&self, publication: &Arc<Publication>) {
+        for session in self.sessions.values() {
+            session.offer(publication);
+        }
+    }
+}
+
+/// Who is subscribed to what on this node; delivers each publication to every matching session.
+pub struct Hub {
+    exact: Box<[RwLock<HashMap<ChannelName, Subscribers>>]>,
+    // Wildcard filters are scanned on every publication; fine for the tens of patterns dashboards
+    // use. A topic trie replaces this when MQTT brings thousands.
+    wildcards: RwLock<HashMap<Arc<str>, (ChannelFilter, Subscribers)>>,
+    connections: Mutex<BTreeMap<&'static str, usize>>,
+    /// Signalled whenever a count in presence changes.
+    pub(crate) changed: Notify,
+    queue_capacity: usize,
+}
+
+impl Hub {
+    pub(crate) fn new(queue_capacity: usize) -> Self {
+        Self {
+            exact: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            wildcards: RwLock::new(HashMap::new()),
+            connections: Mutex::new(BTreeMap::new()),
+            changed: Notify::new(),
+            queue_capacity,
+        }
+    }
+
+    fn shard(&self, channel: &ChannelName) -> &RwLock<HashMap<ChannelName, Subscribers>> {
+        let mut hasher = DefaultHasher::new();
+        channel.hash(&mut hasher);
+        &self.exact[hasher.finish() as usize % SHARDS]
+    }
+
+    /// Registers a new connection. Dropping the receiver removes its subscriptions.
+    pub(crate) fn connect(self: &Arc<Self>, transport: &'static str, in_presence: bool) -> SessionReceiver {
+        let receiver = Session::new(transport, self.queue_capacity, in_presence);
+        if in_presence {
+            *lock(&self.connections).entry(transport).or_default() += 1;
+            self.changed.notify_one();
+        }
+        receiver.with_hub(self.clone())
+    }
+
+    /// Removes every subscription of `session` and its connection count.
+    pub(crate) fn disconnect(&self, session: &Session) {
+        for filter in session.with_filters(std::mem::take) {
+            self.remove(&filter, session.id());
+        }
+        if session.in_presence() {
+            let mut connections = lock(&self.connections);
+            if let Some(n) = connections.get_mut(session.transport()) {
+                *n -= 1;
+                if *n == 0 {
+                    connections.remove(session.transport());
+                }
+            }
+            self.changed.notify_one();
+        }
+    }
+
+    /// Adds `session` to the subscribers of `filter`.
+    pub(crate) fn add(&self, filter: &ChannelFilter, session: &Session) {
+        let new = match filter {
+            ChannelFilter::Exact(channel) => {
+                write(self.shard(channel)).entry(channel.clone()).or_default().insert(session)
+            }
+            ChannelFilter::Wildcard(pattern) => write(&self.wildcards)
+                .entry(pattern.clone())
+                .or_insert_with(|| (filter.clone(), Subscribers::default()))
+                .1
+                .insert(session),
+        };
+        if new && session.in_presence() {
+            self.changed.notify_one();
+        }
+    }
+
+    /// Removes `id` from the subscribers of `filter`.
+    pub(crate) fn remove(&self, filter: &ChannelFilter, id: ClientId) {
+        match filter {
+            ChannelFilter::Exact(channel) => {
+                let mut shard = write(self.shard(channel));
+                if let Some(subs) = shard.get_mut(channel) {
+                    subs.remove(id);
+                    if subs.sessions.is_empty() {
+                        shard.remove(channel);
+                    }
+                }
+            }
+            ChannelFilter::Wildcard(pattern) => {
+                let mut wildcards = write(&self.wildcards);
+                if let Some((_, subs)) = wildcards.get_mut(pattern) {
+                    subs.remove(id);
+                    if subs.sessions.is_empty() {
+                        wildcards.remove(pattern);
+                    }
+                }
+            }
+        }
+        self.changed.notify_one();
+    }
+
+    /// Subscribers counted in presence per filter (channels and patterns), and open connections
+    /// per transport.
+    pub fn counts(&self) -> (BTreeMap<String, usize>, BTreeMap<&'static str, usize>) {
+        let mut filters = BTreeMap::new();
+        for shard in self.exact.iter() {
+            for (channel, subs) in read(shard).iter() {
+                if subs.counted > 0 {
+                    filters.insert(channel.to_string(), subs.counted);
+                }
+            }
+        }
+        for (pattern, (_, subs)) in read(&self.wildcards).iter() {
+            if subs.counted > 0 {
+                filters.insert(pattern.to_string(), subs.counted);
+            }
+        }
+        (filters, lock(&self.connections).clone())
+    }
+
+    /// Subscribers that receive publications on `channel`: exact ones plus matching patterns.
+    pub fn subscribers(&self, channel: &ChannelName) -> usize {
+        let exact = read(self.shard(channel)).get(channel).map_or(0, |s| s.counted);
+        let wild: usize =
+            read(&self.wildcards).values().filter(|(f, _)| f.matches(channel)).map(|(_, s)| s.counted).sum();
+        exact + wild
+    }
+}
+
+impl PublicationSink for Hub {
+    fn deliver(&self, publication: &Arc<Publication>) {
+        if let Some(subs) = read(self.shard(&publication.channel)).get(&publication.channel) {
+            subs.offer(publication);
+        }
+        for (filter, subs) in read(&self.wildcards).values() {
+            if filter.matches(&publication.channel) {
+                subs.offer(publication);
+            }
+        }
+    }
+}
+
+// The hub's locks guard plain maps that every step leaves consistent, so a poisoned lock (a panic
+// elsewhere while holding it) is recovered rather than spread to every other connection.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}

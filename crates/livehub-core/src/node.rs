@@ -1,0 +1,305 @@
+//! The node: the facade every transport talks to.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use crate::broker::{Broker, ChannelSummary, History, HistoryQuery, PublicationSink, Published};
+use crate::channel::{ChannelFilter, ChannelName};
+use crate::error::Error;
+use crate::history::HistoryConfig;
+use crate::hub::Hub;
+use crate::memory_broker::MemoryBroker;
+use crate::presence::{Presence, PRESENCE_CHANNEL, PRESENCE_MIN_INTERVAL};
+use crate::publication::{Payload, Publication, StreamPosition};
+use crate::session::{Session, SessionReceiver};
+
+/// Most publications replayed by one recovery; a client that missed more is told
+/// `recovered: false` and reloads its state instead.
+pub const MAX_RECOVERY: usize = 10_000;
+
+/// How often the in-memory broker drops expired history and idle channels.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Settings of the channel model.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// History limits per channel prefix.
+    pub history: HistoryConfig,
+    /// Publications a connection may have queued before it is disconnected as a slow consumer.
+    pub queue_capacity: usize,
+    /// Subscriptions one connection may hold.
+    pub max_subscriptions: usize,
+    /// Largest publication data accepted, in bytes.
+    pub max_data_size: usize,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            history: HistoryConfig::default(),
+            // 1024 queued publications: about ten seconds of a 100 msg/s feed, so a congested
+            // link rides out a hiccup, while a dead one is cut before it pins much memory.
+            queue_capacity: 1024,
+            max_subscriptions: 512,
+            max_data_size: 64 * 1024,
+        }
+    }
+}
+
+/// What to do when subscribing.
+#[derive(Clone, Debug, Default)]
+pub struct SubscribeOptions {
+    /// Replay what was published after this position (exact channels only).
+    pub recover: Option<StreamPosition>,
+    /// Send the latest publication right away (when not recovering).
+    pub latest: bool,
+}
+
+/// The outcome of a subscribe.
+#[derive(Clone, Debug)]
+pub struct Subscribed {
+    /// The channel's position at subscribe time (`None` for a wildcard pattern).
+    pub position: Option<StreamPosition>,
+    /// Whether the requested recovery succeeded: `publications` is then exactly what was missed.
+    pub recovered: bool,
+    /// Publications to deliver before any live one: the missed ones, or the latest.
+    pub publications: Vec<Arc<Publication>>,
+}
+
+/// The outcome of a recovery without subscribing (SSE resume, long polling).
+#[derive(Clone, Debug)]
+pub struct Recovery {
+    /// The channel's position now.
+    pub position: StreamPosition,
+    /// Whether `publications` is exactly what came after the requested position.
+    pub recovered: bool,
+    /// The missed publications, or the latest one when recovery was impossible.
+    pub publications: Vec<Arc<Publication>>,
+}
+
+/// A channel and its subscribers.
+#[derive(Clone, Debug)]
+pub struct ChannelInfo {
+    /// What the broker knows of it.
+    pub summary: ChannelSummary,
+    /// Subscribers on this node (exact and by matching pattern).
+    pub subscribers: usize,
+}
+
+/// Owns the hub and the broker; every transport goes through it. Cheap to clone.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<NodeInner>,
+}
+
+struct NodeInner {
+    config: NodeConfig,
+    hub: Arc<Hub>,
+    broker: Arc<dyn Broker>,
+}
+
+impl Node {
+    /// A node with the in-memory broker. Spawns its housekeeping tasks, so call it inside a
+    /// Tokio runtime; they end when the last clone of the node is dropped.
+    pub fn new(config: NodeConfig) -> Self {
+        let history = config.history.clone();
+        let mut memory = None;
+        let node = Self::with_broker(config, |sink| {
+            let broker = Arc::new(MemoryBroker::new(history, sink));
+            memory = Some(Arc::downgrade(&broker));
+            broker
+        });
+        if let Some(memory) = memory {
+            tokio::spawn(sweep(memory));
+        }
+        node
+    }
+
+    /// A node with the broker `make` builds around the hub's [`PublicationSink`].
+    pub fn with_broker(
+        config: NodeConfig,
+        make: impl FnOnce(Arc<dyn PublicationSink>) -> Arc<dyn Broker>,
+    ) -> Self {
+        let hub = Arc::new(Hub::new(config.queue_capacity));
+        let broker = make(hub.clone());
+        let node = Self { inner: Arc::new(NodeInner { config, hub, broker }) };
+        tokio::spawn(announce_presence(Arc::downgrade(&node.inner)));
+        node
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &NodeConfig {
+        &self.inner.config
+    }
+
+    /// Registers a long-lived connection over `transport`; it counts in presence until the
+    /// receiver is dropped.
+    pub fn connect(&self, transport: &'static str) -> SessionReceiver {
+        self.inner.hub.connect(transport, true)
+    }
+
+    /// Registers a short-lived request (a long poll) that subscribes without counting in presence.
+    pub fn connect_ephemeral(&self, transport: &'static str) -> SessionReceiver {
+        self.inner.hub.connect(transport, false)
+    }
+
+    /// Subscribes `session` to `filter`, recovering or fetching the latest value as asked.
+    ///
+    /// The session is registered before history is read, so nothing published meanwhile is
+    /// missed; the transport drops the overlap with a [`DeliveryTracker`](crate::DeliveryTracker).
+    pub async fn subscribe(
+        &self,
+        session: &Session,
+        filter: &ChannelFilter,
+        options: SubscribeOptions,
+    ) -> Result<Subscribed, Error> {
+        let max = self.inner.config.max_subscriptions;
+        session.with_filters(|filters| {
+            if filters.contains(filter) {
+                return Err(Error::AlreadySubscribed(filter.to_string()));
+            }
+            if filters.len() >= max {
+                return Err(Error::TooManySubscriptions(max));
+            }
+            filters.insert(filter.clone());
+            Ok(())
+        })?;
+        self.inner.hub.add(filter, session);
+        let ChannelFilter::Exact(channel) = filter else {
+            return Ok(Subscribed { position: None, recovered: false, publications: Vec::new() });
+        };
+        let result = match &options.recover {
+            Some(since) => self.recover(channel, since).await.map(|r| Subscribed {
+                position: Some(r.position),
+                recovered: r.recovered,
+                publications: r.publications,
+            }),
+            None => self.history(channel, HistoryQuery { after: None, limit: 0 }).await.map(|h| Subscribed {
+                position: Some(h.position),
+                recovered: false,
+                publications: if options.latest { h.latest.into_iter().collect() } else { Vec::new() },
+            }),
+        };
+        if result.is_err() {
+            // Leave no half-made subscription behind.
+            let _ = self.unsubscribe(session, filter);
+        }
+        result
+    }
+
+    /// Removes the subscription of `session` to `filter`.
+    pub fn unsubscribe(&self, session: &Session, filter: &ChannelFilter) -> Result<(), Error> {
+        if !session.with_filters(|filters| filters.remove(filter)) {
+            return Err(Error::NotSubscribed(filter.to_string()));
+        }
+        self.inner.hub.remove(filter, session.id());
+        Ok(())
+    }
+
+    /// Publishes on behalf of a client or the HTTP API: `$` system channels are refused.
+    pub async fn publish(
+        &self,
+        channel: &ChannelName,
+        data: Payload,
+        key: Option<&str>,
+    ) -> Result<Published, Error> {
+        if channel.is_system() {
+            return Err(Error::ReadOnlyChannel(channel.to_string()));
+        }
+        self.publish_internal(channel, data, key).await
+    }
+
+    /// Publishes from inside the server (sources, presence); any channel is allowed.
+    pub async fn publish_internal(
+        &self,
+        channel: &ChannelName,
+        data: Payload,
+        key: Option<&str>,
+    ) -> Result<Published, Error> {
+        let max = self.inner.config.max_data_size;
+        if data.len() > max {
+            return Err(Error::InvalidData(format!("{} bytes is more than the limit of {max}", data.len())));
+        }
+        self.inner.broker.publish(channel, data, key).await
+    }
+
+    /// Reads part of a channel's history.
+    pub async fn history(&self, channel: &ChannelName, query: HistoryQuery) -> Result<History, Error> {
+        self.inner.broker.history(channel, query).await
+    }
+
+    /// What `channel` published after `since`, if history still holds all of it; otherwise
+    /// `recovered: false` and the latest publication.
+    pub async fn recover(&self, channel: &ChannelName, since: &StreamPosition) -> Result<Recovery, Error> {
+        let history =
+            self.history(channel, HistoryQuery { after: Some(since.offset), limit: MAX_RECOVERY }).await?;
+        let missed = history.position.offset.saturating_sub(since.offset) as usize;
+        // Offsets are consecutive, so "all of it" is a count: fewer means history lost some.
+        let recovered = since.epoch == history.position.epoch
+            && since.offset <= history.position.offset
+            && history.publications.len() == missed;
+        let publications =
+            if recovered { history.publications } else { history.latest.into_iter().collect() };
+        Ok(Recovery { position: history.position, recovered, publications })
+    }
+
+    /// Presence on this node now.
+    pub fn presence(&self) -> Presence {
+        let (filters, transports) = self.inner.hub.counts();
+        Presence::from_counts(filters, transports)
+    }
+
+    /// Channels the broker knows, with their subscribers on this node.
+    pub async fn channels(&self) -> Result<Vec<ChannelInfo>, Error> {
+        let summaries = self.inner.broker.channels().await?;
+        Ok(summaries
+            .into_iter()
+            .map(|summary| {
+                let subscribers = self.inner.hub.subscribers(&summary.channel);
+                ChannelInfo { summary, subscribers }
+            })
+            .collect())
+    }
+}
+
+impl Drop for NodeInner {
+    fn drop(&mut self) {
+        // Wakes the presence task so that it sees the node is gone and ends.
+        self.hub.changed.notify_one();
+    }
+}
+
+/// Publishes presence on [`PRESENCE_CHANNEL`] after each change, at most every
+/// [`PRESENCE_MIN_INTERVAL`].
+async fn announce_presence(node: Weak<NodeInner>) {
+    // A valid literal; checked by the presence test.
+    let Ok(channel) = ChannelName::new(PRESENCE_CHANNEL) else { return };
+    loop {
+        let Some(hub) = node.upgrade().map(|n| n.hub.clone()) else { return };
+        hub.changed.notified().await;
+        drop(hub);
+        tokio::time::sleep(PRESENCE_MIN_INTERVAL).await;
+        let Some(inner) = node.upgrade() else { return };
+        let live = Node { inner };
+        let presence = live.presence();
+        match serde_json::to_value(&presence) {
+            Ok(value) => {
+                if let Err(e) = live.publish_internal(&channel, Payload::from_value(&value), None).await {
+                    tracing::warn!(error = %e, "could not publish presence");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not encode presence"),
+        }
+    }
+}
+
+async fn sweep(broker: Weak<MemoryBroker>) {
+    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    loop {
+        tick.tick().await;
+        match broker.upgrade() {
+            Some(broker) => broker.sweep(),
+            None => return,
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Publications and their positions in a channel's stream.
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::channel::ChannelName;
+use crate::error::Error;
+
+/// Identifies one generation of a channel's history. It changes whenever the history is lost (a
+/// restart of the in-memory broker, an expired stream), so an offset is only meaningful together
+/// with its epoch.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Epoch(Arc<str>);
+
+impl Epoch {
+    /// A fresh random epoch.
+    pub fn random() -> Self {
+        Self(Arc::from(format!("{:08x}", rand::random::<u32>())))
+    }
+
+    /// Wraps an epoch received from a client.
+    pub fn from_client(s: &str) -> Self {
+        Self(Arc::from(s))
+    }
+
+    /// The epoch as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", &*self.0)
+    }
+}
+
+impl fmt::Display for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A position in a channel's stream: the offset of the last publication, within an epoch.
+/// Offsets start at 1; offset 0 means "before the first publication".
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct StreamPosition {
+    /// Offset of the last publication at this position; strictly increasing per channel.
+    pub offset: u64,
+    /// The generation of history this offset belongs to.
+    pub epoch: Epoch,
+}
+
+/// The data of a publication.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Payload {
+    /// A JSON value, kept as compact JSON text (no raw newlines, so it fits an SSE `data:` line).
+    Json(Bytes),
+    /// Opaque bytes, published over a binary transport.
+    Binary(Bytes),
+}
+
+impl Payload {
+    /// Validates `text` as JSON and makes it compact if it contains line breaks.
+    pub fn json(text: impl Into<Bytes>) -> Result<Self, Error> {
+        let text: Bytes = text.into();
+        let value: &serde_json::value::RawValue =
+            serde_json::from_slice(&text).map_err(|e| Error::InvalidData(format!("not valid JSON: {e}")))?;
+        // Line breaks can only appear as whitespace between tokens (inside strings they are
+        // escaped), and an SSE `data:` line cannot carry them, so re-encode compactly.
+        if text.iter().any(|&b| b == b'\n' || b == b'\r') {
+            let value: serde_json::Value = serde_json::from_str(value.get())
+                .map_err(|e| Error::InvalidData(format!("not valid JSON: {e}")))?;
+            return Ok(Self::Json(Bytes::from(value.to_string())));
+        }
+        Ok(Self::Json(text))
+    }
+
+    /// Wraps an already-parsed JSON value.
+    pub fn from_value(value: &serde_json::Value) -> Self {
+        Self::Json(Bytes::from(value.to_string()))
+    }
+
+    /// Size of the data in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Json(b) | Self::Binary(b) => b.len(),
+        }
+    }
+
+    /// Whether the data is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The wire formats a publication is encoded in; each slot is encoded at most once per
+/// publication, however many subscribers receive it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WireFormat {
+    /// JSON text (WebSocket text frames, SSE, long polling).
+    Json = 0,
+    /// MessagePack (WebSocket binary frames).
+    MessagePack = 1,
+    /// A transport-specific pre-framed form (for example a whole SSE event without its id).
+    EventStream = 2,
+}
+
+const WIRE_FORMATS: usize = 3;
+
+/// One message published on one channel, shared by every subscriber that receives it.
+pub struct Publication {
+    /// The channel it was published on.
+    pub channel: ChannelName,
+    /// The data.
+    pub data: Payload,
+    /// Its position in the channel's stream.
+    pub position: StreamPosition,
+    /// Server time of publication, in milliseconds since the Unix epoch.
+    pub ts: u64,
+    frames: [OnceLock<Bytes>; WIRE_FORMATS],
+}
+
+impl Publication {
+    /// A publication at `position`, timestamped now.
+    pub fn new(channel: ChannelName, data: Payload, position: StreamPosition) -> Self {
+        Self::with_ts(channel, data, position, now_millis())
+    }
+
+    /// A publication with an explicit timestamp (for brokers that store it).
+    pub fn with_ts(channel: ChannelName, data: Payload, position: StreamPosition, ts: u64) -> Self {
+        Self { channel, data, position, ts, frames: Default::default() }
+    }
+
+    /// The publication encoded in `format`, computed by `encode` on first use and shared after.
+    pub fn frame(&self, format: WireFormat, encode: impl FnOnce(&Publication) -> Bytes) -> Bytes {
+        self.frames[format as usize].get_or_init(|| encode(self)).clone()
+    }
+}
+
+impl fmt::Debug for Publication {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Publication")
+            .field("channel", &self.channel)
+            .field("offset", &self.position.offset)
+            .field("epoch", &self.position.epoch)
+            .field("ts", &self.ts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_millis() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_payload_is_validated_and_compacted() {
+        assert!(Payload::json("{").is_err());
+        assert!(Payload::json("").is_err());
+        assert_eq!(Payload::json("{\"a\": 1}").expect("valid"), Payload::Json(Bytes::from("{\"a\": 1}")));
+        assert_eq!(
+            Payload::json("{\n \"a\": \"x\\ny\"\n}").expect("valid"),
+            Payload::Json(Bytes::from("{\"a\":\"x\\ny\"}"))
+        );
+    }
+
+    #[test]
+    fn frames_are_encoded_once() {
+        let position = StreamPosition { offset: 1, epoch: Epoch::random() };
+        let p = Publication::new(
+            ChannelName::new("a").expect("valid"),
+            Payload::json("1").expect("valid"),
+            position,
+        );
+        let mut calls = 0;
+        for _ in 0..3 {
+            let frame = p.frame(WireFormat::Json, |_| {
+                calls += 1;
+                Bytes::from_static(b"x")
+            });
+            assert_eq!(frame, "x");
+        }
+        assert_eq!(calls, 1);
+    }
+}

@@ -1,0 +1,254 @@
+//! One connection's state as the hub sees it: an id, a bounded outbound queue and a way to be
+//! told to disconnect.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tokio::sync::{mpsc, Notify};
+
+use crate::channel::{ChannelFilter, ChannelName};
+use crate::disconnect::Disconnect;
+use crate::hub::Hub;
+use crate::publication::{Epoch, Publication};
+
+/// Identifies one connection, unique within a node's lifetime (and, with its random start,
+/// practically unique across nodes).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId(u64);
+
+impl ClientId {
+    pub(crate) fn next() -> Self {
+        static NEXT: OnceLock<AtomicU64> = OnceLock::new();
+        let next = NEXT.get_or_init(|| AtomicU64::new(u64::from(rand::random::<u32>()) << 24));
+        Self(next.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:x}", self.0)
+    }
+}
+
+impl fmt::Debug for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ClientId({self})")
+    }
+}
+
+/// A cheap-clone handle to one connection, held by the hub for fan-out.
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<SessionInner>,
+}
+
+struct SessionInner {
+    id: ClientId,
+    transport: &'static str,
+    in_presence: bool,
+    tx: mpsc::Sender<Arc<Publication>>,
+    disconnect: OnceLock<Disconnect>,
+    disconnected: Notify,
+    // A std mutex: held only for set operations, never across an await.
+    filters: Mutex<HashSet<ChannelFilter>>,
+}
+
+impl Session {
+    /// A new session and the receiving half its connection task reads from.
+    pub(crate) fn new(transport: &'static str, queue_capacity: usize, in_presence: bool) -> SessionReceiver {
+        let (tx, rx) = mpsc::channel(queue_capacity);
+        let session = Session {
+            inner: Arc::new(SessionInner {
+                id: ClientId::next(),
+                transport,
+                in_presence,
+                tx,
+                disconnect: OnceLock::new(),
+                disconnected: Notify::new(),
+                filters: Mutex::new(HashSet::new()),
+            }),
+        };
+        SessionReceiver { rx, session, hub: None }
+    }
+
+    /// This connection's id.
+    pub fn id(&self) -> ClientId {
+        self.inner.id
+    }
+
+    /// The transport's name (`websocket`, `sse`, ...).
+    pub fn transport(&self) -> &'static str {
+        self.inner.transport
+    }
+
+    /// Whether this session counts in presence (stateless polling requests do not).
+    pub fn in_presence(&self) -> bool {
+        self.inner.in_presence
+    }
+
+    /// Queues a publication for this connection without ever waiting. A full queue means the
+    /// connection cannot keep up: it is told to disconnect (and may recover from history when it
+    /// returns) rather than slow down the publisher or anyone else.
+    pub(crate) fn offer(&self, publication: &Arc<Publication>) {
+        match self.inner.tx.try_send(publication.clone()) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => self.disconnect(Disconnect::SLOW_CONSUMER),
+            // The connection task has ended; its subscriptions are being removed.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// Asks the connection to close with `reason`. The first reason wins.
+    pub fn disconnect(&self, reason: Disconnect) {
+        if self.inner.disconnect.set(reason).is_ok() {
+            self.inner.disconnected.notify_one();
+        }
+    }
+
+    pub(crate) fn with_filters<R>(&self, f: impl FnOnce(&mut HashSet<ChannelFilter>) -> R) -> R {
+        let mut filters = self.inner.filters.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut filters)
+    }
+
+    /// The subscriptions this session holds.
+    pub fn filters(&self) -> Vec<ChannelFilter> {
+        self.with_filters(|f| f.iter().cloned().collect())
+    }
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Session({}, {})", self.inner.id, self.inner.transport)
+    }
+}
+
+/// The receiving side of a session, owned by its connection task.
+pub struct SessionReceiver {
+    rx: mpsc::Receiver<Arc<Publication>>,
+    session: Session,
+    hub: Option<Arc<Hub>>,
+}
+
+impl Drop for SessionReceiver {
+    /// The connection is gone: remove its subscriptions so fan-out stops at once.
+    fn drop(&mut self) {
+        if let Some(hub) = &self.hub {
+            hub.disconnect(&self.session);
+        }
+    }
+}
+
+impl SessionReceiver {
+    pub(crate) fn with_hub(mut self, hub: Arc<Hub>) -> Self {
+        self.hub = Some(hub);
+        self
+    }
+
+    /// The session handle (to subscribe with).
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// Waits for queued publications and moves up to `limit` of them into `buf`; returns how many.
+    /// Cancel-safe.
+    pub async fn recv_many(&mut self, buf: &mut Vec<Arc<Publication>>, limit: usize) -> usize {
+        self.rx.recv_many(buf, limit).await
+    }
+
+    /// Takes queued publications without waiting.
+    pub fn try_recv(&mut self) -> Option<Arc<Publication>> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Resolves when the server asked this connection to disconnect. Cancel-safe.
+    pub async fn disconnected(&self) -> Disconnect {
+        loop {
+            if let Some(reason) = self.session.inner.disconnect.get() {
+                return reason.clone();
+            }
+            self.session.inner.disconnected.notified().await;
+        }
+    }
+}
+
+/// Remembers the last offset delivered per channel so that a publication reaching a connection
+/// twice (recovered from history and also live, or through two overlapping subscriptions) is sent
+/// once, and never out of order.
+#[derive(Default, Debug)]
+pub struct DeliveryTracker {
+    last: HashMap<ChannelName, (u64, Epoch)>,
+}
+
+impl DeliveryTracker {
+    /// Whether `publication` is new for this connection; records it if so.
+    pub fn admit(&mut self, publication: &Publication) -> bool {
+        let position = &publication.position;
+        match self.last.get_mut(&publication.channel) {
+            Some((offset, epoch)) if *epoch == position.epoch => {
+                if position.offset <= *offset {
+                    return false;
+                }
+                *offset = position.offset;
+            }
+            Some(entry) => *entry = (position.offset, position.epoch.clone()),
+            None => {
+                self.last.insert(publication.channel.clone(), (position.offset, position.epoch.clone()));
+            }
+        }
+        true
+    }
+
+    /// Records a position the connection has already caught up to (from a `subscribed` reply).
+    pub fn mark(&mut self, channel: &ChannelName, offset: u64, epoch: &Epoch) {
+        self.last.insert(channel.clone(), (offset, epoch.clone()));
+    }
+
+    /// Forgets `channel` (after an unsubscribe).
+    pub fn forget(&mut self, channel: &ChannelName) {
+        self.last.remove(channel);
+    }
+
+    /// Last delivered position per channel.
+    pub fn positions(&self) -> impl Iterator<Item = (&ChannelName, u64, &Epoch)> {
+        self.last.iter().map(|(c, (o, e))| (c, *o, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::publication::{Payload, StreamPosition};
+
+    fn publication(channel: &str, offset: u64, epoch: &Epoch) -> Publication {
+        Publication::new(
+            ChannelName::new(channel).expect("valid"),
+            Payload::json("1").expect("valid"),
+            StreamPosition { offset, epoch: epoch.clone() },
+        )
+    }
+
+    #[test]
+    fn tracker_drops_duplicates_and_accepts_new_epochs() {
+        let e1 = Epoch::random();
+        let e2 = Epoch::from_client("other");
+        let mut t = DeliveryTracker::default();
+        assert!(t.admit(&publication("a", 1, &e1)));
+        assert!(t.admit(&publication("a", 2, &e1)));
+        assert!(!t.admit(&publication("a", 2, &e1)));
+        assert!(!t.admit(&publication("a", 1, &e1)));
+        assert!(t.admit(&publication("b", 1, &e1)));
+        assert!(t.admit(&publication("a", 1, &e2)));
+    }
+
+    #[tokio::test]
+    async fn full_queue_disconnects_as_slow_consumer() {
+        let rx = Session::new("test", 2, true);
+        let e = Epoch::random();
+        for n in 1..=3 {
+            rx.session().offer(&Arc::new(publication("a", n, &e)));
+        }
+        assert_eq!(rx.disconnected().await, Disconnect::SLOW_CONSUMER);
+    }
+}

@@ -1,0 +1,191 @@
+//! The node's contracts: recovery without loss or duplicates, explicit `recovered: false`,
+//! wildcard fan-out, slow-consumer isolation and presence.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use livehub_core::{
+    ChannelFilter, ChannelName, DeliveryTracker, Disconnect, Epoch, HistoryConfig, HistoryPolicy, Node,
+    NodeConfig, Payload, Publication, StreamPosition, SubscribeOptions, PRESENCE_CHANNEL,
+};
+
+fn ch(s: &str) -> ChannelName {
+    ChannelName::new(s).expect("valid channel")
+}
+
+fn filter(s: &str) -> ChannelFilter {
+    ChannelFilter::new(s).expect("valid filter")
+}
+
+fn n(v: u64) -> Payload {
+    Payload::json(v.to_string()).expect("valid json")
+}
+
+fn node_with(size: usize, queue: usize) -> Node {
+    Node::new(NodeConfig {
+        history: HistoryConfig {
+            default: HistoryPolicy { size, max_age: Duration::from_secs(60) },
+            rules: vec![],
+        },
+        queue_capacity: queue,
+        ..NodeConfig::default()
+    })
+}
+
+async fn drain(rx: &mut livehub_core::SessionReceiver) -> Vec<Arc<Publication>> {
+    let mut out = Vec::new();
+    while let Some(p) = rx.try_recv() {
+        out.push(p);
+    }
+    out
+}
+
+#[tokio::test]
+async fn recovery_returns_exactly_what_was_missed() {
+    let node = node_with(100, 1024);
+    for v in 1..=3 {
+        node.publish(&ch("a"), n(v), None).await.expect("publish");
+    }
+    let rx = node.connect("test");
+    let first =
+        node.subscribe(rx.session(), &filter("a"), SubscribeOptions::default()).await.expect("subscribe");
+    let seen = first.position.expect("exact channel has a position");
+    assert_eq!(seen.offset, 3);
+    drop(rx);
+
+    for v in 4..=6 {
+        node.publish(&ch("a"), n(v), None).await.expect("publish");
+    }
+    let rx = node.connect("test");
+    let back = node
+        .subscribe(rx.session(), &filter("a"), SubscribeOptions { recover: Some(seen), latest: false })
+        .await
+        .expect("subscribe");
+    assert!(back.recovered);
+    let offsets: Vec<u64> = back.publications.iter().map(|p| p.position.offset).collect();
+    assert_eq!(offsets, vec![4, 5, 6]);
+}
+
+#[tokio::test]
+async fn recovery_fails_explicitly_on_other_epoch_or_lost_history() {
+    let node = node_with(2, 1024);
+    for v in 1..=5 {
+        node.publish(&ch("a"), n(v), None).await.expect("publish");
+    }
+    let epoch =
+        node.recover(&ch("a"), &StreamPosition { offset: 0, epoch: Epoch::random() }).await.expect("recover");
+    let current = epoch.position.epoch.clone();
+
+    let other_epoch = node
+        .recover(&ch("a"), &StreamPosition { offset: 5, epoch: Epoch::from_client("nope") })
+        .await
+        .expect("recover");
+    assert!(!other_epoch.recovered);
+    assert_eq!(other_epoch.publications.len(), 1, "latest value is sent instead");
+    assert_eq!(other_epoch.publications[0].position.offset, 5);
+
+    let too_old =
+        node.recover(&ch("a"), &StreamPosition { offset: 1, epoch: current.clone() }).await.expect("recover");
+    assert!(!too_old.recovered, "offsets 2 and 3 are gone");
+
+    let future =
+        node.recover(&ch("a"), &StreamPosition { offset: 9, epoch: current.clone() }).await.expect("recover");
+    assert!(!future.recovered);
+
+    let ok = node.recover(&ch("a"), &StreamPosition { offset: 3, epoch: current }).await.expect("recover");
+    assert!(ok.recovered);
+    assert_eq!(ok.publications.len(), 2);
+}
+
+#[tokio::test]
+async fn wildcard_and_exact_overlap_is_delivered_once() {
+    let node = node_with(10, 1024);
+    let mut rx = node.connect("test");
+    node.subscribe(rx.session(), &filter("stocks/+"), SubscribeOptions::default()).await.expect("subscribe");
+    node.subscribe(rx.session(), &filter("stocks/AAPL"), SubscribeOptions::default())
+        .await
+        .expect("subscribe");
+    node.publish(&ch("stocks/AAPL"), n(1), None).await.expect("publish");
+    node.publish(&ch("stocks/MSFT"), n(2), None).await.expect("publish");
+    node.publish(&ch("bonds/X"), n(3), None).await.expect("publish");
+    let mut tracker = DeliveryTracker::default();
+    let delivered: Vec<String> =
+        drain(&mut rx).await.iter().filter(|p| tracker.admit(p)).map(|p| p.channel.to_string()).collect();
+    assert_eq!(delivered, vec!["stocks/AAPL", "stocks/MSFT"]);
+}
+
+#[tokio::test]
+async fn a_slow_consumer_is_disconnected_and_others_are_not_delayed() {
+    let node = node_with(100, 4);
+    let slow = node.connect("test");
+    let mut fast = node.connect("test");
+    node.subscribe(slow.session(), &filter("a"), SubscribeOptions::default()).await.expect("subscribe");
+    node.subscribe(fast.session(), &filter("a"), SubscribeOptions::default()).await.expect("subscribe");
+    for v in 1..=10 {
+        node.publish(&ch("a"), n(v), None).await.expect("publish never waits for a full queue");
+        assert_eq!(fast.try_recv().expect("fast subscriber gets it at once").position.offset, v);
+    }
+    assert_eq!(slow.disconnected().await, Disconnect::SLOW_CONSUMER);
+}
+
+#[tokio::test]
+async fn unsubscribe_and_drop_stop_delivery() {
+    let node = node_with(10, 16);
+    let mut rx = node.connect("test");
+    node.subscribe(rx.session(), &filter("a"), SubscribeOptions::default()).await.expect("subscribe");
+    assert!(node.subscribe(rx.session(), &filter("a"), SubscribeOptions::default()).await.is_err());
+    node.unsubscribe(rx.session(), &filter("a")).expect("unsubscribe");
+    assert!(node.unsubscribe(rx.session(), &filter("a")).is_err());
+    node.publish(&ch("a"), n(1), None).await.expect("publish");
+    assert!(rx.try_recv().is_none());
+}
+
+#[tokio::test]
+async fn subscription_limit_is_enforced() {
+    let node = Node::new(NodeConfig { max_subscriptions: 2, ..NodeConfig::default() });
+    let rx = node.connect("test");
+    for c in ["a", "b"] {
+        node.subscribe(rx.session(), &filter(c), SubscribeOptions::default()).await.expect("subscribe");
+    }
+    let err =
+        node.subscribe(rx.session(), &filter("c"), SubscribeOptions::default()).await.expect_err("limit");
+    assert_eq!(err.code(), "too_many_subscriptions");
+}
+
+#[tokio::test]
+async fn clients_cannot_publish_to_system_channels() {
+    let node = node_with(10, 16);
+    let err = node.publish(&ch("$sys/presence"), n(1), None).await.expect_err("read-only");
+    assert_eq!(err.code(), "read_only_channel");
+}
+
+#[tokio::test]
+async fn presence_is_counted_and_published() {
+    let node = node_with(10, 64);
+    let mut watcher = node.connect("websocket");
+    node.subscribe(watcher.session(), &filter(PRESENCE_CHANNEL), SubscribeOptions::default())
+        .await
+        .expect("subscribe");
+    let other = node.connect("sse");
+    node.subscribe(other.session(), &filter("metrics/system"), SubscribeOptions::default())
+        .await
+        .expect("subscribe");
+    let _poll = node.connect_ephemeral("long-polling");
+
+    let presence = node.presence();
+    assert_eq!(presence.connections, 2, "ephemeral requests are not counted");
+    assert_eq!(presence.transports.get("sse"), Some(&1));
+    assert_eq!(presence.channels.get("metrics/system"), Some(&1));
+
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), watcher.recv_many(&mut buf, 10))
+        .await
+        .expect("presence published");
+    let Payload::Json(json) = &buf[0].data else { panic!("presence is JSON") };
+    let value: serde_json::Value = serde_json::from_slice(json).expect("json");
+    assert_eq!(value["connections"], 2);
+
+    drop(other);
+    assert_eq!(node.presence().connections, 1);
+    assert_eq!(node.presence().channels.get("metrics/system"), None);
+}
