@@ -12,6 +12,14 @@ pub enum Error {
     /// Publication data is not valid JSON, or too large.
     #[error("invalid data: {0}")]
     InvalidData(String),
+    /// Publication data is larger than the configured limit.
+    #[error("data of {size} bytes is larger than the limit of {max}")]
+    TooLarge {
+        /// Size of the data.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
     /// A connection asked for more subscriptions than it may hold.
     #[error("too many subscriptions (at most {0} per connection)")]
     TooManySubscriptions(usize),
@@ -33,6 +41,7 @@ impl Error {
             Self::InvalidChannel(_) => "invalid_channel",
             Self::ReadOnlyChannel(_) => "read_only_channel",
             Self::InvalidData(_) => "invalid_data",
+            Self::TooLarge { .. } => "too_large",
             Self::TooManySubscriptions(_) => "too_many_subscriptions",
             Self::AlreadySubscribed(_) => "already_subscribed",
             Self::NotSubscribed(_) => "not_subscribed",

@@ -79,7 +79,7 @@ impl Hub {
 
     /// Registers a new connection. Dropping the receiver removes its subscriptions.
     pub(crate) fn connect(self: &Arc<Self>, transport: &'static str, in_presence: bool) -> SessionReceiver {
-        let receiver = Session::new(transport, self.queue_capacity, in_presence);
+        let receiver = Session::open(transport, self.queue_capacity, in_presence);
         if in_presence {
             *lock(&self.connections).entry(transport).or_default() += 1;
             self.changed.notify_one();

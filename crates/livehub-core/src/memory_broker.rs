@@ -29,10 +29,14 @@ pub const CHANNEL_IDLE_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Keeps every channel's history in this process.
 pub struct MemoryBroker {
-    shards: Box<[Mutex<HashMap<ChannelName, Arc<Mutex<Stream>>>>]>,
+    shards: Box<[Mutex<Shard>]>,
     history: HistoryConfig,
     sink: Arc<dyn PublicationSink>,
 }
+
+/// Part of the channel map; each stream has its own lock so that fan-out on one channel does not
+/// hold up publishers of the others in the same shard.
+type Shard = HashMap<ChannelName, Arc<Mutex<Stream>>>;
 
 /// One channel's stream.
 struct Stream {
@@ -87,7 +91,7 @@ impl MemoryBroker {
         Self { shards, history, sink }
     }
 
-    fn shard(&self, channel: &ChannelName) -> &Mutex<HashMap<ChannelName, Arc<Mutex<Stream>>>> {
+    fn shard(&self, channel: &ChannelName) -> &Mutex<Shard> {
         let mut hasher = DefaultHasher::new();
         channel.hash(&mut hasher);
         &self.shards[hasher.finish() as usize % SHARDS]

@@ -218,7 +218,7 @@ impl Node {
     ) -> Result<Published, Error> {
         let max = self.inner.config.max_data_size;
         if data.len() > max {
-            return Err(Error::InvalidData(format!("{} bytes is more than the limit of {max}", data.len())));
+            return Err(Error::TooLarge { size: data.len(), max });
         }
         self.inner.broker.publish(channel, data, key).await
     }
@@ -247,6 +247,11 @@ impl Node {
     pub fn presence(&self) -> Presence {
         let (filters, transports) = self.inner.hub.counts();
         Presence::from_counts(filters, transports)
+    }
+
+    /// Subscribers on this node that receive `channel` (exact and by matching pattern).
+    pub fn subscribers(&self, channel: &ChannelName) -> usize {
+        self.inner.hub.subscribers(channel)
     }
 
     /// Channels the broker knows, with their subscribers on this node.

@@ -57,7 +57,7 @@ struct SessionInner {
 
 impl Session {
     /// A new session and the receiving half its connection task reads from.
-    pub(crate) fn new(transport: &'static str, queue_capacity: usize, in_presence: bool) -> SessionReceiver {
+    pub(crate) fn open(transport: &'static str, queue_capacity: usize, in_presence: bool) -> SessionReceiver {
         let (tx, rx) = mpsc::channel(queue_capacity);
         let session = Session {
             inner: Arc::new(SessionInner {
@@ -104,6 +104,16 @@ impl Session {
     pub fn disconnect(&self, reason: Disconnect) {
         if self.inner.disconnect.set(reason).is_ok() {
             self.inner.disconnected.notify_one();
+        }
+    }
+
+    /// Resolves when the server asked this connection to disconnect. Cancel-safe.
+    pub async fn disconnected(&self) -> Disconnect {
+        loop {
+            if let Some(reason) = self.inner.disconnect.get() {
+                return reason.clone();
+            }
+            self.inner.disconnected.notified().await;
         }
     }
 
@@ -161,16 +171,6 @@ impl SessionReceiver {
     pub fn try_recv(&mut self) -> Option<Arc<Publication>> {
         self.rx.try_recv().ok()
     }
-
-    /// Resolves when the server asked this connection to disconnect. Cancel-safe.
-    pub async fn disconnected(&self) -> Disconnect {
-        loop {
-            if let Some(reason) = self.session.inner.disconnect.get() {
-                return reason.clone();
-            }
-            self.session.inner.disconnected.notified().await;
-        }
-    }
 }
 
 /// Remembers the last offset delivered per channel so that a publication reaching a connection
@@ -200,14 +200,20 @@ impl DeliveryTracker {
         true
     }
 
-    /// Records a position the connection has already caught up to (from a `subscribed` reply).
+    /// Records that the connection is caught up to `offset` (from a `subscribed` reply), so live
+    /// publications at or before it are not sent again. Never moves backwards within an epoch.
     pub fn mark(&mut self, channel: &ChannelName, offset: u64, epoch: &Epoch) {
-        self.last.insert(channel.clone(), (offset, epoch.clone()));
+        match self.last.get_mut(channel) {
+            Some((last, e)) if e == epoch => *last = (*last).max(offset),
+            _ => {
+                self.last.insert(channel.clone(), (offset, epoch.clone()));
+            }
+        }
     }
 
-    /// Forgets `channel` (after an unsubscribe).
-    pub fn forget(&mut self, channel: &ChannelName) {
-        self.last.remove(channel);
+    /// Last delivered offset and epoch of `channel`.
+    pub fn last(&self, channel: &ChannelName) -> Option<(u64, &Epoch)> {
+        self.last.get(channel).map(|(o, e)| (*o, e))
     }
 
     /// Last delivered position per channel.
@@ -244,11 +250,11 @@ mod tests {
 
     #[tokio::test]
     async fn full_queue_disconnects_as_slow_consumer() {
-        let rx = Session::new("test", 2, true);
+        let rx = Session::open("test", 2, true);
         let e = Epoch::random();
         for n in 1..=3 {
             rx.session().offer(&Arc::new(publication("a", n, &e)));
         }
-        assert_eq!(rx.disconnected().await, Disconnect::SLOW_CONSUMER);
+        assert_eq!(rx.session().disconnected().await, Disconnect::SLOW_CONSUMER);
     }
 }

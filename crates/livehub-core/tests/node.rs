@@ -125,7 +125,7 @@ async fn a_slow_consumer_is_disconnected_and_others_are_not_delayed() {
         node.publish(&ch("a"), n(v), None).await.expect("publish never waits for a full queue");
         assert_eq!(fast.try_recv().expect("fast subscriber gets it at once").position.offset, v);
     }
-    assert_eq!(slow.disconnected().await, Disconnect::SLOW_CONSUMER);
+    assert_eq!(slow.session().disconnected().await, Disconnect::SLOW_CONSUMER);
 }
 
 #[tokio::test]

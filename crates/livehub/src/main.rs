@@ -1,1 +1,163 @@
-fn main() {}
+//! The `livehub` command: `serve`, and `publish` / `subscribe` clients for the shell.
+
+mod client;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use livehub_server::Config;
+use tokio_util::sync::CancellationToken;
+
+/// One server that pushes live data to dashboards and devices over WebSocket, SSE, long polling
+/// and a REST API, with history and recovery.
+#[derive(Parser)]
+#[command(name = "livehub", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (defaults: 127.0.0.1:8080, in-memory history, every transport on).
+    Serve(ServeArgs),
+    /// Publish one message: `livehub publish demo/ticks '{"v":2}'`.
+    Publish(client::PublishArgs),
+    /// Print each message of one or more channels as a JSON line, reconnecting without loss.
+    Subscribe(client::SubscribeArgs),
+}
+
+/// Settings for `serve`. Precedence: flags, then `LIVEHUB_*` environment variables, then the
+/// TOML file, then built-in defaults.
+#[derive(Args)]
+struct ServeArgs {
+    /// TOML configuration file (see livehub.example.toml).
+    #[arg(long, env = "LIVEHUB_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on, such as 127.0.0.1:8080 or 0.0.0.0:80.
+    #[arg(long, env = "LIVEHUB_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+    /// Publications kept per channel by default.
+    #[arg(long, env = "LIVEHUB_HISTORY_SIZE")]
+    history_size: Option<usize>,
+    /// Age limit of history by default, in seconds.
+    #[arg(long, env = "LIVEHUB_HISTORY_MAX_AGE_SECS")]
+    history_max_age_secs: Option<u64>,
+    /// Transports to switch off, comma-separated: websocket, sse, long-polling, polling.
+    #[arg(long, env = "LIVEHUB_DISABLE", value_delimiter = ',')]
+    disable: Vec<Transport>,
+    /// Largest WebSocket message a client may send, in bytes.
+    #[arg(long, env = "LIVEHUB_MAX_MESSAGE_SIZE")]
+    max_message_size: Option<usize>,
+    /// Serve the test-only WebSocket echo endpoint /_test/echo (for the Autobahn suite).
+    #[arg(long, hide = true, env = "LIVEHUB_TEST_ENDPOINTS")]
+    test_endpoints: bool,
+    /// Log filter, such as `info` or `livehub=debug` (RUST_LOG syntax).
+    #[arg(long, env = "LIVEHUB_LOG", default_value = "info")]
+    log: String,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Transport {
+    Websocket,
+    Sse,
+    LongPolling,
+    Polling,
+}
+
+impl ServeArgs {
+    fn config(&self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        if let Some(size) = self.history_size {
+            config.history.size = size;
+        }
+        if let Some(secs) = self.history_max_age_secs {
+            config.history.max_age_secs = secs;
+        }
+        if let Some(max) = self.max_message_size {
+            config.limits.max_message_size = max;
+        }
+        for transport in &self.disable {
+            match transport {
+                Transport::Websocket => config.websocket.enabled = false,
+                Transport::Sse => config.sse.enabled = false,
+                Transport::LongPolling => config.long_polling.enabled = false,
+                Transport::Polling => config.api.polling_enabled = false,
+            }
+        }
+        config.test_endpoints |= self.test_endpoints;
+        Ok(config)
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Publish(args) => {
+            init_logging("warn");
+            runtime.block_on(client::publish(args))
+        }
+        Command::Subscribe(args) => {
+            init_logging("warn");
+            runtime.block_on(client::subscribe(args))
+        }
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging(&args.log);
+    let config = args.config()?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "livehub listening: dashboard and API at http://{addr}/");
+    if config.test_endpoints {
+        tracing::warn!("test endpoints are enabled (/_test/echo); never do this in production");
+    }
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal(shutdown.clone()));
+    livehub_server::serve(config, listener, shutdown).await?;
+    tracing::info!("livehub stopped");
+    Ok(())
+}
+
+/// Cancels `shutdown` on SIGINT or SIGTERM.
+async fn signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down: closing connections");
+    shutdown.cancel();
+}

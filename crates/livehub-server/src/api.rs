@@ -1,0 +1,198 @@
+//! The REST API: publishing over HTTP and reading channels (short polling).
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use livehub_core::{ChannelName, HistoryQuery, Payload};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::protocol::{message_value, position_value};
+use crate::App;
+
+/// Most publications one history request returns.
+const MAX_HISTORY_LIMIT: usize = 1000;
+
+/// Publications one `POST /api/publish` may carry.
+const MAX_BATCH: usize = 1000;
+
+/// One publication in a publish request.
+#[derive(Deserialize)]
+struct PublishItem {
+    channel: String,
+    data: Box<serde_json::value::RawValue>,
+    #[serde(default)]
+    key: Option<String>,
+}
+
+/// `POST /api/publish`: one publication `{"channel", "data", "key"?}` or an array of them;
+/// with `Content-Type: application/octet-stream`, the body is binary data for `?channel=`.
+pub(crate) async fn publish(
+    State(app): State<App>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let binary =
+        headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes() == b"application/octet-stream");
+    let (items, batch) = if binary {
+        let channel = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .find(|(k, _)| k == "channel")
+            .map(|(_, v)| v.into_owned())
+            .ok_or_else(|| ApiError::bad_request("binary publish needs ?channel="))?;
+        let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        (vec![(ChannelName::new(&channel)?, Payload::Binary(body), key)], false)
+    } else {
+        parse_json_items(&body)?
+    };
+    let mut results = Vec::with_capacity(items.len());
+    for (channel, payload, key) in items {
+        let published = app.node().publish(&channel, payload, key.as_deref()).await?;
+        results.push(json!({
+            "channel": channel,
+            "offset": published.position.offset,
+            "epoch": published.position.epoch,
+            "duplicate": published.duplicate,
+        }));
+    }
+    let body = if batch { json!({ "results": results }) } else { results.pop().unwrap_or(Value::Null) };
+    Ok(Json(body).into_response())
+}
+
+type Item = (ChannelName, Payload, Option<String>);
+
+/// Validates every item before anything is published, so a bad batch publishes nothing.
+fn parse_json_items(body: &[u8]) -> Result<(Vec<Item>, bool), ApiError> {
+    let invalid = |e: serde_json::Error| {
+        let code = if e.is_data() { "bad_request" } else { "invalid_json" };
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            code,
+            format!("expected {{\"channel\": …, \"data\": …}} or an array of them: {e}"),
+        )
+    };
+    let batch = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    let raw: Vec<PublishItem> = if batch {
+        serde_json::from_slice(body).map_err(invalid)?
+    } else {
+        vec![serde_json::from_slice(body).map_err(invalid)?]
+    };
+    if raw.len() > MAX_BATCH {
+        return Err(ApiError::bad_request(format!("at most {MAX_BATCH} publications per request")));
+    }
+    let items = raw
+        .into_iter()
+        .map(|item| {
+            let channel = ChannelName::new(&item.channel)?;
+            let payload = Payload::json(Bytes::from(item.data.get().to_owned()))?;
+            Ok((channel, payload, item.key))
+        })
+        .collect::<Result<Vec<_>, livehub_core::Error>>()?;
+    Ok((items, batch))
+}
+
+/// `GET /api/channels`: channels with their positions and subscriber counts.
+pub(crate) async fn channels(State(app): State<App>) -> Result<Json<Value>, ApiError> {
+    polling_enabled(&app)?;
+    let channels: Vec<Value> = app
+        .node()
+        .channels()
+        .await?
+        .into_iter()
+        .map(|c| {
+            json!({
+                "channel": c.summary.channel,
+                "position": position_value(&c.summary.position),
+                "subscribers": c.subscribers,
+                "last_ts": c.summary.last_ts,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "channels": channels })))
+}
+
+/// `GET /api/presence`.
+pub(crate) async fn presence(State(app): State<App>) -> Json<Value> {
+    Json(serde_json::to_value(app.node().presence()).unwrap_or(Value::Null))
+}
+
+#[derive(Deserialize)]
+struct HistoryParams {
+    since: Option<u64>,
+    epoch: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/channels/{channel}` (latest value and position) and
+/// `GET /api/channels/{channel}/history?since=&epoch=&limit=`. A trailing `/history` level always
+/// selects the history endpoint.
+pub(crate) async fn channel(
+    State(app): State<App>,
+    Path(path): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    polling_enabled(&app)?;
+    let node = app.node();
+    if let Some(name) = path.strip_suffix("/history") {
+        let channel = ChannelName::new(name)?;
+        let params: HistoryParams = history_params(query.as_deref())?;
+        let limit = params.limit.unwrap_or(100).min(MAX_HISTORY_LIMIT);
+        let history = node.history(&channel, HistoryQuery { after: params.since, limit }).await?;
+        if params.epoch.as_deref().is_some_and(|e| e != history.position.epoch.as_str()) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "epoch_mismatch",
+                format!("the channel's history is now in epoch {}", history.position.epoch),
+            ));
+        }
+        let publications: Vec<Value> = history.publications.iter().map(|p| message_value(p)).collect();
+        return Ok(Json(json!({
+            "channel": channel,
+            "position": position_value(&history.position),
+            "oldest": history.oldest,
+            "publications": publications,
+        })));
+    }
+    let channel = ChannelName::new(&path)?;
+    let history = node.history(&channel, HistoryQuery { after: None, limit: 0 }).await?;
+    Ok(Json(json!({
+        "channel": channel,
+        "position": position_value(&history.position),
+        "latest": history.latest.as_deref().map(message_value),
+        "subscribers": node.subscribers(&channel),
+    })))
+}
+
+fn history_params(query: Option<&str>) -> Result<HistoryParams, ApiError> {
+    let mut params = HistoryParams { since: None, epoch: None, limit: None };
+    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        let number =
+            |v: &str| v.parse().map_err(|_| ApiError::bad_request(format!("{key} must be a whole number")));
+        match key.as_ref() {
+            "since" => params.since = Some(number(&value)?),
+            "limit" => params.limit = Some(number(&value)? as usize),
+            "epoch" => params.epoch = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    Ok(params)
+}
+
+fn polling_enabled(app: &App) -> Result<(), ApiError> {
+    if app.config().api.polling_enabled {
+        Ok(())
+    } else {
+        Err(ApiError::disabled("polling"))
+    }
+}
+
+/// `GET /health`: 200 while the server serves, 503 once it is shutting down.
+pub(crate) async fn health(State(app): State<App>) -> Response {
+    if app.shutting_down() {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "shutting_down" }))).into_response();
+    }
+    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") })).into_response()
+}

@@ -1,0 +1,257 @@
+//! Server settings, as read from the TOML file; every field has a default, so an empty file (or
+//! none) is a working configuration. `livehub.example.toml` documents each one.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use livehub_core::{HistoryConfig, HistoryPolicy, NodeConfig};
+use serde::Deserialize;
+
+/// Everything the server can be told.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Seconds to let connections close after SIGINT/SIGTERM before exiting anyway.
+    pub shutdown_grace_secs: u64,
+    /// Size and rate limits.
+    pub limits: Limits,
+    /// History kept per channel.
+    pub history: HistorySettings,
+    /// WebSocket transport.
+    pub websocket: WebSocketSettings,
+    /// Server-Sent Events transport.
+    pub sse: SseSettings,
+    /// Long-polling transport.
+    pub long_polling: LongPollSettings,
+    /// The REST read endpoints (short polling) and the publish API.
+    pub api: ApiSettings,
+    /// Endpoints used only by the conformance tests (a WebSocket echo); never enable in production.
+    pub test_endpoints: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            shutdown_grace_secs: 10,
+            limits: Limits::default(),
+            history: HistorySettings::default(),
+            websocket: WebSocketSettings::default(),
+            sse: SseSettings::default(),
+            long_polling: LongPollSettings::default(),
+            api: ApiSettings::default(),
+            test_endpoints: false,
+        }
+    }
+}
+
+/// Size limits.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest WebSocket message a client may send, in bytes (fragments included).
+    pub max_message_size: usize,
+    /// Largest HTTP request body, in bytes.
+    pub max_body_size: usize,
+    /// Largest publication data, in bytes.
+    pub max_data_size: usize,
+    /// Subscriptions one connection may hold.
+    pub max_subscriptions: usize,
+    /// Channels one SSE stream or long poll may name.
+    pub max_stream_channels: usize,
+    /// Publications queued for one connection before it is disconnected as a slow consumer.
+    pub queue_capacity: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let node = NodeConfig::default();
+        Self {
+            max_message_size: 128 * 1024,
+            max_body_size: 1024 * 1024,
+            max_data_size: node.max_data_size,
+            max_subscriptions: node.max_subscriptions,
+            max_stream_channels: 64,
+            queue_capacity: node.queue_capacity,
+        }
+    }
+}
+
+/// History defaults and per-prefix rules.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HistorySettings {
+    /// Publications kept per channel.
+    pub size: usize,
+    /// Age limit in seconds.
+    pub max_age_secs: u64,
+    /// Overrides for channels starting with a prefix; the longest prefix wins.
+    pub rules: Vec<HistoryRule>,
+}
+
+impl Default for HistorySettings {
+    fn default() -> Self {
+        let d = HistoryPolicy::default();
+        Self { size: d.size, max_age_secs: d.max_age.as_secs(), rules: Vec::new() }
+    }
+}
+
+/// History for channels whose name starts with `prefix`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryRule {
+    /// Channel-name prefix, such as `metrics/`.
+    pub prefix: String,
+    /// Publications kept.
+    pub size: usize,
+    /// Age limit in seconds.
+    pub max_age_secs: u64,
+}
+
+/// WebSocket settings.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSocketSettings {
+    /// Serve `/ws`.
+    pub enabled: bool,
+    /// Seconds between server pings; a client that has sent nothing (not even a pong) for a whole
+    /// interval after a ping is disconnected.
+    pub ping_interval_secs: u64,
+}
+
+impl Default for WebSocketSettings {
+    fn default() -> Self {
+        // 25 s stays under the 30–60 s idle timeouts of common proxies and load balancers.
+        Self { enabled: true, ping_interval_secs: 25 }
+    }
+}
+
+/// SSE settings.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SseSettings {
+    /// Serve `/sse`.
+    pub enabled: bool,
+    /// Seconds between heartbeat comments on an idle stream.
+    pub heartbeat_secs: u64,
+    /// Reconnection delay suggested to `EventSource` (`retry:`), in milliseconds.
+    pub retry_ms: u64,
+}
+
+impl Default for SseSettings {
+    fn default() -> Self {
+        Self { enabled: true, heartbeat_secs: 15, retry_ms: 2000 }
+    }
+}
+
+/// Long-polling settings.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LongPollSettings {
+    /// Serve `/poll`.
+    pub enabled: bool,
+    /// Seconds a poll is held when the request names no `timeout`.
+    pub default_timeout_secs: u64,
+    /// Longest hold a request may ask for, in seconds.
+    pub max_timeout_secs: u64,
+}
+
+impl Default for LongPollSettings {
+    fn default() -> Self {
+        Self { enabled: true, default_timeout_secs: 30, max_timeout_secs: 60 }
+    }
+}
+
+/// REST settings.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSettings {
+    /// Serve the read endpoints under `/api/channels` (short polling).
+    pub polling_enabled: bool,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self { polling_enabled: true }
+    }
+}
+
+/// A configuration file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The path.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid configuration in {path}: {source}")]
+    Parse {
+        /// The path.
+        path: String,
+        /// Why.
+        source: Box<toml::de::Error>,
+    },
+}
+
+impl Config {
+    /// Reads a TOML file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let display = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: display.clone(), source })?;
+        Self::from_toml(&text)
+            .map_err(|source| ConfigError::Parse { path: display, source: Box::new(source) })
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// The channel-model settings this configuration implies.
+    pub fn node_config(&self) -> NodeConfig {
+        let policy = |size, secs| HistoryPolicy { size, max_age: Duration::from_secs(secs) };
+        NodeConfig {
+            history: HistoryConfig {
+                default: policy(self.history.size, self.history.max_age_secs),
+                rules: self
+                    .history
+                    .rules
+                    .iter()
+                    .map(|r| (r.prefix.clone(), policy(r.size, r.max_age_secs)))
+                    .collect(),
+            },
+            queue_capacity: self.limits.queue_capacity.max(1),
+            max_subscriptions: self.limits.max_subscriptions,
+            max_data_size: self.limits.max_data_size,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses_and_matches_the_defaults() {
+        let example = include_str!("../../../livehub.example.toml");
+        let parsed = Config::from_toml(example).expect("example parses");
+        let mut expected = Config::default();
+        expected.history.rules = parsed.history.rules.clone();
+        assert_eq!(parsed, expected, "the example documents the defaults");
+        assert!(!parsed.history.rules.is_empty(), "the example shows a rule");
+    }
+
+    #[test]
+    fn empty_is_default_and_typos_are_errors() {
+        assert_eq!(Config::from_toml("").expect("empty"), Config::default());
+        assert!(Config::from_toml("listen = \"127.0.0.1:1\"\nmax_mesage_size = 3").is_err());
+    }
+}

@@ -1,0 +1,246 @@
+//! The native protocol's messages: client commands in, server messages out, as JSON text or
+//! MessagePack. `docs/protocol.md` is the reference; keep the two in step.
+
+use std::collections::HashMap;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use bytes::{BufMut, Bytes, BytesMut};
+use livehub_core::{Payload, Publication, StreamPosition, WireFormat};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// The WebSocket subprotocol that selects MessagePack binary frames.
+pub const MSGPACK_PROTOCOL: &str = "livehub.msgpack";
+
+/// The WebSocket subprotocol that selects JSON text frames (also the default without one).
+pub const JSON_PROTOCOL: &str = "livehub.json";
+
+/// The encoding of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// JSON text frames.
+    Json,
+    /// MessagePack binary frames.
+    MessagePack,
+}
+
+/// A client command as it arrives; which fields matter depends on `action`. Unknown fields are
+/// ignored so that newer clients can talk to older servers.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Command<D> {
+    /// Correlates the reply; commands without one get no `ack`.
+    #[serde(default)]
+    pub id: Option<u64>,
+    /// `subscribe`, `unsubscribe`, `publish`, `history` or `ping`.
+    pub action: String,
+    /// Channels or patterns to (un)subscribe.
+    #[serde(default)]
+    pub channels: Vec<String>,
+    /// The channel to publish to or read history of.
+    #[serde(default)]
+    pub channel: Option<String>,
+    /// Positions to recover from, per channel.
+    #[serde(default)]
+    pub recover: HashMap<String, StreamPosition>,
+    /// Send each channel's latest publication on subscribe.
+    #[serde(default)]
+    pub latest: bool,
+    /// What to publish (JSON `null` counts as missing).
+    pub data: Option<D>,
+    /// Idempotency key of a publish: a retry with the same key is stored once.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// History: publications after this position.
+    #[serde(default)]
+    pub since: Option<StreamPosition>,
+    /// History: most publications returned.
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// Data carried in a command, in either encoding.
+pub(crate) trait CommandData {
+    /// Converts to a publication payload.
+    fn into_payload(self) -> Result<Payload, livehub_core::Error>;
+}
+
+impl CommandData for Box<serde_json::value::RawValue> {
+    fn into_payload(self) -> Result<Payload, livehub_core::Error> {
+        Payload::json(Bytes::from(self.get().to_owned()))
+    }
+}
+
+impl CommandData for rmpv::Value {
+    fn into_payload(self) -> Result<Payload, livehub_core::Error> {
+        match self {
+            rmpv::Value::Binary(bytes) => Ok(Payload::Binary(Bytes::from(bytes))),
+            other => serde_json::to_vec(&other)
+                .map(|v| Payload::Json(Bytes::from(v)))
+                .map_err(|e| livehub_core::Error::InvalidData(format!("not representable as JSON: {e}"))),
+        }
+    }
+}
+
+/// Encodes a control message (a JSON object with a `type`) in `format`.
+pub(crate) fn encode(format: Format, message: &Value) -> Bytes {
+    match format {
+        Format::Json => Bytes::from(message.to_string()),
+        // Serializing a `serde_json::Value` into a Vec cannot fail: every key is a string.
+        Format::MessagePack => Bytes::from(rmp_serde::to_vec_named(message).unwrap_or_default()),
+    }
+}
+
+/// A publication as a `message` in `format`, encoded once and shared by every subscriber.
+pub(crate) fn message_frame(format: Format, publication: &Publication) -> Bytes {
+    match format {
+        Format::Json => publication.frame(WireFormat::Json, json_message),
+        Format::MessagePack => publication.frame(WireFormat::MessagePack, msgpack_message),
+    }
+}
+
+/// A publication as an SSE event without its `id:` line (which is per stream): `event:` is the
+/// channel, `data:` the JSON `message`.
+pub(crate) fn sse_event(publication: &Publication) -> Bytes {
+    publication.frame(WireFormat::EventStream, |p| {
+        let json = message_frame(Format::Json, p);
+        let mut out = BytesMut::with_capacity(json.len() + p.channel.as_str().len() + 16);
+        out.put_slice(b"event: ");
+        out.put_slice(p.channel.as_str().as_bytes());
+        out.put_slice(b"\ndata: ");
+        out.put_slice(&json);
+        out.put_u8(b'\n');
+        out.freeze()
+    })
+}
+
+/// The JSON form of a `message`, built by hand: channel names and epochs need no escaping
+/// (validated characters, server-made), and JSON data is already compact JSON text.
+fn json_message(p: &Publication) -> Bytes {
+    let data_len = p.data.len();
+    let mut out = BytesMut::with_capacity(data_len + p.channel.as_str().len() + 96);
+    out.put_slice(b"{\"type\":\"message\",\"channel\":\"");
+    out.put_slice(p.channel.as_str().as_bytes());
+    out.put_slice(b"\",\"data\":");
+    match &p.data {
+        Payload::Json(json) => out.put_slice(json),
+        Payload::Binary(bin) => {
+            out.put_u8(b'"');
+            out.put_slice(STANDARD.encode(bin).as_bytes());
+            out.put_slice(b"\",\"encoding\":\"base64\"");
+        }
+    }
+    out.put_slice(
+        format!(",\"offset\":{},\"epoch\":\"{}\",\"ts\":{}}}", p.position.offset, p.position.epoch, p.ts)
+            .as_bytes(),
+    );
+    out.freeze()
+}
+
+fn msgpack_message(p: &Publication) -> Bytes {
+    let data = match &p.data {
+        Payload::Binary(bin) => rmpv::Value::Binary(bin.to_vec()),
+        Payload::Json(json) => serde_json::from_slice::<Value>(json)
+            .ok()
+            .and_then(|v| rmpv::ext::to_value(v).ok())
+            .unwrap_or(rmpv::Value::Nil),
+    };
+    let map = rmpv::Value::Map(vec![
+        ("type".into(), "message".into()),
+        ("channel".into(), p.channel.as_str().into()),
+        ("data".into(), data),
+        ("offset".into(), p.position.offset.into()),
+        ("epoch".into(), p.position.epoch.as_str().into()),
+        ("ts".into(), p.ts.into()),
+    ]);
+    let mut out = Vec::with_capacity(p.data.len() + 64);
+    // Writing into a Vec cannot fail.
+    let _ = rmpv::encode::write_value(&mut out, &map);
+    Bytes::from(out)
+}
+
+/// A publication as a JSON value (inside `history` replies and long-poll bodies).
+pub(crate) fn message_value(p: &Publication) -> Value {
+    serde_json::from_slice(&message_frame(Format::Json, p)).unwrap_or(Value::Null)
+}
+
+/// `{"offset": …, "epoch": …}`.
+pub(crate) fn position_value(position: &StreamPosition) -> Value {
+    json!({ "offset": position.offset, "epoch": position.epoch })
+}
+
+/// An `error` message.
+pub(crate) fn error_message(id: Option<u64>, channel: Option<&str>, code: &str, message: &str) -> Value {
+    let mut m = json!({ "type": "error", "code": code, "message": message });
+    if let Some(id) = id {
+        m["id"] = id.into();
+    }
+    if let Some(channel) = channel {
+        m["channel"] = channel.into();
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use livehub_core::{ChannelName, Epoch};
+
+    fn publication(data: Payload) -> Publication {
+        Publication::with_ts(
+            ChannelName::new("stocks/AAPL").expect("valid"),
+            data,
+            StreamPosition { offset: 7, epoch: Epoch::from_client("e1") },
+            1234,
+        )
+    }
+
+    #[test]
+    fn json_message_is_valid_json_with_every_field() {
+        let p = publication(Payload::json(r#"{"price":1.5}"#).expect("valid"));
+        let v: Value = serde_json::from_slice(&message_frame(Format::Json, &p)).expect("json");
+        assert_eq!(
+            v,
+            json!({"type":"message","channel":"stocks/AAPL","data":{"price":1.5},"offset":7,"epoch":"e1","ts":1234})
+        );
+    }
+
+    #[test]
+    fn binary_data_is_base64_in_json_and_bin_in_msgpack() {
+        let p = publication(Payload::Binary(Bytes::from_static(&[0, 255])));
+        let v: Value = serde_json::from_slice(&message_frame(Format::Json, &p)).expect("json");
+        assert_eq!(v["data"], "AP8=");
+        assert_eq!(v["encoding"], "base64");
+        let m: rmpv::Value =
+            rmpv::decode::read_value(&mut &message_frame(Format::MessagePack, &p)[..]).expect("msgpack");
+        let data = m.as_map().expect("map").iter().find(|(k, _)| k.as_str() == Some("data")).expect("data");
+        assert_eq!(data.1, rmpv::Value::Binary(vec![0, 255]));
+    }
+
+    #[test]
+    fn sse_event_names_the_channel() {
+        let p = publication(Payload::json("1").expect("valid"));
+        let event = sse_event(&p);
+        let text = std::str::from_utf8(&event).expect("utf8");
+        assert!(text.starts_with("event: stocks/AAPL\ndata: {\"type\":\"message\""), "{text}");
+        assert!(text.ends_with("}\n"));
+    }
+
+    #[test]
+    fn msgpack_commands_carry_binary_data() {
+        let cmd = rmpv::Value::Map(vec![
+            ("id".into(), 3.into()),
+            ("action".into(), "publish".into()),
+            ("channel".into(), "a".into()),
+            ("data".into(), rmpv::Value::Binary(vec![1, 2])),
+        ]);
+        let mut buf = Vec::new();
+        rmpv::encode::write_value(&mut buf, &cmd).expect("encode");
+        let parsed: Command<rmpv::Value> = rmp_serde::from_slice(&buf).expect("decode");
+        assert_eq!(parsed.id, Some(3));
+        assert_eq!(
+            parsed.data.expect("data").into_payload().expect("payload"),
+            Payload::Binary(Bytes::from_static(&[1, 2]))
+        );
+    }
+}

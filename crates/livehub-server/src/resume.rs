@@ -1,0 +1,142 @@
+//! Opening a stream of several channels from a cursor: shared by SSE and long polling, which
+//! both name their channels in the URL and resume from a self-contained token.
+
+use std::sync::Arc;
+
+use livehub_core::{
+    ChannelFilter, ChannelName, DeliveryTracker, Node, Publication, Session, StreamPosition, SubscribeOptions,
+};
+use serde_json::{json, Map, Value};
+
+use crate::cursor::Cursor;
+use crate::error::ApiError;
+use crate::protocol::position_value;
+
+/// What an SSE or long-poll request asks for.
+#[derive(Debug, Default)]
+pub(crate) struct StreamRequest {
+    /// Channels and patterns, in request order, without duplicates.
+    pub(crate) filters: Vec<ChannelFilter>,
+    /// Where the client left off.
+    pub(crate) cursor: Cursor,
+    /// Whether the cursor came from the client (rather than being empty).
+    pub(crate) resuming: bool,
+    /// Send each channel's latest publication when not resuming it.
+    pub(crate) latest: bool,
+    /// Other query parameters, for the transport to read.
+    pub(crate) params: Vec<(String, String)>,
+}
+
+impl StreamRequest {
+    /// Parses `channel=…` (repeatable), `latest=true` and the cursor parameter `cursor_param`
+    /// from a query string; `extra` adds a channel taken from the path.
+    pub(crate) fn parse(
+        query: Option<&str>,
+        extra: Option<&str>,
+        cursor_param: &[&str],
+        max_channels: usize,
+    ) -> Result<Self, ApiError> {
+        let mut request = Self::default();
+        let mut names: Vec<String> = extra.map(str::to_owned).into_iter().collect();
+        let mut token = None;
+        for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            match key.as_ref() {
+                "channel" => names.extend(value.split(',').filter(|s| !s.is_empty()).map(str::to_owned)),
+                "latest" => request.latest = matches!(value.as_ref(), "true" | "1" | ""),
+                k if cursor_param.contains(&k) => token = Some(value.into_owned()),
+                _ => request.params.push((key.into_owned(), value.into_owned())),
+            }
+        }
+        if names.is_empty() {
+            return Err(ApiError::bad_request("name at least one channel: ?channel=a&channel=b"));
+        }
+        if names.len() > max_channels {
+            return Err(ApiError::bad_request(format!("at most {max_channels} channels per request")));
+        }
+        for name in names {
+            let filter = ChannelFilter::new(&name)?;
+            if !request.filters.contains(&filter) {
+                request.filters.push(filter);
+            }
+        }
+        if let Some(token) = token.filter(|t| !t.is_empty()) {
+            request.cursor = Cursor::decode(&token)?;
+            request.resuming = true;
+        }
+        Ok(request)
+    }
+
+    /// The value of another query parameter.
+    pub(crate) fn param(&self, key: &str) -> Option<&str> {
+        self.params.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A stream's start: what to send before live publications, and each channel's state.
+pub(crate) struct Opened {
+    /// Publications to send first, in order; already admitted to the tracker.
+    pub(crate) replay: Vec<Arc<Publication>>,
+    /// Per channel (or pattern): `position` and `recovered`, for the client.
+    pub(crate) channels: Map<String, Value>,
+}
+
+/// Subscribes `session` to every filter of `request`, recovering from its cursor, and prepares
+/// `tracker` so that the live queue continues exactly where the replay ends.
+pub(crate) async fn open(
+    node: &Node,
+    session: &Session,
+    request: &StreamRequest,
+    tracker: &mut DeliveryTracker,
+) -> Result<Opened, ApiError> {
+    let mut replay = Vec::new();
+    let mut channels = Map::new();
+    for filter in &request.filters {
+        let since = match filter {
+            ChannelFilter::Exact(channel) => request.cursor.positions.get(channel).cloned(),
+            ChannelFilter::Wildcard(_) => None,
+        };
+        let options = SubscribeOptions { recover: since.clone(), latest: request.latest };
+        let subscribed = node.subscribe(session, filter, options).await?;
+        if let (ChannelFilter::Exact(channel), Some(position)) = (filter, &subscribed.position) {
+            start(tracker, channel, since.as_ref(), position, subscribed.recovered);
+            let mut entry = json!({ "position": position_value(position) });
+            if since.is_some() {
+                entry["recovered"] = subscribed.recovered.into();
+            }
+            channels.insert(channel.to_string(), entry);
+            replay.extend(subscribed.publications);
+        } else {
+            // A pattern resumes the concrete channels the cursor holds that it matches.
+            for (channel, since) in request.cursor.positions.iter().filter(|(c, _)| filter.matches(c)) {
+                let recovery = node.recover(channel, since).await?;
+                start(tracker, channel, Some(since), &recovery.position, recovery.recovered);
+                let entry = json!({ "position": position_value(&recovery.position), "recovered": recovery.recovered });
+                channels.insert(channel.to_string(), entry);
+                replay.extend(recovery.publications);
+            }
+        }
+    }
+    // Recovered publications advance the tracker one by one; a latest value sent instead of a
+    // recovery is already at the tracker's position and goes out regardless.
+    let replay = replay
+        .into_iter()
+        .filter(|p| {
+            tracker.admit(p) || tracker.last(&p.channel) == Some((p.position.offset, &p.position.epoch))
+        })
+        .collect();
+    Ok(Opened { replay, channels })
+}
+
+/// Sets where a channel's stream starts: just after `since` when recovering, else at `position`.
+fn start(
+    tracker: &mut DeliveryTracker,
+    channel: &ChannelName,
+    since: Option<&StreamPosition>,
+    position: &StreamPosition,
+    recovered: bool,
+) {
+    match since {
+        Some(since) if recovered => tracker.mark(channel, since.offset, &since.epoch),
+        _ => tracker.mark(channel, position.offset, &position.epoch),
+    }
+}

@@ -1,0 +1,173 @@
+//! Server-Sent Events: `GET /sse?channel=a&channel=b` and `GET /sse/{channel}`.
+//!
+//! The event name is the channel, `data:` is the same JSON `message` WebSocket clients get, and
+//! `id:` is a cursor over every channel of the stream, so `Last-Event-ID` resumes all of them.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use bytes::{BufMut, Bytes, BytesMut};
+use livehub_core::{DeliveryTracker, Disconnect, Publication, SessionReceiver};
+use serde_json::{json, Value};
+use tokio::time::Interval;
+use tokio_util::sync::CancellationToken;
+
+use crate::cursor::Cursor;
+use crate::error::ApiError;
+use crate::protocol::sse_event;
+use crate::resume::{self, StreamRequest};
+use crate::App;
+
+/// Publications written per chunk when a backlog exists.
+const WRITE_BATCH: usize = 64;
+
+/// `GET /sse?channel=…`.
+pub(crate) async fn stream(
+    State(app): State<App>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    open(app, query, None, &headers).await
+}
+
+/// `GET /sse/{channel}`.
+pub(crate) async fn stream_path(
+    State(app): State<App>,
+    Path(channel): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    open(app, query, Some(channel), &headers).await
+}
+
+async fn open(
+    app: App,
+    query: Option<String>,
+    path: Option<String>,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let config = app.config();
+    if !config.sse.enabled {
+        return Err(ApiError::disabled("sse"));
+    }
+    if app.shutting_down() {
+        return Err(ApiError::shutting_down());
+    }
+    let max = config.limits.max_stream_channels;
+    let mut request =
+        StreamRequest::parse(query.as_deref(), path.as_deref(), &["last_event_id", "lastEventId"], max)?;
+    // The header wins over the query parameter: it is what EventSource sends when it reconnects.
+    if let Some(id) = headers.get("last-event-id").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()) {
+        request.cursor = Cursor::decode(id)?;
+        request.resuming = true;
+    }
+    let receiver = app.node().connect("sse");
+    let mut tracker = DeliveryTracker::default();
+    let opened = resume::open(app.node(), receiver.session(), &request, &mut tracker).await?;
+
+    let mut first = BytesMut::new();
+    first.put_slice(format!("retry: {}\n\n", config.sse.retry_ms).as_bytes());
+    let connected = json!({
+        "type": "connected",
+        "client": receiver.session().id().to_string(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "channels": opened.channels,
+    });
+    put_event(&mut first, "connected", &connected);
+    let stream = SseStream {
+        receiver,
+        tracker,
+        batch: Vec::new(),
+        heartbeat: tokio::time::interval_at(
+            tokio::time::Instant::now() + Duration::from_secs(config.sse.heartbeat_secs.max(1)),
+            Duration::from_secs(config.sse.heartbeat_secs.max(1)),
+        ),
+        shutdown: app.shutdown_token(),
+        done: false,
+    };
+    for publication in &opened.replay {
+        stream.put_publication(&mut first, publication);
+    }
+    let first = first.freeze();
+    let body = futures_util::stream::unfold((Some(first), stream), |(first, mut stream)| async move {
+        if let Some(first) = first {
+            return Some((Ok::<_, Infallible>(first), (None, stream)));
+        }
+        let chunk = stream.next_chunk().await?;
+        Some((Ok(chunk), (None, stream)))
+    });
+    let mut response = Body::from_stream(body).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Tells nginx not to buffer the stream.
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+/// One SSE stream's state, moved into the response body.
+struct SseStream {
+    receiver: SessionReceiver,
+    tracker: DeliveryTracker,
+    batch: Vec<Arc<Publication>>,
+    heartbeat: Interval,
+    shutdown: CancellationToken,
+    done: bool,
+}
+
+impl SseStream {
+    /// The next bytes to send, or `None` to end the stream.
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        if self.done {
+            return None;
+        }
+        let session = self.receiver.session().clone();
+        loop {
+            let mut out = BytesMut::new();
+            tokio::select! {
+                _ = self.shutdown.cancelled() => self.end(&mut out, &Disconnect::SHUTDOWN),
+                reason = session.disconnected() => self.end(&mut out, &reason),
+                n = self.receiver.recv_many(&mut self.batch, WRITE_BATCH) => {
+                    if n == 0 {
+                        return None;
+                    }
+                    let mut batch = std::mem::take(&mut self.batch);
+                    for publication in batch.drain(..) {
+                        if self.tracker.admit(&publication) {
+                            self.put_publication(&mut out, &publication);
+                        }
+                    }
+                    self.batch = batch;
+                }
+                _ = self.heartbeat.tick() => out.put_slice(b": ping\n\n"),
+            }
+            if !out.is_empty() {
+                return Some(out.freeze());
+            }
+        }
+    }
+
+    /// Appends the shared event text and this stream's cursor as its `id:`.
+    fn put_publication(&self, out: &mut BytesMut, publication: &Publication) {
+        out.put_slice(&sse_event(publication));
+        out.put_slice(b"id: ");
+        out.put_slice(Cursor::encode(self.tracker.positions()).as_bytes());
+        out.put_slice(b"\n\n");
+    }
+
+    /// A last `disconnect` event telling the client whether to come back.
+    fn end(&mut self, out: &mut BytesMut, reason: &Disconnect) {
+        self.done = true;
+        let event = json!({ "type": "disconnect", "code": reason.code, "reason": reason.reason, "reconnect": reason.reconnect });
+        put_event(out, "disconnect", &event);
+    }
+}
+
+fn put_event(out: &mut BytesMut, name: &str, data: &Value) {
+    out.put_slice(format!("event: {name}\ndata: {data}\n\n").as_bytes());
+}

@@ -1,0 +1,474 @@
+//! The WebSocket transport: `GET /ws`, JSON text or MessagePack binary frames.
+//!
+//! One task per connection runs [`Connection::run`]: it reads commands, drains the session's
+//! queue (several publications become one write), pings, and closes with a documented code.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::SinkExt;
+use livehub_core::{
+    ChannelFilter, ChannelName, DeliveryTracker, Disconnect, HistoryQuery, Publication, SessionReceiver,
+    SubscribeOptions,
+};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite;
+
+use crate::error::ApiError;
+use crate::protocol::{
+    encode, error_message, message_frame, message_value, position_value, Command, CommandData, Format,
+    JSON_PROTOCOL, MSGPACK_PROTOCOL,
+};
+use crate::App;
+
+/// Most queued publications written in one batch: large enough to coalesce a backlog into few
+/// writes, small enough that commands from the client are not kept waiting behind it.
+const WRITE_BATCH: usize = 64;
+
+/// Most publications one `history` command returns.
+const MAX_HISTORY_LIMIT: usize = 1000;
+
+/// How long to wait for the client's close frame after sending ours.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Initial read buffer of a connection. tungstenite's default (128 KiB) would dominate the memory
+/// of an idle connection; commands are small, and the buffer grows for the rare large one.
+const READ_BUFFER_SIZE: usize = 4 * 1024;
+
+/// `GET /ws`: upgrades to a WebSocket speaking the native protocol.
+pub(crate) async fn upgrade(State(app): State<App>, ws: WebSocketUpgrade) -> Response {
+    let config = app.config();
+    if !config.websocket.enabled {
+        return ApiError::disabled("websocket").into_response();
+    }
+    if app.shutting_down() {
+        return ApiError::shutting_down().into_response();
+    }
+    let format = if ws.requested_protocols().any(|p| p.as_bytes() == MSGPACK_PROTOCOL.as_bytes()) {
+        Format::MessagePack
+    } else {
+        Format::Json
+    };
+    let max = config.limits.max_message_size;
+    ws.protocols([MSGPACK_PROTOCOL, JSON_PROTOCOL])
+        .max_message_size(max)
+        .max_frame_size(max)
+        .read_buffer_size(READ_BUFFER_SIZE)
+        .on_upgrade(move |socket| async move {
+            let receiver = app.node().connect("websocket");
+            Connection::new(app, socket, format, receiver).run().await;
+        })
+}
+
+/// `GET /_test/echo`: echoes every message, for the Autobahn conformance suite only.
+pub(crate) async fn echo(ws: WebSocketUpgrade) -> Response {
+    // Autobahn's largest messages are 16 MiB (cases 9.1.6 and 9.2.6).
+    const ECHO_MAX: usize = 32 * 1024 * 1024;
+    ws.max_message_size(ECHO_MAX).max_frame_size(ECHO_MAX).on_upgrade(|mut socket| async move {
+        while let Some(msg) = socket.recv().await {
+            let reply = match msg {
+                Ok(Message::Text(t)) => Message::Text(t),
+                Ok(Message::Binary(b)) => Message::Binary(b),
+                Ok(_) => continue,
+                Err(e) => {
+                    let _ = close(&mut socket, &read_error_disconnect(e)).await;
+                    return;
+                }
+            };
+            if socket.send(reply).await.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// One WebSocket connection's state, owned by its task.
+struct Connection {
+    app: App,
+    socket: WebSocket,
+    format: Format,
+    receiver: SessionReceiver,
+    tracker: DeliveryTracker,
+    batch: Vec<Arc<Publication>>,
+    /// Whether a ping is out and nothing has come back since.
+    awaiting_pong: bool,
+}
+
+/// Why the connection loop ended.
+enum End {
+    /// Close with this reason.
+    Close(Disconnect),
+    /// The socket is already gone (closed by the client, or broken).
+    Gone,
+}
+
+impl Connection {
+    fn new(app: App, socket: WebSocket, format: Format, receiver: SessionReceiver) -> Self {
+        Self {
+            app,
+            socket,
+            format,
+            receiver,
+            tracker: DeliveryTracker::default(),
+            batch: Vec::new(),
+            awaiting_pong: false,
+        }
+    }
+
+    async fn run(mut self) {
+        let session = self.receiver.session().clone();
+        tracing::debug!(client = %session.id(), format = ?self.format, "websocket connected");
+        let ping_every = Duration::from_secs(self.app.config().websocket.ping_interval_secs.max(1));
+        let connected = json!({
+            "type": "connected",
+            "client": session.id().to_string(),
+            "version": env!("CARGO_PKG_VERSION"),
+            "ping_interval": ping_every.as_secs(),
+        });
+        if self.send(&connected).await.is_err() {
+            return;
+        }
+        let shutdown = self.app.shutdown_token();
+        let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+        let end = loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break End::Close(Disconnect::SHUTDOWN),
+                reason = session.disconnected() => break End::Close(reason),
+                n = self.receiver.recv_many(&mut self.batch, WRITE_BATCH) => {
+                    if n == 0 || self.write_batch().await.is_err() {
+                        break End::Gone;
+                    }
+                }
+                msg = self.socket.recv() => {
+                    self.awaiting_pong = false;
+                    match msg {
+                        None => break End::Gone,
+                        Some(Err(e)) => break End::Close(read_error_disconnect(e)),
+                        Some(Ok(msg)) => match self.handle(msg).await {
+                            Ok(()) => {}
+                            Err(end) => break end,
+                        },
+                    }
+                }
+                _ = keepalive.tick() => {
+                    if self.awaiting_pong {
+                        break End::Close(Disconnect::NO_PONG);
+                    }
+                    self.awaiting_pong = true;
+                    if self.socket.send(Message::Ping(Bytes::new())).await.is_err() {
+                        break End::Gone;
+                    }
+                }
+            }
+        };
+        if let End::Close(reason) = end {
+            tracing::debug!(client = %session.id(), code = reason.code, reason = %reason.reason, "closing websocket");
+            let _ = close(&mut self.socket, &reason).await;
+        }
+    }
+
+    /// Writes the queued publications the client has not seen, as one flush.
+    async fn write_batch(&mut self) -> Result<(), axum::Error> {
+        let mut batch = std::mem::take(&mut self.batch);
+        for publication in batch.drain(..) {
+            if self.tracker.admit(&publication) {
+                let frame = frame(self.format, message_frame(self.format, &publication));
+                self.socket.feed(frame).await?;
+            }
+        }
+        self.batch = batch;
+        self.socket.flush().await
+    }
+
+    async fn handle(&mut self, msg: Message) -> Result<(), End> {
+        let result = match (msg, self.format) {
+            (Message::Text(text), Format::Json) => match serde_json::from_str(text.as_str()) {
+                Ok(command) => self.command::<Box<serde_json::value::RawValue>>(command).await,
+                Err(e) => self.send(&parse_error(&e.to_string(), e.is_data())).await,
+            },
+            (Message::Binary(bin), Format::MessagePack) => match rmp_serde::from_slice(&bin) {
+                Ok(command) => self.command::<rmpv::Value>(command).await,
+                Err(e) => {
+                    self.send(&parse_error(&e.to_string(), matches!(e, rmp_serde::decode::Error::Syntax(_))))
+                        .await
+                }
+            },
+            (Message::Text(_), Format::MessagePack) | (Message::Binary(_), Format::Json) => {
+                let expected = if self.format == Format::Json { "JSON text" } else { "MessagePack binary" };
+                let message = format!("this connection speaks {expected} frames");
+                self.send(&error_message(None, None, "bad_request", &message)).await
+            }
+            // The client's close is answered by the library; reading on lets it flush the reply.
+            (Message::Close(_) | Message::Ping(_) | Message::Pong(_), _) => Ok(()),
+        };
+        result.map_err(|_| End::Gone)
+    }
+
+    async fn command<D: CommandData + DeserializeOwned>(
+        &mut self,
+        cmd: Command<D>,
+    ) -> Result<(), axum::Error> {
+        match cmd.action.as_str() {
+            "subscribe" => self.subscribe(cmd).await,
+            "unsubscribe" => self.unsubscribe(cmd).await,
+            "publish" => self.publish(cmd).await,
+            "history" => self.history(cmd).await,
+            "ping" => self.send(&json!({ "type": "pong", "id": cmd.id })).await,
+            other => {
+                let message = format!("unknown action {other:?}");
+                self.send(&error_message(cmd.id, None, "unknown_action", &message)).await
+            }
+        }
+    }
+
+    async fn subscribe<D>(&mut self, cmd: Command<D>) -> Result<(), axum::Error> {
+        if cmd.channels.is_empty() {
+            return self
+                .send(&error_message(cmd.id, None, "bad_request", "subscribe needs \"channels\""))
+                .await;
+        }
+        let node = self.app.node().clone();
+        let session = self.receiver.session().clone();
+        for name in &cmd.channels {
+            let filter = match ChannelFilter::new(name) {
+                Ok(filter) => filter,
+                Err(e) => {
+                    self.feed(&error_message(cmd.id, Some(name), e.code(), &e.to_string())).await?;
+                    continue;
+                }
+            };
+            let options = SubscribeOptions { recover: cmd.recover.get(name).cloned(), latest: cmd.latest };
+            let subscribed = match node.subscribe(&session, &filter, options).await {
+                Ok(subscribed) => subscribed,
+                Err(e) => {
+                    self.feed(&error_message(cmd.id, Some(name), e.code(), &e.to_string())).await?;
+                    continue;
+                }
+            };
+            let mut reply = json!({ "type": "subscribed", "id": cmd.id, "channel": name, "recovered": subscribed.recovered });
+            let mut replay = subscribed.publications;
+            match (&filter, &subscribed.position) {
+                (ChannelFilter::Exact(channel), Some(position)) => {
+                    reply["position"] = position_value(position);
+                    self.feed(&reply).await?;
+                    self.replay(&replay).await?;
+                    self.tracker.mark(channel, position.offset, &position.epoch);
+                }
+                _ => {
+                    // A pattern recovers the concrete channels the client names in `recover`.
+                    let mut channels = serde_json::Map::new();
+                    let mut all = true;
+                    for (name, since) in &cmd.recover {
+                        let Ok(channel) = ChannelName::new(name) else { continue };
+                        if !filter.matches(&channel) {
+                            continue;
+                        }
+                        match node.recover(&channel, since).await {
+                            Ok(r) => {
+                                all &= r.recovered;
+                                channels.insert(
+                                    name.clone(),
+                                    json!({ "position": position_value(&r.position), "recovered": r.recovered }),
+                                );
+                                replay.extend(r.publications);
+                            }
+                            Err(e) => {
+                                all = false;
+                                channels.insert(name.clone(), json!({ "error": e.code() }));
+                            }
+                        }
+                    }
+                    reply["recovered"] = (all && !channels.is_empty()).into();
+                    if !channels.is_empty() {
+                        reply["channels"] = channels.into();
+                    }
+                    self.feed(&reply).await?;
+                    self.replay(&replay).await?;
+                }
+            }
+        }
+        self.socket.flush().await
+    }
+
+    async fn replay(&mut self, publications: &[Arc<Publication>]) -> Result<(), axum::Error> {
+        for publication in publications {
+            if self.tracker.admit(publication) {
+                self.socket.feed(frame(self.format, message_frame(self.format, publication))).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn unsubscribe<D>(&mut self, cmd: Command<D>) -> Result<(), axum::Error> {
+        if cmd.channels.is_empty() {
+            return self
+                .send(&error_message(cmd.id, None, "bad_request", "unsubscribe needs \"channels\""))
+                .await;
+        }
+        let mut failed = false;
+        for name in &cmd.channels {
+            let result = ChannelFilter::new(name)
+                .and_then(|filter| self.app.node().unsubscribe(self.receiver.session(), &filter));
+            if let Err(e) = result {
+                failed = true;
+                self.feed(&error_message(cmd.id, Some(name), e.code(), &e.to_string())).await?;
+            }
+        }
+        if let (Some(id), false) = (cmd.id, failed) {
+            self.feed(&json!({ "type": "ack", "id": id })).await?;
+        }
+        self.socket.flush().await
+    }
+
+    async fn publish<D: CommandData>(&mut self, cmd: Command<D>) -> Result<(), axum::Error> {
+        let result = async {
+            let channel = cmd.channel.as_deref().ok_or(CommandError::Missing("channel"))?;
+            let channel = ChannelName::new(channel)?;
+            let payload = cmd.data.ok_or(CommandError::Missing("data"))?.into_payload()?;
+            let published = self.app.node().publish(&channel, payload, cmd.key.as_deref()).await?;
+            Ok::<_, CommandError>((channel, published))
+        }
+        .await;
+        match result {
+            Ok((channel, published)) => match cmd.id {
+                Some(id) => {
+                    let ack = json!({
+                        "type": "ack", "id": id, "channel": channel,
+                        "offset": published.position.offset, "epoch": published.position.epoch,
+                        "duplicate": published.duplicate,
+                    });
+                    self.send(&ack).await
+                }
+                None => Ok(()),
+            },
+            Err(e) => {
+                self.send(&error_message(cmd.id, cmd.channel.as_deref(), e.code(), &e.to_string())).await
+            }
+        }
+    }
+
+    async fn history<D>(&mut self, cmd: Command<D>) -> Result<(), axum::Error> {
+        let result = async {
+            let channel = cmd.channel.as_deref().ok_or(CommandError::Missing("channel"))?;
+            let channel = ChannelName::new(channel)?;
+            let limit = cmd.limit.unwrap_or(100).min(MAX_HISTORY_LIMIT);
+            let after = cmd.since.as_ref().map(|s| s.offset);
+            let history = self.app.node().history(&channel, HistoryQuery { after, limit }).await?;
+            if let Some(since) = &cmd.since {
+                if since.epoch != history.position.epoch {
+                    return Err(CommandError::EpochMismatch(history.position.epoch.to_string()));
+                }
+            }
+            Ok::<_, CommandError>((channel, history))
+        }
+        .await;
+        match result {
+            Ok((channel, history)) => {
+                let reply = json!({
+                    "type": "history", "id": cmd.id, "channel": channel,
+                    "position": position_value(&history.position),
+                    "publications": history.publications.iter().map(|p| message_value(p)).collect::<Vec<Value>>(),
+                });
+                self.send(&reply).await
+            }
+            Err(e) => {
+                self.send(&error_message(cmd.id, cmd.channel.as_deref(), e.code(), &e.to_string())).await
+            }
+        }
+    }
+
+    async fn feed(&mut self, message: &Value) -> Result<(), axum::Error> {
+        self.socket.feed(frame(self.format, encode(self.format, message))).await
+    }
+
+    async fn send(&mut self, message: &Value) -> Result<(), axum::Error> {
+        self.feed(message).await?;
+        self.socket.flush().await
+    }
+}
+
+/// Why a command failed, as the client sees it.
+#[derive(Debug, thiserror::Error)]
+enum CommandError {
+    /// A required field is missing.
+    #[error("missing field \"{0}\"")]
+    Missing(&'static str),
+    /// `history` was asked for positions of another epoch.
+    #[error("the channel's history is now in epoch {0}; positions from another epoch cannot be continued")]
+    EpochMismatch(String),
+    /// The channel model refused.
+    #[error(transparent)]
+    Core(#[from] livehub_core::Error),
+}
+
+impl CommandError {
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Missing(_) => "bad_request",
+            Self::EpochMismatch(_) => "epoch_mismatch",
+            Self::Core(e) => e.code(),
+        }
+    }
+}
+
+/// The error for a command that could not be decoded: `bad_request` when it was well-formed but
+/// lacked a field, `invalid_json`/`invalid_msgpack` otherwise.
+fn parse_error(detail: &str, well_formed: bool) -> Value {
+    let code = if well_formed { "bad_request" } else { "invalid_message" };
+    error_message(None, None, code, detail)
+}
+
+/// Wraps an encoded message in the frame type of `format`.
+fn frame(format: Format, bytes: Bytes) -> Message {
+    match format {
+        Format::Json => match Utf8Bytes::try_from(bytes) {
+            Ok(text) => Message::Text(text),
+            // Our JSON encoders only produce UTF-8; this arm exists so that a bug there cannot
+            // panic the connection task.
+            Err(_) => Message::Text(Utf8Bytes::from_static("{\"type\":\"error\",\"code\":\"internal\"}")),
+        },
+        Format::MessagePack => Message::Binary(bytes),
+    }
+}
+
+/// The close code for a read error: too big, invalid UTF-8 or a protocol violation.
+fn read_error_disconnect(e: axum::Error) -> Disconnect {
+    let inner = e.into_inner();
+    match inner.downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Capacity(_)) => Disconnect::MESSAGE_TOO_BIG,
+        Some(tungstenite::Error::Utf8(_)) => {
+            Disconnect { code: 1007, reason: "invalid UTF-8 in a text message".into(), reconnect: false }
+        }
+        Some(tungstenite::Error::Protocol(p)) => {
+            Disconnect { code: 1002, reason: truncate(p.to_string()).into(), reconnect: false }
+        }
+        _ => Disconnect::PROTOCOL,
+    }
+}
+
+/// Close reasons must fit in a control frame (123 bytes).
+fn truncate(mut s: String) -> String {
+    if s.len() > 120 {
+        let mut cut = 120;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+/// Sends a close frame and waits briefly for the client's, so the close handshake completes.
+async fn close(socket: &mut WebSocket, reason: &Disconnect) -> Result<(), axum::Error> {
+    let frame =
+        CloseFrame { code: reason.code, reason: Utf8Bytes::from(truncate(reason.reason.to_string())) };
+    socket.send(Message::Close(Some(frame))).await?;
+    let _ =
+        tokio::time::timeout(CLOSE_TIMEOUT, async { while let Some(Ok(_)) = socket.recv().await {} }).await;
+    Ok(())
+}
