@@ -76,7 +76,9 @@ pub(crate) async fn echo(ws: WebSocketUpgrade) -> Response {
                 Ok(Message::Binary(b)) => Message::Binary(b),
                 Ok(_) => continue,
                 Err(e) => {
-                    let _ = close(&mut socket, &read_error_disconnect(e)).await;
+                    let _ =
+                        tokio::time::timeout(CLOSE_TIMEOUT, close(&mut socket, &read_error_disconnect(e)))
+                            .await;
                     return;
                 }
             };
@@ -140,8 +142,15 @@ impl Connection {
                 _ = shutdown.cancelled() => break End::Close(Disconnect::SHUTDOWN),
                 reason = session.disconnected() => break End::Close(reason),
                 n = self.receiver.recv_many(&mut self.batch, WRITE_BATCH) => {
-                    if n == 0 || self.write_batch().await.is_err() {
+                    if n == 0 {
                         break End::Gone;
+                    }
+                    // A client that stopped reading blocks this write; the slow-consumer signal
+                    // (its queue filled up meanwhile) or shutdown must still get through.
+                    tokio::select! {
+                        written = self.write_batch() => if written.is_err() { break End::Gone },
+                        reason = session.disconnected() => break End::Close(reason),
+                        _ = shutdown.cancelled() => break End::Close(Disconnect::SHUTDOWN),
                     }
                 }
                 msg = self.socket.recv() => {
@@ -168,7 +177,8 @@ impl Connection {
         };
         if let End::Close(reason) = end {
             tracing::debug!(client = %session.id(), code = reason.code, reason = %reason.reason, "closing websocket");
-            let _ = close(&mut self.socket, &reason).await;
+            // Bounded: the client may not be reading at all.
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, close(&mut self.socket, &reason)).await;
         }
     }
 
