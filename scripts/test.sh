@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs every test suite of livehub. The README's test command; CI runs exactly this.
+#
+# Installs what it needs when missing (Python's kosoku for the Autobahn WebSocket conformance
+# suite), so it works on a fresh Debian machine with the Rust toolchain.
+#
+#   scripts/test.sh            everything
+#   LIVEHUB_SKIP_AUTOBAHN=1    skip the Autobahn suite (quick local runs)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# Load tests of our own only target loopback, and must not inherit a proxy.
+export NO_PROXY="127.0.0.1,localhost" no_proxy="127.0.0.1,localhost"
+
+step "Rust: unit and integration tests"
+cargo test --workspace --all-targets
+
+if [[ "${LIVEHUB_SKIP_AUTOBAHN:-0}" != 1 ]]; then
+  step "WebSocket conformance: Autobahn|Testsuite sections 1-10 against the test echo endpoint"
+  cargo build --release --bin livehub
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  log=$(mktemp)
+  target/release/livehub serve --listen "127.0.0.1:$port" --test-endpoints --log warn >"$log" 2>&1 &
+  server=$!
+  trap 'kill "$server" 2>/dev/null || true' EXIT
+  for _ in $(seq 1 100); do
+    python3 -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$port/health', timeout=1)" 2>/dev/null && break
+    sleep 0.1
+  done
+  tests/autobahn/run.sh "ws://127.0.0.1:$port/_test/echo"
+  kill "$server"
+  wait "$server" 2>/dev/null || true
+  trap - EXIT
+fi
+
+step "all test suites passed"
