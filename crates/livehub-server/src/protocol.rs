@@ -28,6 +28,7 @@ pub(crate) enum Format {
 /// A client command as it arrives; which fields matter depends on `action`. Unknown fields are
 /// ignored so that newer clients can talk to older servers.
 #[derive(Debug, Deserialize)]
+#[serde(bound(deserialize = "D: Deserialize<'de>"))]
 pub(crate) struct Command<D> {
     /// Correlates the reply; commands without one get no `ack`.
     #[serde(default)]
@@ -46,7 +47,8 @@ pub(crate) struct Command<D> {
     /// Send each channel's latest publication on subscribe.
     #[serde(default)]
     pub latest: bool,
-    /// What to publish (JSON `null` counts as missing).
+    /// What to publish; `null` is data like any other, only a missing field is an error.
+    #[serde(default, deserialize_with = "present")]
     pub data: Option<D>,
     /// Idempotency key of a publish: a retry with the same key is stored once.
     #[serde(default)]
@@ -57,6 +59,12 @@ pub(crate) struct Command<D> {
     /// History: most publications returned.
     #[serde(default)]
     pub limit: Option<usize>,
+}
+
+/// Deserializes a field that is present (even as `null`) into `Some`; serde's `default` makes an
+/// absent one `None`.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 /// Data carried in a command, in either encoding.

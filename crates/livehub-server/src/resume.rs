@@ -1,6 +1,7 @@
 //! Opening a stream of several channels from a cursor: shared by SSE and long polling, which
 //! both name their channels in the URL and resume from a self-contained token.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use livehub_core::{
@@ -74,14 +75,15 @@ impl StreamRequest {
 
 /// A stream's start: what to send before live publications, and each channel's state.
 pub(crate) struct Opened {
-    /// Publications to send first, in order; already admitted to the tracker.
+    /// Publications to send first, in order; pass each through [`admit`] before sending it.
     pub(crate) replay: Vec<Arc<Publication>>,
     /// Per channel (or pattern): `position` and `recovered`, for the client.
     pub(crate) channels: Map<String, Value>,
 }
 
-/// Subscribes `session` to every filter of `request`, recovering from its cursor, and prepares
-/// `tracker` so that the live queue continues exactly where the replay ends.
+/// Subscribes `session` to every filter of `request`, recovering from its cursor, and sets
+/// `tracker` to where each channel's stream starts. Each concrete channel is recovered once, even
+/// when an exact filter and a pattern both select it.
 pub(crate) async fn open(
     node: &Node,
     session: &Session,
@@ -90,6 +92,7 @@ pub(crate) async fn open(
 ) -> Result<Opened, ApiError> {
     let mut replay = Vec::new();
     let mut channels = Map::new();
+    let mut resumed: HashSet<ChannelName> = HashSet::new();
     for filter in &request.filters {
         let since = match filter {
             ChannelFilter::Exact(channel) => request.cursor.positions.get(channel).cloned(),
@@ -98,6 +101,9 @@ pub(crate) async fn open(
         let options = SubscribeOptions { recover: since.clone(), latest: request.latest };
         let subscribed = node.subscribe(session, filter, options).await?;
         if let (ChannelFilter::Exact(channel), Some(position)) = (filter, &subscribed.position) {
+            if !resumed.insert(channel.clone()) {
+                continue;
+            }
             start(tracker, channel, since.as_ref(), position, subscribed.recovered);
             let mut entry = json!({ "position": position_value(position) });
             if since.is_some() {
@@ -108,6 +114,9 @@ pub(crate) async fn open(
         } else {
             // A pattern resumes the concrete channels the cursor holds that it matches.
             for (channel, since) in request.cursor.positions.iter().filter(|(c, _)| filter.matches(c)) {
+                if !resumed.insert(channel.clone()) {
+                    continue;
+                }
                 let recovery = node.recover(channel, since).await?;
                 start(tracker, channel, Some(since), &recovery.position, recovery.recovered);
                 let entry = json!({ "position": position_value(&recovery.position), "recovered": recovery.recovered });
@@ -116,15 +125,16 @@ pub(crate) async fn open(
             }
         }
     }
-    // Recovered publications advance the tracker one by one; a latest value sent instead of a
-    // recovery is already at the tracker's position and goes out regardless.
-    let replay = replay
-        .into_iter()
-        .filter(|p| {
-            tracker.admit(p) || tracker.last(&p.channel) == Some((p.position.offset, &p.position.epoch))
-        })
-        .collect();
     Ok(Opened { replay, channels })
+}
+
+/// Whether a replayed publication goes out, advancing `tracker` if so. Recovered publications
+/// advance it one by one; a latest value sent instead of a recovery sits exactly at the position
+/// the tracker was set to, and goes out once.
+pub(crate) fn admit(tracker: &mut DeliveryTracker, publication: &Publication) -> bool {
+    tracker.admit(publication)
+        || tracker.last(&publication.channel)
+            == Some((publication.position.offset, &publication.position.epoch))
 }
 
 /// Sets where a channel's stream starts: just after `since` when recovering, else at `position`.

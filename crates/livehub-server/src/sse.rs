@@ -79,7 +79,7 @@ async fn open(
         "channels": opened.channels,
     });
     put_event(&mut first, "connected", &connected);
-    let stream = SseStream {
+    let mut stream = SseStream {
         receiver,
         tracker,
         batch: Vec::new(),
@@ -90,8 +90,12 @@ async fn open(
         shutdown: app.shutdown_token(),
         done: false,
     };
+    // Each replayed event carries the cursor as of that event, so a stream cut off in the middle
+    // of a long replay resumes right after the last event the client got.
     for publication in &opened.replay {
-        stream.put_publication(&mut first, publication);
+        if resume::admit(&mut stream.tracker, publication) {
+            stream.put_publication(&mut first, publication);
+        }
     }
     let first = first.freeze();
     let body = futures_util::stream::unfold((Some(first), stream), |(first, mut stream)| async move {

@@ -272,7 +272,6 @@ impl Connection {
                 _ => {
                     // A pattern recovers the concrete channels the client names in `recover`.
                     let mut channels = serde_json::Map::new();
-                    let mut all = true;
                     for (name, since) in &cmd.recover {
                         let Ok(channel) = ChannelName::new(name) else { continue };
                         if !filter.matches(&channel) {
@@ -280,7 +279,6 @@ impl Connection {
                         }
                         match node.recover(&channel, since).await {
                             Ok(r) => {
-                                all &= r.recovered;
                                 channels.insert(
                                     name.clone(),
                                     json!({ "position": position_value(&r.position), "recovered": r.recovered }),
@@ -288,12 +286,13 @@ impl Connection {
                                 replay.extend(r.publications);
                             }
                             Err(e) => {
-                                all = false;
                                 channels.insert(name.clone(), json!({ "error": e.code() }));
                             }
                         }
                     }
-                    reply["recovered"] = (all && !channels.is_empty()).into();
+                    // `recovered` stays false: a pattern cannot vouch for channels the client
+                    // never named (first published while it was away); `channels` says which
+                    // named channels were recovered.
                     if !channels.is_empty() {
                         reply["channels"] = channels.into();
                     }

@@ -456,3 +456,37 @@ async fn the_stream_sink_is_usable_directly() {
     }
     assert_eq!(types, vec!["connected", "pong"]);
 }
+
+#[tokio::test]
+async fn null_is_data_like_any_other() {
+    let server = TestServer::start().await;
+    let mut ws = server.ws().await;
+    ws.subscribe(&["n/x"]).await;
+    ws.send(json!({"id": 1, "action": "publish", "channel": "n/x", "data": null})).await;
+    let mut types = Vec::new();
+    for _ in 0..2 {
+        let m = ws.recv().await;
+        if m["type"] == "message" {
+            assert_eq!(m["data"], Value::Null);
+        }
+        types.push(m["type"].as_str().unwrap_or_default().to_owned());
+    }
+    types.sort();
+    assert_eq!(types, vec!["ack", "message"]);
+}
+
+#[tokio::test]
+async fn a_pattern_recovers_the_named_channels_but_never_claims_completeness() {
+    let server = TestServer::start().await;
+    let first = server.publish("p/a", json!(1)).await;
+    server.publish("p/a", json!(2)).await;
+    server.publish("p/new", json!("first seen while away")).await;
+    let mut ws = server.ws().await;
+    let recover = json!({"p/a": {"offset": 1, "epoch": first["epoch"]}});
+    ws.send(json!({"id": 1, "action": "subscribe", "channels": ["p/+"], "recover": recover})).await;
+    let subscribed = ws.recv_type("subscribed").await;
+    assert_eq!(subscribed["recovered"], false, "{subscribed}");
+    assert_eq!(subscribed["channels"]["p/a"]["recovered"], true, "{subscribed}");
+    let m = ws.recv_type("message").await;
+    assert_eq!((m["channel"].as_str(), m["offset"].as_u64()), (Some("p/a"), Some(2)));
+}
