@@ -11,6 +11,7 @@ use crate::broker::PublicationSink;
 use crate::channel::{ChannelFilter, ChannelName};
 use crate::publication::Publication;
 use crate::session::{ClientId, Session, SessionReceiver};
+use crate::sync::{lock, read, write};
 
 /// Number of independently locked parts of the exact-channel map: publishers of different
 /// channels rarely contend, subscribes rarely block fan-out.
@@ -185,18 +186,4 @@ impl PublicationSink for Hub {
             }
         }
     }
-}
-
-// The hub's locks guard plain maps that every step leaves consistent, so a poisoned lock (a panic
-// elsewhere while holding it) is recovered rather than spread to every other connection.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|p| p.into_inner())
-}
-
-fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|p| p.into_inner())
 }

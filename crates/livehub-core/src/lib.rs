@@ -15,6 +15,7 @@ mod node;
 mod presence;
 mod publication;
 mod session;
+mod sync;
 
 pub use broker::{Broker, ChannelSummary, History, HistoryQuery, PublicationSink, Published};
 pub use channel::{ChannelFilter, ChannelName, MAX_CHANNEL_LEN, MAX_CHANNEL_LEVELS, SYSTEM_PREFIX};

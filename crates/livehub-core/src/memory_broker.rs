@@ -14,6 +14,7 @@ use crate::channel::ChannelName;
 use crate::error::Error;
 use crate::history::HistoryConfig;
 use crate::publication::{now_millis, Epoch, Payload, Publication, StreamPosition};
+use crate::sync::lock;
 
 /// Number of independently locked parts of the channel map; spreads contention between
 /// publishers of different channels without costing memory per channel.
@@ -116,12 +117,6 @@ impl MemoryBroker {
             });
         }
     }
-}
-
-/// Locks a std mutex, recovering from poisoning: every critical section here leaves the stream
-/// consistent at each step, so a panic elsewhere must not take the channel down with it.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[async_trait]

@@ -12,6 +12,7 @@ use crate::channel::{ChannelFilter, ChannelName};
 use crate::disconnect::Disconnect;
 use crate::hub::Hub;
 use crate::publication::{Epoch, Publication};
+use crate::sync::lock;
 
 /// Identifies one connection, unique within a node's lifetime (and, with its random start,
 /// practically unique across nodes).
@@ -118,7 +119,7 @@ impl Session {
     }
 
     pub(crate) fn with_filters<R>(&self, f: impl FnOnce(&mut HashSet<ChannelFilter>) -> R) -> R {
-        let mut filters = self.inner.filters.lock().unwrap_or_else(|p| p.into_inner());
+        let mut filters = lock(&self.inner.filters);
         f(&mut filters)
     }
 

@@ -354,3 +354,34 @@ async fn idle_stream_gets_heartbeat_comments() {
     let text = read_raw_until(&mut response, |t| t.contains("\n: ping\n\n")).await;
     assert!(text.contains("event: connected"), "{text:?}");
 }
+
+/// The response byte for byte, without an HTTP client: headers, then the chunked event stream.
+#[tokio::test]
+async fn raw_bytes_stream_over_plain_tcp() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start().await;
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.expect("connect");
+    let request =
+        format!("GET /sse/raw/x HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n", server.addr);
+    tcp.write_all(request.as_bytes()).await.expect("write");
+    let mut text = String::new();
+    let mut buf = [0u8; 4096];
+    while !text.contains("event: connected") {
+        let n = tokio::time::timeout(common::WAIT, tcp.read(&mut buf)).await.expect("in time").expect("read");
+        assert!(n > 0, "stream ended early: {text}");
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let lower = text.to_lowercase();
+    assert!(lower.starts_with("http/1.1 200"), "{text}");
+    assert!(lower.contains("content-type: text/event-stream"), "{text}");
+    assert!(lower.contains("transfer-encoding: chunked"), "{text}");
+    assert!(text.contains("retry: 2000\n\n"), "{text}");
+    server.publish("raw/x", serde_json::json!({"v": 1})).await;
+    while !text.contains("event: raw/x\ndata: {\"type\":\"message\",\"channel\":\"raw/x\",\"data\":{\"v\":1}")
+    {
+        let n = tokio::time::timeout(common::WAIT, tcp.read(&mut buf)).await.expect("in time").expect("read");
+        assert!(n > 0, "stream ended early: {text}");
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(text.contains("\nid: "), "{text}");
+}
