@@ -91,7 +91,7 @@ impl Hub {
     /// Removes every subscription of `session` and its connection count.
     pub(crate) fn disconnect(&self, session: &Session) {
         for filter in session.with_filters(std::mem::take) {
-            self.remove(&filter, session.id());
+            self.remove(&filter, session);
         }
         if session.in_presence() {
             let mut connections = lock(&self.connections);
@@ -122,8 +122,9 @@ impl Hub {
         }
     }
 
-    /// Removes `id` from the subscribers of `filter`.
-    pub(crate) fn remove(&self, filter: &ChannelFilter, id: ClientId) {
+    /// Removes `session` from the subscribers of `filter`.
+    pub(crate) fn remove(&self, filter: &ChannelFilter, session: &Session) {
+        let id = session.id();
         match filter {
             ChannelFilter::Exact(channel) => {
                 let mut shard = write(self.shard(channel));
@@ -144,7 +145,9 @@ impl Hub {
                 }
             }
         }
-        self.changed.notify_one();
+        if session.in_presence() {
+            self.changed.notify_one();
+        }
     }
 
     /// Subscribers counted in presence per filter (channels and patterns), and open connections

@@ -192,7 +192,7 @@ impl Node {
         if !session.with_filters(|filters| filters.remove(filter)) {
             return Err(Error::NotSubscribed(filter.to_string()));
         }
-        self.inner.hub.remove(filter, session.id());
+        self.inner.hub.remove(filter, session);
         Ok(())
     }
 
@@ -279,6 +279,7 @@ impl Drop for NodeInner {
 async fn announce_presence(node: Weak<NodeInner>) {
     // A valid literal; checked by the presence test.
     let Ok(channel) = ChannelName::new(PRESENCE_CHANNEL) else { return };
+    let mut last = None;
     loop {
         let Some(hub) = node.upgrade().map(|n| n.hub.clone()) else { return };
         hub.changed.notified().await;
@@ -287,6 +288,10 @@ async fn announce_presence(node: Weak<NodeInner>) {
         let Some(inner) = node.upgrade() else { return };
         let live = Node { inner };
         let presence = live.presence();
+        // A connect followed by a disconnect within the interval changes nothing worth sending.
+        if last.as_ref() == Some(&presence) {
+            continue;
+        }
         match serde_json::to_value(&presence) {
             Ok(value) => {
                 if let Err(e) = live.publish_internal(&channel, Payload::from_value(&value), None).await {
@@ -295,6 +300,7 @@ async fn announce_presence(node: Weak<NodeInner>) {
             }
             Err(e) => tracing::warn!(error = %e, "could not encode presence"),
         }
+        last = Some(presence);
     }
 }
 
