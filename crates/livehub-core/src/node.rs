@@ -230,14 +230,26 @@ impl Node {
 
     /// What `channel` published after `since`, if history still holds all of it; otherwise
     /// `recovered: false` and the latest publication.
+    ///
+    /// When the epoch changed (the server restarted, history was lost) and the new epoch's history
+    /// is still complete from offset 1, all of it is sent: still `recovered: false`, because the
+    /// old epoch's tail is gone, but nothing of the new epoch is skipped.
     pub async fn recover(&self, channel: &ChannelName, since: &StreamPosition) -> Result<Recovery, Error> {
         let history =
             self.history(channel, HistoryQuery { after: Some(since.offset), limit: MAX_RECOVERY }).await?;
+        if since.epoch != history.position.epoch {
+            let all = self.history(channel, HistoryQuery { after: Some(0), limit: MAX_RECOVERY }).await?;
+            let complete = all.publications.len() as u64 == all.position.offset;
+            let publications = if complete && !all.publications.is_empty() {
+                all.publications
+            } else {
+                all.latest.into_iter().collect()
+            };
+            return Ok(Recovery { position: all.position, recovered: false, publications });
+        }
         let missed = history.position.offset.saturating_sub(since.offset) as usize;
         // Offsets are consecutive, so "all of it" is a count: fewer means history lost some.
-        let recovered = since.epoch == history.position.epoch
-            && since.offset <= history.position.offset
-            && history.publications.len() == missed;
+        let recovered = since.offset <= history.position.offset && history.publications.len() == missed;
         let publications =
             if recovered { history.publications } else { history.latest.into_iter().collect() };
         Ok(Recovery { position: history.position, recovered, publications })

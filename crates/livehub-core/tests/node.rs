@@ -98,6 +98,19 @@ async fn recovery_fails_explicitly_on_other_epoch_or_lost_history() {
 }
 
 #[tokio::test]
+async fn a_new_epoch_that_is_still_complete_is_sent_whole() {
+    let node = node_with(10, 1024);
+    for v in 1..=3 {
+        node.publish(&ch("a"), n(v), None).await.expect("publish");
+    }
+    let other = StreamPosition { offset: 40, epoch: Epoch::from_client("before-restart") };
+    let r = node.recover(&ch("a"), &other).await.expect("recover");
+    assert!(!r.recovered, "the old epoch's tail is lost");
+    let offsets: Vec<u64> = r.publications.iter().map(|p| p.position.offset).collect();
+    assert_eq!(offsets, vec![1, 2, 3], "but nothing of the new epoch is skipped");
+}
+
+#[tokio::test]
 async fn wildcard_and_exact_overlap_is_delivered_once() {
     let node = node_with(10, 1024);
     let mut rx = node.connect("test");

@@ -161,16 +161,28 @@ async fn recovery_after_a_dropped_connection_loses_and_repeats_nothing() {
 }
 
 #[tokio::test]
-async fn recovery_from_another_epoch_says_recovered_false_and_sends_the_latest() {
-    let server = TestServer::start().await;
+async fn recovery_from_another_epoch_says_recovered_false_and_replays_the_new_epoch() {
+    let mut config = Config::default();
+    config.history.size = 2;
+    let server = TestServer::with(config).await;
     server.publish("e/a", json!(1)).await;
     server.publish("e/a", json!(2)).await;
     let mut ws = server.ws().await;
     let recover = json!({"e/a": {"offset": 1, "epoch": "from-a-previous-run"}});
     ws.send(json!({"id": 1, "action": "subscribe", "channels": ["e/a"], "recover": recover})).await;
-    let subscribed = ws.recv_type("subscribed").await;
-    assert_eq!(subscribed["recovered"], false);
+    assert_eq!(ws.recv_type("subscribed").await["recovered"], false);
+    // The new epoch is complete in history: all of it comes, nothing of it is skipped.
+    assert_eq!(ws.recv_type("message").await["offset"], 1);
     assert_eq!(ws.recv_type("message").await["offset"], 2);
+
+    // Once history no longer reaches offset 1, only the latest value is sent.
+    server.publish("e/a", json!(3)).await;
+    let mut ws = server.ws().await;
+    ws.send(json!({"id": 1, "action": "subscribe", "channels": ["e/a"], "recover": recover})).await;
+    assert_eq!(ws.recv_type("subscribed").await["recovered"], false);
+    assert_eq!(ws.recv_type("message").await["offset"], 3);
+    ws.send(json!({"id": 2, "action": "ping"})).await;
+    assert_eq!(ws.recv().await["type"], "pong", "and nothing else");
 }
 
 #[tokio::test]
