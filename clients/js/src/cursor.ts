@@ -1,0 +1,44 @@
+import type { Position } from "./types.js";
+
+/**
+ * Builds a resume cursor (the SSE `Last-Event-ID`, the long-poll `cursor`) from positions, in the
+ * format docs/protocol.md documents: base64url of `channel offset epoch` lines.
+ */
+export function encodeCursor(positions: Iterable<[string, Position]>): string {
+  const lines: string[] = [];
+  for (const [channel, p] of positions) {
+    lines.push(`${channel} ${p.offset} ${p.epoch}`);
+  }
+  const bytes = new TextEncoder().encode(lines.join("\n"));
+  let binary = "";
+  for (const b of bytes) {
+    binary += String.fromCharCode(b);
+  }
+  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/** MQTT-style matching of a channel against a filter (`+` one level, final `#` the rest). */
+export function matches(filter: string, channel: string): boolean {
+  if (filter === channel) {
+    return true;
+  }
+  if (channel.startsWith("$") && !filter.startsWith("$")) {
+    return false;
+  }
+  const want = filter.split("/");
+  const have = channel.split("/");
+  for (let i = 0; i < want.length; i++) {
+    if (want[i] === "#") {
+      return true;
+    }
+    if (i >= have.length || (want[i] !== "+" && want[i] !== have[i])) {
+      return false;
+    }
+  }
+  return want.length === have.length;
+}
+
+/** Whether a filter contains a wildcard level. */
+export function isPattern(filter: string): boolean {
+  return filter.split("/").some((level) => level === "+" || level === "#");
+}

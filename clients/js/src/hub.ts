@@ -1,0 +1,451 @@
+import { Backoff, CircuitBreaker } from "./backoff.js";
+import { matches } from "./cursor.js";
+import { Emitter } from "./emitter.js";
+import { LiveHubError } from "./errors.js";
+import { Subscription } from "./subscription.js";
+import { LongPollTransport } from "./transports/longpoll.js";
+import { PollingTransport } from "./transports/polling.js";
+import { SseTransport } from "./transports/sse.js";
+import type { CloseReason, Transport, TransportContext, Wanted } from "./transports/transport.js";
+import { WebSocketTransport } from "./transports/websocket.js";
+import {
+  ALL_TRANSPORTS,
+  type Ack,
+  type ConnectionState,
+  type LiveHubOptions,
+  type Message,
+  type Position,
+  type StateChange,
+  type SubscribeOptions,
+  type SubscribedInfo,
+  type TransportName,
+  type WebSocketConstructor,
+} from "./types.js";
+
+/** Events of the hub. */
+export interface HubEvents extends Record<string, unknown> {
+  state: StateChange;
+  /** The circuit breaker opened (stopped trying for a while) or closed again. */
+  circuit: { open: boolean };
+  /** Something went wrong that no promise reports (a terminal close, a refused transport). */
+  error: LiveHubError;
+}
+
+interface PendingPublish {
+  channel: string;
+  data: unknown;
+  key: string;
+  sends: number;
+  inFlight: boolean;
+  resolve(ack: Ack): void;
+  reject(err: LiveHubError): void;
+}
+
+/**
+ * One connection to a livehub server over the best transport that works, reconnecting with
+ * back-off and recovering every subscription so that the application sees each publication
+ * exactly once, in order.
+ */
+export class LiveHub extends Emitter<HubEvents> {
+  private readonly baseUrl: string;
+  private readonly transports: TransportName[];
+  private readonly openTimeout: number;
+  private readonly backoff: Backoff;
+  private readonly breaker: CircuitBreaker;
+  private readonly ctx: TransportContext;
+  private readonly WebSocket: WebSocketConstructor | undefined;
+
+  private currentState: ConnectionState = "disconnected";
+  private active: Transport | null = null;
+  private running = false;
+  private wake: (() => void) | null = null;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private transportClosed: ((reason: CloseReason) => void) | null = null;
+  private readonly subs = new Map<string, Set<Subscription>>();
+  /** Recovery point per concrete channel: where to resume after a reconnect. */
+  private readonly positions = new Map<string, Position>();
+  /** Last delivered per concrete channel: drops what a recovery or a second transport repeats. */
+  private readonly delivered = new Map<string, Position>();
+  /** Channels for which a recovery was asked on the current connection. */
+  private readonly resuming = new Set<string>();
+  private readonly pending = new Map<string, PendingPublish>();
+  private readonly clientKey = Math.random().toString(36).slice(2, 10);
+  private publishSeq = 0;
+  private removeBrowserListeners: (() => void) | null = null;
+
+  constructor(url: string, options: LiveHubOptions = {}) {
+    super();
+    this.baseUrl = url.replace(/\/+$/, "");
+    this.transports = options.transports?.length ? [...options.transports] : [...ALL_TRANSPORTS];
+    this.openTimeout = options.openTimeout ?? 5000;
+    this.backoff = new Backoff(options.backoff?.base ?? 500, options.backoff?.cap ?? 30_000, options.backoff?.stableAfter ?? 10_000);
+    this.breaker = new CircuitBreaker(options.circuitBreaker?.failures ?? 5, options.circuitBreaker?.cooldown ?? 30_000);
+    this.WebSocket = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+    const fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
+    this.ctx = {
+      baseUrl: this.baseUrl,
+      fetch: fetchImpl,
+      longPollTimeout: options.longPollTimeout ?? 25,
+      pollInterval: options.pollInterval ?? 1000,
+      events: {
+        message: (m) => this.onMessage(m),
+        subscribed: (info) => this.onSubscribed(info),
+        subscribeError: (filter, err) => this.forEachSub(filter, (s) => s.notify("error", err)),
+        closed: (reason) => this.transportClosed?.(reason),
+      },
+    };
+    if (options.autoConnect ?? true) {
+      this.connect();
+    }
+  }
+
+  /** The connection state. */
+  get state(): ConnectionState {
+    return this.currentState;
+  }
+
+  /** The transport in use, when connected. */
+  get transport(): TransportName | null {
+    return this.currentState === "connected" ? (this.active?.name ?? null) : null;
+  }
+
+  /** Starts connecting (the constructor does this unless `autoConnect: false`). */
+  connect(): void {
+    if (this.running) {
+      return;
+    }
+    this.running = true;
+    this.listenToBrowser();
+    void this.run();
+  }
+
+  /** Listens to `channel` (or an MQTT-style pattern); subscribing again returns another listener on the same subscription. */
+  subscribe(channel: string, options: SubscribeOptions = {}): Subscription {
+    const sub = new Subscription(channel, options, (s) => this.unsubscribe(s));
+    let set = this.subs.get(channel);
+    const isNew = !set;
+    if (!set) {
+      set = new Set();
+      this.subs.set(channel, set);
+    }
+    set.add(sub);
+    if (isNew) {
+      this.active?.update(this.wanted(), this.positions);
+    }
+    return sub;
+  }
+
+  /**
+   * Publishes `data` on `channel`. Resolves with the server's acknowledgement; rejects with a
+   * `LiveHubError` carrying the server's code. A publish whose connection drops before the
+   * answer is sent once more after the reconnect, with the same idempotency key, so the server
+   * stores it once.
+   */
+  publish(channel: string, data: unknown): Promise<Ack> {
+    if (!this.running) {
+      return Promise.reject(new LiveHubError("closed", "the hub is closed"));
+    }
+    const key = `${this.clientKey}-${++this.publishSeq}`;
+    return new Promise<Ack>((resolve, reject) => {
+      const entry: PendingPublish = { channel, data, key, sends: 0, inFlight: false, resolve, reject };
+      this.pending.set(key, entry);
+      if (this.currentState === "connected") {
+        this.send(entry);
+      }
+    });
+  }
+
+  /** Closes the connection and releases every timer, socket and listener. */
+  close(): void {
+    if (!this.running && this.currentState === "disconnected") {
+      return;
+    }
+    this.running = false;
+    this.removeBrowserListeners?.();
+    this.removeBrowserListeners = null;
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    this.wake?.();
+    this.active?.close();
+    this.transportClosed?.({ code: 1000, reason: "closed by the client", reconnect: false });
+    for (const entry of this.pending.values()) {
+      entry.reject(new LiveHubError("closed", "the hub was closed before the server answered"));
+    }
+    this.pending.clear();
+    for (const set of this.subs.values()) {
+      for (const sub of set) {
+        sub.stop();
+      }
+    }
+    this.setState("disconnected", 0);
+  }
+
+  private async run(): Promise<void> {
+    let attempt = 0;
+    while (this.running) {
+      await this.untilVisible();
+      const hold = this.breaker.wait(Date.now());
+      if (hold > 0) {
+        this.setState("reconnecting", attempt, hold);
+        await this.sleep(hold);
+        if (!this.running) {
+          return;
+        }
+      }
+      this.setState(attempt === 0 ? "connecting" : "reconnecting", attempt);
+      const transport = await this.openAny();
+      if (!this.running) {
+        transport?.close();
+        return;
+      }
+      if (!transport) {
+        attempt++;
+        if (this.breaker.failure(Date.now())) {
+          this.emit("circuit", { open: true });
+        }
+        if (!this.breaker.isOpen) {
+          const delay = this.backoff.next();
+          this.setState("reconnecting", attempt, delay);
+          await this.sleep(delay);
+        }
+        continue;
+      }
+      if (this.breaker.success()) {
+        this.emit("circuit", { open: false });
+      }
+      attempt = 0;
+      const since = Date.now();
+      const reason = await this.serve(transport);
+      this.backoff.connectionEnded(Date.now() - since);
+      if (!this.running) {
+        return;
+      }
+      if (!reason.reconnect) {
+        this.running = false;
+        this.emit("error", new LiveHubError("disconnected", `server closed the connection for good: ${reason.code} ${reason.reason}`, reason.code));
+        this.close();
+        return;
+      }
+      attempt = 1;
+      const delay = this.backoff.next();
+      this.setState("reconnecting", attempt, delay);
+      await this.sleep(delay);
+    }
+  }
+
+  /** Tries each transport in order; the first that opens in time wins. */
+  private async openAny(): Promise<Transport | null> {
+    for (const name of this.transports) {
+      if (!this.running) {
+        return null;
+      }
+      const transport = this.make(name);
+      if (!transport) {
+        continue;
+      }
+      this.resuming.clear();
+      for (const channel of this.positions.keys()) {
+        this.resuming.add(channel);
+      }
+      let timeout: ReturnType<typeof setTimeout> | undefined;
+      try {
+        const timedOut = new Promise<never>((_, reject) => {
+          timeout = setTimeout(() => reject(new LiveHubError("transport_failed", `${name} did not open within ${this.openTimeout} ms`)), this.openTimeout);
+        });
+        // Closures must be wired before opening: the transport may close right after it opened.
+        this.watchClose();
+        await Promise.race([transport.open(this.wanted(), this.positions), timedOut]);
+        return transport;
+      } catch (err) {
+        transport.close();
+        this.transportClosed = null;
+        this.emit("error", err instanceof LiveHubError ? err : new LiveHubError("transport_failed", String(err)));
+      } finally {
+        clearTimeout(timeout);
+      }
+    }
+    return null;
+  }
+
+  private closedPromise: Promise<CloseReason> | null = null;
+
+  private watchClose(): void {
+    this.closedPromise = new Promise<CloseReason>((resolve) => {
+      this.transportClosed = (reason) => {
+        this.transportClosed = null;
+        resolve(reason);
+      };
+    });
+  }
+
+  /** Runs a connected transport until it closes. */
+  private async serve(transport: Transport): Promise<CloseReason> {
+    this.active = transport;
+    this.setState("connected", 0);
+    for (const entry of this.pending.values()) {
+      if (!entry.inFlight) {
+        this.send(entry);
+      }
+    }
+    const reason = await (this.closedPromise ?? Promise.resolve({ code: 1006, reason: "lost", reconnect: true }));
+    this.active = null;
+    transport.close();
+    return reason;
+  }
+
+  private send(entry: PendingPublish): void {
+    const transport = this.active;
+    if (!transport) {
+      return;
+    }
+    entry.sends++;
+    entry.inFlight = true;
+    transport.publish(entry.channel, entry.data, entry.key).then(
+      (ack) => {
+        this.pending.delete(entry.key);
+        entry.resolve(ack);
+      },
+      (err: unknown) => {
+        entry.inFlight = false;
+        const error = err instanceof LiveHubError ? err : new LiveHubError("disconnected", String(err));
+        if (error.code !== "disconnected") {
+          this.pending.delete(entry.key);
+          entry.reject(error);
+        } else if (entry.sends >= 2) {
+          this.pending.delete(entry.key);
+          entry.reject(new LiveHubError("not_acknowledged", "no answer from the server, even after a retry"));
+        }
+        // Otherwise it stays pending and is sent once more after the reconnect.
+      },
+    );
+  }
+
+  private make(name: TransportName): Transport | null {
+    switch (name) {
+      case "websocket":
+        if (!this.WebSocket) {
+          this.emit("error", new LiveHubError("unsupported", "no WebSocket implementation: pass options.WebSocket"));
+          return null;
+        }
+        return new WebSocketTransport(this.ctx, this.WebSocket);
+      case "sse":
+        return new SseTransport(this.ctx);
+      case "long-polling":
+        return new LongPollTransport(this.ctx);
+      case "polling":
+        return new PollingTransport(this.ctx);
+    }
+  }
+
+  private wanted(): Wanted[] {
+    return [...this.subs.entries()].map(([filter, set]) => ({
+      filter,
+      latest: [...set].some((s) => s.options.latest === true),
+    }));
+  }
+
+  private onMessage(m: Message): void {
+    const last = this.delivered.get(m.channel);
+    if (last && last.epoch === m.epoch && m.offset <= last.offset) {
+      return;
+    }
+    const position = { offset: m.offset, epoch: m.epoch };
+    this.delivered.set(m.channel, position);
+    this.positions.set(m.channel, position);
+    this.forEachSub(m.channel, (s) => s.deliver(m), true);
+  }
+
+  private onSubscribed(info: SubscribedInfo): void {
+    const wasResuming = this.resuming.delete(info.channel);
+    if (!info.recovered && info.position) {
+      // A fresh start: what follows (a latest value, a new epoch's history) is new to us, and
+      // the position is where a later recovery starts.
+      this.delivered.delete(info.channel);
+      this.positions.set(info.channel, info.position);
+      if (wasResuming) {
+        this.forEachSub(info.channel, (s) => s.notify("unrecovered", { channel: info.channel, position: info.position }), true);
+      }
+    }
+    this.forEachSub(info.channel, (s) => s.notify("subscribed", info), true);
+  }
+
+  /** Runs `f` for every subscription whose filter is `filter` (or, with `match`, matches it as a channel). */
+  private forEachSub(channel: string, f: (s: Subscription) => void, match = false): void {
+    for (const [filter, set] of this.subs) {
+      if (filter === channel || (match && matches(filter, channel))) {
+        for (const sub of set) {
+          f(sub);
+        }
+      }
+    }
+  }
+
+  private unsubscribe(sub: Subscription): void {
+    const set = this.subs.get(sub.channel);
+    if (!set) {
+      return;
+    }
+    set.delete(sub);
+    if (set.size === 0) {
+      this.subs.delete(sub.channel);
+      this.active?.update(this.wanted(), this.positions);
+    }
+  }
+
+  private setState(state: ConnectionState, attempt: number, delay?: number): void {
+    if (state === this.currentState && delay === undefined) {
+      return;
+    }
+    this.currentState = state;
+    const change: StateChange = { state, transport: this.transport, attempt };
+    if (delay !== undefined) {
+      change.delay = delay;
+    }
+    this.emit("state", change);
+  }
+
+  /** Waits `ms`, or less when the browser comes back online or visible, or the hub closes. */
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        if (this.timer) {
+          clearTimeout(this.timer);
+          this.timer = null;
+        }
+        this.wake = null;
+        resolve();
+      };
+      this.wake = done;
+      this.timer = setTimeout(done, ms);
+    });
+  }
+
+  /** In browsers: no reconnect attempts while the tab is hidden; they resume when it shows. */
+  private async untilVisible(): Promise<void> {
+    const doc = (globalThis as { document?: Document }).document;
+    while (this.running && doc && doc.visibilityState === "hidden") {
+      await this.sleep(2_147_483_647);
+    }
+  }
+
+  /** In browsers: reconnect at once when the network or the tab comes back. */
+  private listenToBrowser(): void {
+    const g = globalThis as { addEventListener?: typeof addEventListener; removeEventListener?: typeof removeEventListener; document?: Document };
+    if (typeof g.addEventListener !== "function" || typeof g.removeEventListener !== "function") {
+      return;
+    }
+    const hurry = () => {
+      if (!g.document || g.document.visibilityState !== "hidden") {
+        this.wake?.();
+      }
+    };
+    g.addEventListener("online", hurry);
+    g.document?.addEventListener("visibilitychange", hurry);
+    this.removeBrowserListeners = () => {
+      g.removeEventListener?.("online", hurry);
+      g.document?.removeEventListener("visibilitychange", hurry);
+    };
+  }
+}

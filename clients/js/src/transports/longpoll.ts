@@ -1,0 +1,107 @@
+import { encodeCursor, matches } from "../cursor.js";
+import { LiveHubError, httpError } from "../errors.js";
+import type { Ack, Position } from "../types.js";
+import {
+  httpPublish,
+  reportChannels,
+  resumable,
+  toMessage,
+  type Transport,
+  type TransportContext,
+  type Wanted,
+} from "./transport.js";
+
+/** Long polling: `GET /poll` in a loop, each answer carrying the cursor for the next one. */
+export class LongPollTransport implements Transport {
+  readonly name = "long-polling" as const;
+  private abort: AbortController | null = null;
+  private closedByUs = false;
+  private generation = 0;
+
+  constructor(private readonly ctx: TransportContext) {}
+
+  async open(wanted: Wanted[], positions: Map<string, Position>): Promise<void> {
+    const generation = ++this.generation;
+    this.abort?.abort();
+    const cursor = encodeCursor(resumable(wanted, positions, matches));
+    // The first poll does not wait, so a refusal is found at once.
+    const next = await this.poll(wanted, cursor, 0, true);
+    void this.loop(wanted, next, generation);
+  }
+
+  update(wanted: Wanted[], positions: Map<string, Position>): void {
+    this.open(wanted, positions).catch((err: unknown) => {
+      if (!this.closedByUs) {
+        this.ctx.events.closed({ code: 1006, reason: String(err), reconnect: true });
+      }
+    });
+  }
+
+  publish(channel: string, data: unknown, key: string): Promise<Ack> {
+    return httpPublish(this.ctx, channel, data, key);
+  }
+
+  close(): void {
+    this.closedByUs = true;
+    this.abort?.abort();
+  }
+
+  private async loop(wanted: Wanted[], cursor: string, generation: number): Promise<void> {
+    while (!this.closedByUs && generation === this.generation) {
+      try {
+        cursor = await this.poll(wanted, cursor, this.ctx.longPollTimeout, false);
+      } catch (err) {
+        if (!this.closedByUs && generation === this.generation) {
+          const code = err instanceof LiveHubError && err.code !== "disconnected" ? 4500 : 1006;
+          this.ctx.events.closed({ code, reason: String(err), reconnect: code === 1006 });
+        }
+        return;
+      }
+    }
+  }
+
+  /** One poll; returns the next cursor. */
+  private async poll(wanted: Wanted[], cursor: string, timeout: number, first: boolean): Promise<string> {
+    const params = new URLSearchParams();
+    for (const w of wanted) {
+      params.append("channel", w.filter);
+    }
+    if (first && wanted.some((w) => w.latest)) {
+      params.set("latest", "true");
+    }
+    if (cursor) {
+      params.set("cursor", cursor);
+    }
+    params.set("timeout", String(timeout));
+    const abort = new AbortController();
+    this.abort = abort;
+    let response: Response;
+    try {
+      response = await this.ctx.fetch(`${this.ctx.baseUrl}/poll?${params}`, { signal: abort.signal });
+    } catch (err) {
+      throw new LiveHubError("disconnected", `poll failed: ${String(err)}`);
+    }
+    if (response.status === 204) {
+      return response.headers.get("livehub-cursor") ?? cursor;
+    }
+    if (!response.ok) {
+      throw await httpError(response);
+    }
+    const body = (await response.json()) as { messages: Record<string, unknown>[]; cursor: string; channels: unknown };
+    if (first) {
+      reportChannels(this.ctx.events, body.channels);
+    } else {
+      // Later answers only matter when history could not bridge the gap since the last poll.
+      const lost = Object.fromEntries(
+        Object.entries((body.channels ?? {}) as Record<string, { recovered?: boolean }>).filter(
+          ([, e]) => e.recovered === false,
+        ),
+      );
+      reportChannels(this.ctx.events, lost);
+    }
+    for (const m of body.messages) {
+      this.ctx.events.message(toMessage(m));
+    }
+    return body.cursor;
+  }
+}

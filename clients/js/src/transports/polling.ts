@@ -1,0 +1,159 @@
+import { isPattern } from "../cursor.js";
+import { LiveHubError, httpError } from "../errors.js";
+import type { Ack, Position } from "../types.js";
+import { httpPublish, toMessage, type Transport, type TransportContext, type Wanted } from "./transport.js";
+
+/**
+ * Short polling over the REST API: every `pollInterval` ms, each channel's history after the last
+ * position. Exact channels only: a pattern gets an `unsupported` error.
+ */
+export class PollingTransport implements Transport {
+  readonly name = "polling" as const;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private closedByUs = false;
+  private generation = 0;
+  private wanted: Wanted[] = [];
+  private positions = new Map<string, Position>();
+
+  constructor(private readonly ctx: TransportContext) {}
+
+  async open(wanted: Wanted[], positions: Map<string, Position>): Promise<void> {
+    const generation = ++this.generation;
+    this.stop();
+    this.wanted = [];
+    for (const w of wanted) {
+      if (isPattern(w.filter)) {
+        this.ctx.events.subscribeError(
+          w.filter,
+          new LiveHubError("unsupported", "wildcard subscriptions need a streaming transport"),
+        );
+      } else {
+        this.wanted.push(w);
+      }
+    }
+    // The first round answers whether the server serves this transport at all.
+    const probe = await this.ctx.fetch(`${this.ctx.baseUrl}/api/channels`).catch((err: unknown) => {
+      throw new LiveHubError("transport_failed", `polling failed: ${String(err)}`);
+    });
+    if (!probe.ok) {
+      throw await httpError(probe);
+    }
+    for (const w of this.wanted) {
+      await this.start(w, positions.get(w.filter));
+    }
+    this.schedule(generation);
+  }
+
+  update(wanted: Wanted[], positions: Map<string, Position>): void {
+    this.open(wanted, positions).catch((err: unknown) => {
+      if (!this.closedByUs) {
+        this.ctx.events.closed({ code: 1006, reason: String(err), reconnect: true });
+      }
+    });
+  }
+
+  publish(channel: string, data: unknown, key: string): Promise<Ack> {
+    return httpPublish(this.ctx, channel, data, key);
+  }
+
+  close(): void {
+    this.closedByUs = true;
+    this.stop();
+  }
+
+  private stop(): void {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+  }
+
+  private schedule(generation: number): void {
+    this.timer = setTimeout(() => {
+      void this.round(generation);
+    }, this.ctx.pollInterval);
+  }
+
+  private async round(generation: number): Promise<void> {
+    try {
+      for (const w of this.wanted) {
+        await this.catchUp(w.filter);
+      }
+    } catch (err) {
+      if (!this.closedByUs && generation === this.generation) {
+        this.ctx.events.closed({ code: 1006, reason: String(err), reconnect: true });
+      }
+      return;
+    }
+    if (!this.closedByUs && generation === this.generation) {
+      this.schedule(generation);
+    }
+  }
+
+  /** Starts a channel: recovers from `since` if given, else takes its position (and latest value). */
+  private async start(w: Wanted, since: Position | undefined): Promise<void> {
+    if (since) {
+      this.positions.set(w.filter, since);
+      const recovered = await this.catchUp(w.filter, true);
+      if (recovered) {
+        return;
+      }
+    }
+    await this.restart(w.filter, w.latest || since !== undefined);
+  }
+
+  /** Reads history after the channel's position; false when history cannot bridge the gap. */
+  private async catchUp(channel: string, reportRecovered = false): Promise<boolean> {
+    const position = this.positions.get(channel);
+    if (!position) {
+      return false;
+    }
+    const query = `since=${position.offset}&epoch=${encodeURIComponent(position.epoch)}&limit=1000`;
+    const response = await this.get(`${path(channel)}/history?${query}`);
+    if (response.status === 409) {
+      await this.restart(channel, true);
+      return false;
+    }
+    if (!response.ok) {
+      throw await httpError(response);
+    }
+    const body = (await response.json()) as { position: Position; oldest: number; publications: Record<string, unknown>[] };
+    if (body.oldest > position.offset + 1 && body.position.offset > position.offset) {
+      await this.restart(channel, true);
+      return false;
+    }
+    if (reportRecovered) {
+      this.ctx.events.subscribed({ channel, position: body.position, recovered: true });
+    }
+    for (const p of body.publications) {
+      const m = toMessage(p);
+      this.positions.set(channel, { offset: m.offset, epoch: m.epoch });
+      this.ctx.events.message(m);
+    }
+    return true;
+  }
+
+  /** Takes the channel's current position (`recovered: false`), with its latest value if asked. */
+  private async restart(channel: string, latest: boolean): Promise<void> {
+    const response = await this.get(path(channel));
+    if (!response.ok) {
+      throw await httpError(response);
+    }
+    const body = (await response.json()) as { position: Position; latest: Record<string, unknown> | null };
+    this.positions.set(channel, body.position);
+    this.ctx.events.subscribed({ channel, position: body.position, recovered: false });
+    if (latest && body.latest) {
+      this.ctx.events.message(toMessage(body.latest));
+    }
+  }
+
+  private get(pathAndQuery: string): Promise<Response> {
+    return this.ctx.fetch(`${this.ctx.baseUrl}/api/channels/${pathAndQuery}`).catch((err: unknown) => {
+      throw new LiveHubError("disconnected", `poll failed: ${String(err)}`);
+    });
+  }
+}
+
+function path(channel: string): string {
+  return channel.split("/").map(encodeURIComponent).join("/");
+}

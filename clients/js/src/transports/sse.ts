@@ -1,0 +1,158 @@
+import { encodeCursor, matches } from "../cursor.js";
+import { LiveHubError, httpError } from "../errors.js";
+import type { Ack, Position } from "../types.js";
+import {
+  httpPublish,
+  mayReconnect,
+  reportChannels,
+  resumable,
+  toMessage,
+  type Transport,
+  type TransportContext,
+  type Wanted,
+} from "./transport.js";
+
+/**
+ * Server-Sent Events read with `fetch`, so that it works the same in browsers and Node and can
+ * resume from positions gathered on any transport (the cursor goes in `last_event_id`).
+ * Publishing goes over `POST /api/publish`. Changing subscriptions reopens the stream from the
+ * current positions, which loses nothing.
+ */
+export class SseTransport implements Transport {
+  readonly name = "sse" as const;
+  private abort: AbortController | null = null;
+  private closedByUs = false;
+  private generation = 0;
+
+  constructor(private readonly ctx: TransportContext) {}
+
+  async open(wanted: Wanted[], positions: Map<string, Position>): Promise<void> {
+    const generation = ++this.generation;
+    this.abort?.abort();
+    const abort = new AbortController();
+    this.abort = abort;
+    const params = new URLSearchParams();
+    for (const w of wanted) {
+      params.append("channel", w.filter);
+    }
+    if (wanted.some((w) => w.latest)) {
+      params.set("latest", "true");
+    }
+    const resume = resumable(wanted, positions, matches);
+    if (resume.size > 0) {
+      params.set("last_event_id", encodeCursor(resume));
+    }
+    let response: Response;
+    try {
+      response = await this.ctx.fetch(`${this.ctx.baseUrl}/sse?${params}`, {
+        headers: { accept: "text/event-stream" },
+        signal: abort.signal,
+      });
+    } catch (err) {
+      throw new LiveHubError("transport_failed", `SSE request failed: ${String(err)}`);
+    }
+    if (!response.ok || !response.body) {
+      throw await httpError(response);
+    }
+    const reader = response.body.getReader();
+    await new Promise<void>((resolve, reject) => {
+      void this.read(reader, generation, resolve, reject);
+    });
+  }
+
+  update(wanted: Wanted[], positions: Map<string, Position>): void {
+    // Reopen with the new channel set; failures surface as a close, like a dropped stream.
+    this.open(wanted, positions).catch((err: unknown) => {
+      if (!this.closedByUs) {
+        this.ctx.events.closed({ code: 1006, reason: String(err), reconnect: true });
+      }
+    });
+  }
+
+  publish(channel: string, data: unknown, key: string): Promise<Ack> {
+    return httpPublish(this.ctx, channel, data, key);
+  }
+
+  close(): void {
+    this.closedByUs = true;
+    this.abort?.abort();
+  }
+
+  private async read(
+    reader: ReadableStreamDefaultReader<Uint8Array>,
+    generation: number,
+    resolve: () => void,
+    reject: (err: LiveHubError) => void,
+  ): Promise<void> {
+    const decoder = new TextDecoder();
+    let buffer = "";
+    let connected = false;
+    let ended: { code: number; reason: string } = { code: 1006, reason: "stream ended" };
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) {
+          break;
+        }
+        buffer += decoder.decode(value, { stream: true }).replace(/\r\n?/g, "\n");
+        let end: number;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          const event = parseEvent(block);
+          if (!event) {
+            continue;
+          }
+          const data = safeJson(event.data);
+          if (event.name === "connected" && data?.["type"] === "connected") {
+            connected = true;
+            reportChannels(this.ctx.events, data["channels"]);
+            resolve();
+          } else if (event.name === "disconnect" && data?.["type"] === "disconnect") {
+            ended = { code: Number(data["code"]), reason: String(data["reason"]) };
+          } else if (data?.["type"] === "message") {
+            this.ctx.events.message(toMessage(data));
+          }
+        }
+      }
+    } catch (err) {
+      ended = { code: 1006, reason: String(err) };
+    }
+    if (!connected) {
+      reject(new LiveHubError("transport_failed", `SSE stream ended before it connected: ${ended.reason}`));
+      return;
+    }
+    // A stream replaced by `update` or closed by the hub ends silently.
+    if (!this.closedByUs && generation === this.generation) {
+      this.ctx.events.closed({ ...ended, reconnect: mayReconnect(ended.code) });
+    }
+  }
+}
+
+function parseEvent(block: string): { name: string; data: string } | null {
+  let name = "message";
+  const data: string[] = [];
+  for (const line of block.split("\n")) {
+    if (line.startsWith(":") || line === "") {
+      continue;
+    }
+    const colon = line.indexOf(":");
+    const field = colon < 0 ? line : line.slice(0, colon);
+    const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+    if (field === "event") {
+      name = value;
+    } else if (field === "data") {
+      data.push(value);
+    }
+  }
+  return data.length > 0 ? { name, data: data.join("\n") } : null;
+}
+
+function safeJson(text: string): Record<string, unknown> | null {
+  try {
+    const value = JSON.parse(text) as unknown;
+    return value && typeof value === "object" ? (value as Record<string, unknown>) : null;
+  } catch {
+    return null;
+  }
+}
