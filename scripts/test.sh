@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Runs every test suite of livehub. The README's test command; CI runs exactly this.
 #
-# Installs what it needs when missing (Python's kosoku for the Autobahn WebSocket conformance
-# suite), so it works on a fresh Debian machine with the Rust toolchain.
+# Installs what it needs when missing (Node.js from Debian, the client's npm packages, Python's
+# kosoku for the Autobahn WebSocket conformance suite), so it works on a fresh Debian machine with
+# the Rust toolchain.
 #
 #   scripts/test.sh            everything
 #   LIVEHUB_SKIP_AUTOBAHN=1    skip the Autobahn suite (quick local runs)
+#   LIVEHUB_SKIP_JS=1          skip the TypeScript client suite
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +18,15 @@ export NO_PROXY="127.0.0.1,localhost" no_proxy="127.0.0.1,localhost"
 
 step "Rust: unit and integration tests"
 cargo test --workspace --all-targets
+
+if [[ "${LIVEHUB_SKIP_JS:-0}" != 1 ]]; then
+  step "TypeScript client: build and tests against the real server binary"
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq nodejs npm
+  fi
+  cargo build --bin livehub
+  (cd clients/js && npm ci --no-audit --no-fund && LIVEHUB_BIN="$PWD/../../target/debug/livehub" npm test)
+fi
 
 if [[ "${LIVEHUB_SKIP_AUTOBAHN:-0}" != 1 ]]; then
   step "WebSocket conformance: Autobahn|Testsuite sections 1-10 against the test echo endpoint"
