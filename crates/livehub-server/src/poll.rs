@@ -45,12 +45,8 @@ pub(crate) async fn poll(State(app): State<App>, RawQuery(query): RawQuery) -> R
     let mut receiver = app.node().connect_ephemeral("long-polling");
     let mut tracker = DeliveryTracker::default();
     let opened = resume::open(app.node(), receiver.session(), &request, &mut tracker).await?;
-    let mut messages: Vec<Bytes> = opened
-        .replay
-        .iter()
-        .filter(|p| resume::admit(&mut tracker, p))
-        .map(|p| message_frame(Format::Json, p))
-        .collect();
+    let mut messages: Vec<Bytes> =
+        opened.replay.iter().filter(|p| tracker.admit(p)).map(|p| message_frame(Format::Json, p)).collect();
 
     if messages.is_empty() && timeout > 0 {
         let session = receiver.session().clone();

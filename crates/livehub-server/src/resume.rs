@@ -75,7 +75,7 @@ impl StreamRequest {
 
 /// A stream's start: what to send before live publications, and each channel's state.
 pub(crate) struct Opened {
-    /// Publications to send first, in order; pass each through [`admit`] before sending it.
+    /// Publications to send first, in order; pass each through the tracker before sending it.
     pub(crate) replay: Vec<Arc<Publication>>,
     /// Per channel (or pattern): `position` and `recovered`, for the client.
     pub(crate) channels: Map<String, Value>,
@@ -104,7 +104,7 @@ pub(crate) async fn open(
             if !resumed.insert(channel.clone()) {
                 continue;
             }
-            start(tracker, channel, since.as_ref(), position, subscribed.recovered);
+            start(tracker, channel, position, &subscribed.publications);
             let mut entry = json!({ "position": position_value(position) });
             if since.is_some() {
                 entry["recovered"] = subscribed.recovered.into();
@@ -118,7 +118,7 @@ pub(crate) async fn open(
                     continue;
                 }
                 let recovery = node.recover(channel, since).await?;
-                start(tracker, channel, Some(since), &recovery.position, recovery.recovered);
+                start(tracker, channel, &recovery.position, &recovery.publications);
                 let entry = json!({ "position": position_value(&recovery.position), "recovered": recovery.recovered });
                 channels.insert(channel.to_string(), entry);
                 replay.extend(recovery.publications);
@@ -128,25 +128,16 @@ pub(crate) async fn open(
     Ok(Opened { replay, channels })
 }
 
-/// Whether a replayed publication goes out, advancing `tracker` if so. Recovered publications
-/// advance it one by one; a latest value sent instead of a recovery sits exactly at the position
-/// the tracker was set to, and goes out once.
-pub(crate) fn admit(tracker: &mut DeliveryTracker, publication: &Publication) -> bool {
-    tracker.admit(publication)
-        || tracker.last(&publication.channel)
-            == Some((publication.position.offset, &publication.position.epoch))
-}
-
-/// Sets where a channel's stream starts: just after `since` when recovering, else at `position`.
+/// Sets where a channel's stream starts: just before the first publication to replay (missed
+/// ones, a new epoch's whole history, or the latest value), or at `position` when there is none.
 fn start(
     tracker: &mut DeliveryTracker,
     channel: &ChannelName,
-    since: Option<&StreamPosition>,
     position: &StreamPosition,
-    recovered: bool,
+    replay: &[Arc<Publication>],
 ) {
-    match since {
-        Some(since) if recovered => tracker.mark(channel, since.offset, &since.epoch),
-        _ => tracker.mark(channel, position.offset, &position.epoch),
+    match replay.first() {
+        Some(first) => tracker.mark(channel, first.position.offset.saturating_sub(1), &first.position.epoch),
+        None => tracker.mark(channel, position.offset, &position.epoch),
     }
 }

@@ -93,7 +93,7 @@ async fn open(
     // Each replayed event carries the cursor as of that event, so a stream cut off in the middle
     // of a long replay resumes right after the last event the client got.
     for publication in &opened.replay {
-        if resume::admit(&mut stream.tracker, publication) {
+        if stream.tracker.admit(publication) {
             stream.put_publication(&mut first, publication);
         }
     }

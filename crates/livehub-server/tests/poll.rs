@@ -186,7 +186,10 @@ async fn timeout_zero_answers_at_once() {
 
 #[tokio::test]
 async fn cursor_from_another_epoch_is_not_recovered_and_gets_the_latest() {
-    let server = TestServer::start().await;
+    // With a history of one, the new epoch is no longer complete: only the latest value comes.
+    let mut config = Config::default();
+    config.history.size = 1;
+    let server = TestServer::with(config).await;
     publish_n(&server, "a", 1).await;
     let latest = publish_n(&server, "a", 2).await;
     let channel = ChannelName::new("a").expect("valid channel");
@@ -251,4 +254,21 @@ async fn timeout_above_the_maximum_is_capped() {
     // Held for at most a second, well within the test's bounded wait.
     let answer = poll(&server, "channel=a&timeout=100").await;
     assert_eq!(answer.status, 204, "{:?}", answer.body);
+}
+
+#[tokio::test]
+async fn a_cursor_from_before_a_restart_gets_the_whole_new_epoch() {
+    let server = TestServer::start().await;
+    for v in 1..=3 {
+        server.publish("restart/a", serde_json::json!(v)).await;
+    }
+    let channel = livehub_core::ChannelName::new("restart/a").expect("valid");
+    let old = livehub_core::Epoch::from_client("before-restart");
+    let cursor = livehub_server::Cursor::encode([(&channel, 57, &old)].into_iter());
+    let url = server.url(&format!("/poll?channel=restart/a&cursor={cursor}&timeout=0"));
+    let body: serde_json::Value = reqwest::get(url).await.expect("poll").json().await.expect("json");
+    assert_eq!(body["channels"]["restart/a"]["recovered"], false);
+    let offsets: Vec<u64> =
+        body["messages"].as_array().expect("messages").iter().filter_map(|m| m["offset"].as_u64()).collect();
+    assert_eq!(offsets, vec![1, 2, 3], "{body}");
 }
