@@ -17,6 +17,24 @@ export function encodeCursor(positions: Iterable<[string, Position]>): string {
   return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
+/** Reads a cursor back into positions (the inverse of `encodeCursor`); a malformed one gives none. */
+export function decodeCursor(cursor: string): Map<string, Position> {
+  const out = new Map<string, Position>();
+  try {
+    const binary = atob(cursor.replace(/-/g, "+").replace(/_/g, "/"));
+    const text = new TextDecoder().decode(Uint8Array.from(binary, (c) => c.charCodeAt(0)));
+    for (const line of text.split("\n")) {
+      const [channel, offset, epoch] = line.split(" ");
+      if (channel && offset && epoch) {
+        out.set(channel, { offset: Number(offset), epoch });
+      }
+    }
+  } catch {
+    // Not a cursor of ours: nothing to report.
+  }
+  return out;
+}
+
 /** MQTT-style matching of a channel against a filter (`+` one level, final `#` the rest). */
 export function matches(filter: string, channel: string): boolean {
   if (filter === channel) {

@@ -115,6 +115,7 @@ export class LiveHub extends Emitter<HubEvents> {
       return;
     }
     this.running = true;
+    this.setState("connecting", 0);
     this.listenToBrowser();
     void this.run();
   }

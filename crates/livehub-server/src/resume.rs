@@ -16,7 +16,9 @@ use crate::protocol::position_value;
 /// What an SSE or long-poll request asks for.
 #[derive(Debug, Default)]
 pub(crate) struct StreamRequest {
-    /// Channels and patterns, in request order, without duplicates.
+    /// Channels and patterns, in request order, without duplicates. May be empty: an idle stream
+    /// (or a poll that waits out its timeout) tells a client the transport is up before it has
+    /// anything to subscribe to.
     pub(crate) filters: Vec<ChannelFilter>,
     /// Where the client left off.
     pub(crate) cursor: Cursor,
@@ -47,9 +49,6 @@ impl StreamRequest {
                 k if cursor_param.contains(&k) => token = Some(value.into_owned()),
                 _ => request.params.push((key.into_owned(), value.into_owned())),
             }
-        }
-        if names.is_empty() {
-            return Err(ApiError::bad_request("name at least one channel: ?channel=a&channel=b"));
         }
         if names.len() > max_channels {
             return Err(ApiError::bad_request(format!("at most {max_channels} channels per request")));

@@ -1,4 +1,4 @@
-import { encodeCursor, matches } from "../cursor.js";
+import { decodeCursor, encodeCursor, matches } from "../cursor.js";
 import { LiveHubError, httpError } from "../errors.js";
 import type { Ack, Position } from "../types.js";
 import {
@@ -23,9 +23,9 @@ export class LongPollTransport implements Transport {
   async open(wanted: Wanted[], positions: Map<string, Position>): Promise<void> {
     const generation = ++this.generation;
     this.abort?.abort();
-    const cursor = encodeCursor(resumable(wanted, positions, matches));
+    const resume = resumable(wanted, positions, matches);
     // The first poll does not wait, so a refusal is found at once.
-    const next = await this.poll(wanted, cursor, 0, true);
+    const next = await this.poll(wanted, encodeCursor(resume), 0, resume);
     void this.loop(wanted, next, generation);
   }
 
@@ -49,7 +49,7 @@ export class LongPollTransport implements Transport {
   private async loop(wanted: Wanted[], cursor: string, generation: number): Promise<void> {
     while (!this.closedByUs && generation === this.generation) {
       try {
-        cursor = await this.poll(wanted, cursor, this.ctx.longPollTimeout, false);
+        cursor = await this.poll(wanted, cursor, this.ctx.longPollTimeout, null);
       } catch (err) {
         if (!this.closedByUs && generation === this.generation) {
           const code = err instanceof LiveHubError && err.code !== "disconnected" ? 4500 : 1006;
@@ -60,8 +60,11 @@ export class LongPollTransport implements Transport {
     }
   }
 
-  /** One poll; returns the next cursor. */
-  private async poll(wanted: Wanted[], cursor: string, timeout: number, first: boolean): Promise<string> {
+  /**
+   * One poll; returns the next cursor. `first` (the positions resumed from) marks the poll that
+   * opens the transport, which reports every channel's subscribe result.
+   */
+  private async poll(wanted: Wanted[], cursor: string, timeout: number, first: Map<string, Position> | null): Promise<string> {
     const params = new URLSearchParams();
     for (const w of wanted) {
       params.append("channel", w.filter);
@@ -82,7 +85,14 @@ export class LongPollTransport implements Transport {
       throw new LiveHubError("disconnected", `poll failed: ${String(err)}`);
     }
     if (response.status === 204) {
-      return response.headers.get("livehub-cursor") ?? cursor;
+      const next = response.headers.get("livehub-cursor") ?? cursor;
+      if (first) {
+        // Nothing followed the cursor: every resumed channel is recovered, the others start here.
+        for (const [channel, position] of decodeCursor(next)) {
+          this.ctx.events.subscribed({ channel, position, recovered: first.has(channel) });
+        }
+      }
+      return next;
     }
     if (!response.ok) {
       throw await httpError(response);
