@@ -122,11 +122,6 @@ impl Session {
         let mut filters = lock(&self.inner.filters);
         f(&mut filters)
     }
-
-    /// The subscriptions this session holds.
-    pub fn filters(&self) -> Vec<ChannelFilter> {
-        self.with_filters(|f| f.iter().cloned().collect())
-    }
 }
 
 impl fmt::Debug for Session {

@@ -22,8 +22,6 @@ pub(crate) struct StreamRequest {
     pub(crate) filters: Vec<ChannelFilter>,
     /// Where the client left off.
     pub(crate) cursor: Cursor,
-    /// Whether the cursor came from the client (rather than being empty).
-    pub(crate) resuming: bool,
     /// Send each channel's latest publication when not resuming it.
     pub(crate) latest: bool,
     /// Other query parameters, for the transport to read.
@@ -61,7 +59,6 @@ impl StreamRequest {
         }
         if let Some(token) = token.filter(|t| !t.is_empty()) {
             request.cursor = Cursor::decode(&token)?;
-            request.resuming = true;
         }
         Ok(request)
     }

@@ -64,7 +64,6 @@ async fn open(
     // The header wins over the query parameter: it is what EventSource sends when it reconnects.
     if let Some(id) = headers.get("last-event-id").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()) {
         request.cursor = Cursor::decode(id)?;
-        request.resuming = true;
     }
     let receiver = app.node().connect("sse");
     let mut tracker = DeliveryTracker::default();

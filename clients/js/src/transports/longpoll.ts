@@ -1,24 +1,12 @@
 import { decodeCursor, encodeCursor, matches } from "../cursor.js";
 import { LiveHubError, httpError } from "../errors.js";
-import type { Ack, Position } from "../types.js";
-import {
-  httpPublish,
-  reportChannels,
-  resumable,
-  toMessage,
-  type Transport,
-  type TransportContext,
-  type Wanted,
-} from "./transport.js";
+import type { Position } from "../types.js";
+import { HttpTransport, reportChannels, resumable, toMessage, type Wanted } from "./transport.js";
 
 /** Long polling: `GET /poll` in a loop, each answer carrying the cursor for the next one. */
-export class LongPollTransport implements Transport {
+export class LongPollTransport extends HttpTransport {
   readonly name = "long-polling" as const;
   private abort: AbortController | null = null;
-  private closedByUs = false;
-  private generation = 0;
-
-  constructor(private readonly ctx: TransportContext) {}
 
   async open(wanted: Wanted[], positions: Map<string, Position>): Promise<void> {
     const generation = ++this.generation;
@@ -29,32 +17,18 @@ export class LongPollTransport implements Transport {
     void this.loop(wanted, next, generation);
   }
 
-  update(wanted: Wanted[], positions: Map<string, Position>): void {
-    this.open(wanted, positions).catch((err: unknown) => {
-      if (!this.closedByUs) {
-        this.ctx.events.closed({ code: 1006, reason: String(err), reconnect: true });
-      }
-    });
-  }
-
-  publish(channel: string, data: unknown, key: string): Promise<Ack> {
-    return httpPublish(this.ctx, channel, data, key);
-  }
-
-  close(): void {
-    this.closedByUs = true;
+  protected stop(): void {
     this.abort?.abort();
   }
 
   private async loop(wanted: Wanted[], cursor: string, generation: number): Promise<void> {
-    while (!this.closedByUs && generation === this.generation) {
+    while (this.current(generation)) {
       try {
         cursor = await this.poll(wanted, cursor, this.ctx.longPollTimeout, null);
       } catch (err) {
-        if (!this.closedByUs && generation === this.generation) {
-          const code = err instanceof LiveHubError && err.code !== "disconnected" ? 4500 : 1006;
-          this.ctx.events.closed({ code, reason: String(err), reconnect: code === 1006 });
-        }
+        // A refusal (an HTTP error) is final; a network failure is worth a reconnect.
+        const code = err instanceof LiveHubError && err.code !== "disconnected" ? 4500 : 1006;
+        this.lost(generation, code, String(err));
         return;
       }
     }

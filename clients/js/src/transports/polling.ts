@@ -1,21 +1,17 @@
 import { isPattern } from "../cursor.js";
 import { LiveHubError, httpError } from "../errors.js";
-import type { Ack, Position } from "../types.js";
-import { httpPublish, toMessage, type Transport, type TransportContext, type Wanted } from "./transport.js";
+import type { Position } from "../types.js";
+import { HttpTransport, toMessage, type Wanted } from "./transport.js";
 
 /**
  * Short polling over the REST API: every `pollInterval` ms, each channel's history after the last
  * position. Exact channels only: a pattern gets an `unsupported` error.
  */
-export class PollingTransport implements Transport {
+export class PollingTransport extends HttpTransport {
   readonly name = "polling" as const;
   private timer: ReturnType<typeof setTimeout> | null = null;
-  private closedByUs = false;
-  private generation = 0;
   private wanted: Wanted[] = [];
   private positions = new Map<string, Position>();
-
-  constructor(private readonly ctx: TransportContext) {}
 
   async open(wanted: Wanted[], positions: Map<string, Position>): Promise<void> {
     const generation = ++this.generation;
@@ -44,24 +40,7 @@ export class PollingTransport implements Transport {
     this.schedule(generation);
   }
 
-  update(wanted: Wanted[], positions: Map<string, Position>): void {
-    this.open(wanted, positions).catch((err: unknown) => {
-      if (!this.closedByUs) {
-        this.ctx.events.closed({ code: 1006, reason: String(err), reconnect: true });
-      }
-    });
-  }
-
-  publish(channel: string, data: unknown, key: string): Promise<Ack> {
-    return httpPublish(this.ctx, channel, data, key);
-  }
-
-  close(): void {
-    this.closedByUs = true;
-    this.stop();
-  }
-
-  private stop(): void {
+  protected stop(): void {
     if (this.timer) {
       clearTimeout(this.timer);
       this.timer = null;
@@ -80,12 +59,10 @@ export class PollingTransport implements Transport {
         await this.catchUp(w.filter);
       }
     } catch (err) {
-      if (!this.closedByUs && generation === this.generation) {
-        this.ctx.events.closed({ code: 1006, reason: String(err), reconnect: true });
-      }
+      this.lost(generation, 1006, String(err));
       return;
     }
-    if (!this.closedByUs && generation === this.generation) {
+    if (this.current(generation)) {
       this.schedule(generation);
     }
   }

@@ -1,16 +1,7 @@
 import { encodeCursor, matches } from "../cursor.js";
 import { LiveHubError, httpError } from "../errors.js";
-import type { Ack, Position } from "../types.js";
-import {
-  httpPublish,
-  mayReconnect,
-  reportChannels,
-  resumable,
-  toMessage,
-  type Transport,
-  type TransportContext,
-  type Wanted,
-} from "./transport.js";
+import type { Position } from "../types.js";
+import { HttpTransport, reportChannels, resumable, toMessage, type Wanted } from "./transport.js";
 
 /**
  * Server-Sent Events read with `fetch`, so that it works the same in browsers and Node and can
@@ -18,13 +9,9 @@ import {
  * Publishing goes over `POST /api/publish`. Changing subscriptions reopens the stream from the
  * current positions, which loses nothing.
  */
-export class SseTransport implements Transport {
+export class SseTransport extends HttpTransport {
   readonly name = "sse" as const;
   private abort: AbortController | null = null;
-  private closedByUs = false;
-  private generation = 0;
-
-  constructor(private readonly ctx: TransportContext) {}
 
   async open(wanted: Wanted[], positions: Map<string, Position>): Promise<void> {
     const generation = ++this.generation;
@@ -60,21 +47,7 @@ export class SseTransport implements Transport {
     });
   }
 
-  update(wanted: Wanted[], positions: Map<string, Position>): void {
-    // Reopen with the new channel set; failures surface as a close, like a dropped stream.
-    this.open(wanted, positions).catch((err: unknown) => {
-      if (!this.closedByUs) {
-        this.ctx.events.closed({ code: 1006, reason: String(err), reconnect: true });
-      }
-    });
-  }
-
-  publish(channel: string, data: unknown, key: string): Promise<Ack> {
-    return httpPublish(this.ctx, channel, data, key);
-  }
-
-  close(): void {
-    this.closedByUs = true;
+  protected stop(): void {
     this.abort?.abort();
   }
 
@@ -123,9 +96,7 @@ export class SseTransport implements Transport {
       return;
     }
     // A stream replaced by `update` or closed by the hub ends silently.
-    if (!this.closedByUs && generation === this.generation) {
-      this.ctx.events.closed({ ...ended, reconnect: mayReconnect(ended.code) });
-    }
+    this.lost(generation, ended.code, ended.reason);
   }
 }
 

@@ -46,6 +46,50 @@ export interface TransportContext {
   pollInterval: number;
 }
 
+/**
+ * The transports that change subscriptions by reopening (from the current positions, so nothing
+ * is lost) and publish over `POST /api/publish`: SSE, long polling and polling. `generation`
+ * tells a superseded stream or loop to end quietly.
+ */
+export abstract class HttpTransport implements Transport {
+  abstract readonly name: TransportName;
+  protected closedByUs = false;
+  protected generation = 0;
+
+  constructor(protected readonly ctx: TransportContext) {}
+
+  abstract open(wanted: Wanted[], positions: Map<string, Position>): Promise<void>;
+
+  /** Stops the current stream, request or timer. */
+  protected abstract stop(): void;
+
+  update(wanted: Wanted[], positions: Map<string, Position>): void {
+    // A failed reopen of the live generation is a lost connection; a superseded one is not.
+    this.open(wanted, positions).catch((err: unknown) => this.lost(this.generation, 1006, String(err)));
+  }
+
+  publish(channel: string, data: unknown, key: string): Promise<Ack> {
+    return httpPublish(this.ctx, channel, data, key);
+  }
+
+  close(): void {
+    this.closedByUs = true;
+    this.stop();
+  }
+
+  /** Whether `generation` is the live one and the hub has not closed the transport. */
+  protected current(generation: number): boolean {
+    return !this.closedByUs && generation === this.generation;
+  }
+
+  /** Reports the close of the live `generation` to the hub, once. */
+  protected lost(generation: number, code: number, reason: string): void {
+    if (this.current(generation)) {
+      this.ctx.events.closed({ code, reason, reconnect: mayReconnect(code) });
+    }
+  }
+}
+
 /** Whether a close code means the client may come back. */
 export function mayReconnect(code: number): boolean {
   return !((code >= 4500 && code < 5000) || code === 1002 || code === 1007 || code === 1008 || code === 1009);
