@@ -3,6 +3,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::Notify;
@@ -42,11 +43,22 @@ impl Subscribers {
         }
     }
 
-    fn offer(&self, publication: &Arc<Publication>) {
+    /// Offers `publication` to every session; returns how many it was offered to.
+    fn offer(&self, publication: &Arc<Publication>) -> u64 {
         for session in self.sessions.values() {
             session.offer(publication);
         }
+        self.sessions.len() as u64
     }
+}
+
+/// Running totals since the node started, read by the metrics source and the dashboard.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HubStats {
+    /// Publications fanned out (every channel, `$sys` included).
+    pub publications: u64,
+    /// Publications offered to sessions: one per publication per matching subscriber.
+    pub deliveries: u64,
 }
 
 /// Who is subscribed to what on this node; delivers each publication to every matching session.
@@ -59,6 +71,9 @@ pub struct Hub {
     /// Signalled whenever a count in presence changes.
     pub(crate) changed: Notify,
     queue_capacity: usize,
+    // Relaxed atomics: two adds per publication, not per subscriber, and readers only want totals.
+    publications: AtomicU64,
+    deliveries: AtomicU64,
 }
 
 impl Hub {
@@ -69,6 +84,16 @@ impl Hub {
             connections: Mutex::new(BTreeMap::new()),
             changed: Notify::new(),
             queue_capacity,
+            publications: AtomicU64::new(0),
+            deliveries: AtomicU64::new(0),
+        }
+    }
+
+    /// Totals since the hub was made.
+    pub fn stats(&self) -> HubStats {
+        HubStats {
+            publications: self.publications.load(Ordering::Relaxed),
+            deliveries: self.deliveries.load(Ordering::Relaxed),
         }
     }
 
@@ -180,13 +205,16 @@ impl Hub {
 
 impl PublicationSink for Hub {
     fn deliver(&self, publication: &Arc<Publication>) {
+        let mut offered = 0;
         if let Some(subs) = read(self.shard(&publication.channel)).get(&publication.channel) {
-            subs.offer(publication);
+            offered += subs.offer(publication);
         }
         for (filter, subs) in read(&self.wildcards).values() {
             if filter.matches(&publication.channel) {
-                subs.offer(publication);
+                offered += subs.offer(publication);
             }
         }
+        self.publications.fetch_add(1, Ordering::Relaxed);
+        self.deliveries.fetch_add(offered, Ordering::Relaxed);
     }
 }

@@ -22,7 +22,7 @@ pub use channel::{ChannelFilter, ChannelName, MAX_CHANNEL_LEN, MAX_CHANNEL_LEVEL
 pub use disconnect::Disconnect;
 pub use error::Error;
 pub use history::{HistoryConfig, HistoryPolicy};
-pub use hub::Hub;
+pub use hub::{Hub, HubStats};
 pub use memory_broker::{MemoryBroker, CHANNEL_IDLE_TTL};
 pub use node::{ChannelInfo, Node, NodeConfig, Recovery, SubscribeOptions, Subscribed, MAX_RECOVERY};
 pub use presence::{Presence, PRESENCE_CHANNEL, PRESENCE_MAX_CHANNELS, PRESENCE_MIN_INTERVAL};

@@ -7,7 +7,7 @@ use crate::broker::{Broker, ChannelSummary, History, HistoryQuery, PublicationSi
 use crate::channel::{ChannelFilter, ChannelName};
 use crate::error::Error;
 use crate::history::HistoryConfig;
-use crate::hub::Hub;
+use crate::hub::{Hub, HubStats};
 use crate::memory_broker::MemoryBroker;
 use crate::presence::{Presence, PRESENCE_CHANNEL, PRESENCE_MIN_INTERVAL};
 use crate::publication::{Payload, Publication, StreamPosition};
@@ -259,6 +259,11 @@ impl Node {
     pub fn presence(&self) -> Presence {
         let (filters, transports) = self.inner.hub.counts();
         Presence::from_counts(filters, transports)
+    }
+
+    /// Publications and deliveries on this node since it started.
+    pub fn stats(&self) -> HubStats {
+        self.inner.hub.stats()
     }
 
     /// Subscribers on this node that receive `channel` (exact and by matching pattern).
