@@ -131,6 +131,7 @@ export class LiveHub extends Emitter<HubEvents> {
     }
     set.add(sub);
     if (isNew) {
+      this.subsVersion++;
       this.active?.update(this.wanted(), this.positions);
     }
     return sub;
@@ -257,6 +258,7 @@ export class LiveHub extends Emitter<HubEvents> {
         });
         // Closures must be wired before opening: the transport may close right after it opened.
         this.watchClose();
+        this.openedVersion = this.subsVersion;
         await Promise.race([transport.open(this.wanted(), this.positions), timedOut]);
         return transport;
       } catch (err) {
@@ -271,6 +273,10 @@ export class LiveHub extends Emitter<HubEvents> {
   }
 
   private closedPromise: Promise<CloseReason> | null = null;
+  /** Counts changes to the set of subscribed filters. */
+  private subsVersion = 0;
+  /** `subsVersion` when the transport being opened took its list of filters. */
+  private openedVersion = 0;
 
   private watchClose(): void {
     this.closedPromise = new Promise<CloseReason>((resolve) => {
@@ -284,6 +290,11 @@ export class LiveHub extends Emitter<HubEvents> {
   /** Runs a connected transport until it closes. */
   private async serve(transport: Transport): Promise<CloseReason> {
     this.active = transport;
+    // Subscriptions changed while the transport was opening with the list of that moment: it
+    // had no way to hear of them, so hand it the current list now.
+    if (this.subsVersion !== this.openedVersion) {
+      transport.update(this.wanted(), this.positions);
+    }
     this.setState("connected", 0);
     for (const entry of this.pending.values()) {
       if (!entry.inFlight) {
@@ -391,6 +402,7 @@ export class LiveHub extends Emitter<HubEvents> {
     set.delete(sub);
     if (set.size === 0) {
       this.subs.delete(sub.channel);
+      this.subsVersion++;
       this.active?.update(this.wanted(), this.positions);
     }
   }

@@ -2,10 +2,8 @@
 // publish and read history over HTTP, wait for conditions with a bound, and a small TCP proxy
 // that can cut connections.
 //
-// This file has no extension on purpose: `node --test test/` runs every .js/.mjs/.cjs file under
-// a directory named `test` as a test file, so a harness.mjs would be run (and counted) as one.
-// An extensionless file inside a "type": "module" package loads as an ES module (Node 21, and
-// the 20.x releases it was backported to; checked on Node 20.20).
+// The test script runs only `test/*.test.mjs`, so this file is not itself run as a test. The
+// dashboard's browser tests (web/test) import it too.
 
 import { spawn } from "node:child_process";
 import net from "node:net";
@@ -206,15 +204,17 @@ export async function history(url, channel) {
  * A TCP proxy on 127.0.0.1:0 that forwards to 127.0.0.1:targetPort. With `swallowFirstAck`, the
  * first server-to-client chunk that contains `"type":"ack"` is not forwarded: both sockets of
  * that connection are destroyed instead (server WebSocket frames are unmasked, so the JSON shows).
- * Resolves with {port, url, connections, dropAll(), close()}.
+ * `onConnection(n)` runs synchronously as the n-th client connection is accepted, before any of
+ * its bytes reach the server. Resolves with {port, url, connections, dropAll(), close()}.
  */
-export async function startProxy(targetPort, { swallowFirstAck = false } = {}) {
+export async function startProxy(targetPort, { swallowFirstAck = false, onConnection = () => {} } = {}) {
   const sockets = new Set();
   let swallowed = false;
   const proxy = { port: 0, url: "", connections: 0 };
 
   const server = net.createServer((client) => {
     proxy.connections++;
+    onConnection(proxy.connections);
     const upstream = net.connect(targetPort, "127.0.0.1");
     sockets.add(client);
     sockets.add(upstream);

@@ -1,14 +1,14 @@
 // Each transport pinned alone (websocket, sse, long-polling, polling): the hub connects on it and
 // reports "subscribed", delivers publications made over HTTP in offset order, `hub.publish`
 // resolves with an ack that matches the server's history, `latest: true` delivers the current
-// value first, publishing to the read-only "$sys/presence" rejects with LiveHubError
+// value first, a subscription made while the transport is still opening is not lost, publishing to the read-only "$sys/presence" rejects with LiveHubError
 // "read_only_channel", and a hub with no subscription still connects and publishes.
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import WebSocket from "ws";
 import { LiveHub, LiveHubError } from "../dist/index.js";
-import { history, nextEvent, publishHttp, startServer, waitFor, withTimeout } from "./harness.mjs";
+import { history, nextEvent, publishHttp, startProxy, startServer, waitFor, withTimeout } from "./harness.mjs";
 
 const TRANSPORTS = ["websocket", "sse", "long-polling", "polling"];
 
@@ -69,6 +69,29 @@ for (const transport of TRANSPORTS) {
       await waitFor(() => messages.length >= 6, 10000, "the hub's own publication");
       assert.deepEqual(messages.map((m) => m.offset), [1, 2, 3, 4, 5, 6]);
       assert.ok(messages.every((m) => m.epoch === ack.epoch && typeof m.ts === "number"));
+    });
+
+    test("a subscription made while the transport is still opening reaches the server", { timeout: 30000 }, async (t) => {
+      const channel = `tr/${transport}/during-open`;
+      await publishHttp(server.url, channel, { n: 0 });
+      const messages = [];
+      let hub;
+      // The proxy calls back as the transport's first connection arrives, before the server has
+      // seen a byte of it: the open is in flight, with the (empty) list of that moment.
+      const proxy = await startProxy(server.port, {
+        onConnection: (n) => {
+          if (n !== 1) return;
+          assert.notEqual(hub.state, "connected", "the subscribe must race the open");
+          hub.subscribe(channel, { latest: true }).on("message", (m) => messages.push(m));
+        },
+      });
+      t.after(() => proxy.close());
+      hub = new LiveHub(proxy.url, { transports: [transport], WebSocket, pollInterval: 100 });
+      t.after(() => hub.close());
+      await waitFor(() => messages.length >= 1, 10000, "the latest value of a channel subscribed during the open");
+      await publishHttp(server.url, channel, { n: 1 });
+      await waitFor(() => messages.length >= 2, 10000, "a live publication");
+      assert.deepEqual(messages.map((m) => m.data), [{ n: 0 }, { n: 1 }]);
     });
 
     test("latest: true delivers the current value first", { timeout: 30000 }, async (t) => {
