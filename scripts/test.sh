@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Runs every test suite of livehub. The README's test command; CI runs exactly this.
 #
-# Installs what it needs when missing (Node.js from Debian, the client's npm packages, Python's
-# kosoku for the Autobahn WebSocket conformance suite), so it works on a fresh Debian machine with
-# the Rust toolchain.
+# Installs what it needs when missing (Node.js and Chromium from Debian, the npm packages of the
+# client and the dashboard, Python's kosoku for the Autobahn WebSocket conformance suite), so it
+# works on a fresh Debian machine with the Rust toolchain.
 #
 #   scripts/test.sh            everything
 #   LIVEHUB_SKIP_AUTOBAHN=1    skip the Autobahn suite (quick local runs)
 #   LIVEHUB_SKIP_JS=1          skip the TypeScript client suite
+#   LIVEHUB_SKIP_BROWSER=1     skip the dashboard's bundle check and browser tests
+#
+# The dashboard's browser tests save screenshots of every page under target/artifacts/dashboard/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +29,33 @@ if [[ "${LIVEHUB_SKIP_JS:-0}" != 1 ]]; then
   fi
   cargo build --bin livehub
   (cd clients/js && npm ci --no-audit --no-fund && LIVEHUB_BIN="$PWD/../../target/debug/livehub" npm test)
+fi
+
+if [[ "${LIVEHUB_SKIP_BROWSER:-0}" != 1 ]]; then
+  step "Dashboard: the committed bundle matches its sources, and end-to-end tests in headless Chromium"
+  missing=()
+  command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
+  [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+  if ((${#missing[@]})); then
+    apt-get update -qq && apt-get install -y -qq "${missing[@]}"
+  fi
+  cargo build --bin livehub
+  (
+    cd web
+    npm ci --no-audit --no-fund
+    npm run check
+    # The binary embeds web/dist, which is committed so that `cargo run` needs no Node.js; a
+    # rebuild from the sources must give the same bytes.
+    fresh=$(mktemp -d)
+    node build.mjs "$fresh"
+    if ! diff -r "$fresh" dist >/dev/null; then
+      echo "web/dist is stale: run 'cd web && npm run build' and commit web/dist" >&2
+      diff -r "$fresh" dist | head -5 >&2 || true
+      exit 1
+    fi
+    rm -rf "$fresh"
+    LIVEHUB_BIN="$PWD/../target/debug/livehub" ARTIFACTS="$PWD/../target/artifacts/dashboard" npm test
+  )
 fi
 
 if [[ "${LIVEHUB_SKIP_AUTOBAHN:-0}" != 1 ]]; then

@@ -196,3 +196,9 @@ pub(crate) async fn health(State(app): State<App>) -> Response {
     }
     Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") })).into_response()
 }
+
+/// `GET /api/sources`: what the built-in sources publish, with the static data the dashboard
+/// draws with (`docs/sources.md`).
+pub(crate) async fn sources(State(app): State<App>) -> Response {
+    Json(livehub_sources::catalog(&app.config().sources)).into_response()
+}

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use livehub_core::{HistoryConfig, HistoryPolicy, NodeConfig};
+use livehub_sources::SourcesConfig;
 use serde::Deserialize;
 
 /// Everything the server can be told.
@@ -28,6 +29,10 @@ pub struct Config {
     pub long_polling: LongPollSettings,
     /// The REST read endpoints (short polling) and the publish API.
     pub api: ApiSettings,
+    /// The dashboard served at `/`.
+    pub dashboard: DashboardSettings,
+    /// The built-in publishers (system metrics and the simulated feeds).
+    pub sources: SourcesConfig,
     /// Endpoints used only by the conformance tests (a WebSocket echo); never enable in production.
     pub test_endpoints: bool,
 }
@@ -43,6 +48,8 @@ impl Default for Config {
             sse: SseSettings::default(),
             long_polling: LongPollSettings::default(),
             api: ApiSettings::default(),
+            dashboard: DashboardSettings::default(),
+            sources: SourcesConfig::default(),
             test_endpoints: false,
         }
     }
@@ -179,6 +186,20 @@ impl Default for ApiSettings {
     }
 }
 
+/// Dashboard settings.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DashboardSettings {
+    /// Serve the dashboard at `/` and its assets under `/assets/`.
+    pub enabled: bool,
+}
+
+impl Default for DashboardSettings {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
 /// A configuration file that could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -215,18 +236,27 @@ impl Config {
         toml::from_str(text)
     }
 
+    /// The configured history rules, after the sources' built-in ones for the prefixes the
+    /// configuration does not name.
+    fn history_rules(&self) -> Vec<(String, HistoryPolicy)> {
+        let policy = |size, secs| HistoryPolicy { size, max_age: Duration::from_secs(secs) };
+        let configured: Vec<_> =
+            self.history.rules.iter().map(|r| (r.prefix.clone(), policy(r.size, r.max_age_secs))).collect();
+        let mut rules: Vec<_> = livehub_sources::history_rules()
+            .into_iter()
+            .filter(|(prefix, _)| !configured.iter().any(|(p, _)| p == prefix))
+            .collect();
+        rules.extend(configured);
+        rules
+    }
+
     /// The channel-model settings this configuration implies.
     pub fn node_config(&self) -> NodeConfig {
         let policy = |size, secs| HistoryPolicy { size, max_age: Duration::from_secs(secs) };
         NodeConfig {
             history: HistoryConfig {
                 default: policy(self.history.size, self.history.max_age_secs),
-                rules: self
-                    .history
-                    .rules
-                    .iter()
-                    .map(|r| (r.prefix.clone(), policy(r.size, r.max_age_secs)))
-                    .collect(),
+                rules: self.history_rules(),
             },
             queue_capacity: self.limits.queue_capacity.max(1),
             max_subscriptions: self.limits.max_subscriptions,
@@ -247,6 +277,18 @@ mod tests {
         expected.history.rules = parsed.history.rules.clone();
         assert_eq!(parsed, expected, "the example documents the defaults");
         assert!(!parsed.history.rules.is_empty(), "the example shows a rule");
+    }
+
+    #[test]
+    fn configured_history_rules_replace_the_sources_ones() {
+        let config =
+            Config::from_toml("[[history.rules]]\nprefix = \"metrics/\"\nsize = 5\nmax_age_secs = 7")
+                .expect("parses");
+        let rules = config.node_config().history.rules;
+        let metrics: Vec<_> = rules.iter().filter(|(p, _)| p == "metrics/").collect();
+        assert_eq!(metrics.len(), 1, "one rule per prefix: {rules:?}");
+        assert_eq!(metrics[0].1.size, 5);
+        assert!(rules.iter().any(|(p, _)| p == "stocks/"), "the other built-in rules stay");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 mod api;
 mod config;
 mod cursor;
+mod dashboard;
 mod error;
 mod poll;
 mod protocol;
@@ -26,11 +27,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{
-    ApiSettings, Config, ConfigError, HistoryRule, HistorySettings, Limits, LongPollSettings, SseSettings,
-    WebSocketSettings,
+    ApiSettings, Config, ConfigError, DashboardSettings, HistoryRule, HistorySettings, Limits,
+    LongPollSettings, SseSettings, WebSocketSettings,
 };
 pub use cursor::{BadCursor, Cursor, MAX_CURSOR_LEN};
 pub use error::ApiError;
+pub use livehub_sources::SourcesConfig;
 pub use poll::CURSOR_HEADER;
 pub use protocol::{JSON_PROTOCOL, MSGPACK_PROTOCOL};
 
@@ -74,7 +76,11 @@ impl App {
     /// The router with every endpoint.
     pub fn router(&self) -> Router {
         let mut router = Router::new()
+            .route("/", get(dashboard::index))
+            .route("/assets/app.js", get(dashboard::script))
+            .route("/assets/app.css", get(dashboard::style))
             .route("/health", get(api::health))
+            .route("/api/sources", get(api::sources))
             .route("/ws", get(ws::upgrade))
             .route("/sse", get(sse::stream))
             .route("/sse/{*channel}", get(sse::stream_path))
@@ -96,7 +102,8 @@ impl App {
 }
 
 /// Serves `config` on `listener` until `shutdown` is cancelled, then closes every connection
-/// (WebSocket clients are told to reconnect) and returns within `shutdown_grace_secs`.
+/// (WebSocket clients are told to reconnect) and returns within `shutdown_grace_secs`. The
+/// built-in sources `config` enables publish until then.
 pub async fn serve(
     config: Config,
     listener: TcpListener,
@@ -114,6 +121,9 @@ pub async fn serve_node(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let grace = Duration::from_secs(config.shutdown_grace_secs);
+    // The sources stop with the shutdown token; their tasks are not awaited, since they only
+    // publish into the node.
+    let _sources = livehub_sources::spawn(&node, &config.sources, &shutdown);
     let app = App::new(node, config, shutdown.clone());
     let service = app.router().into_make_service_with_connect_info::<SocketAddr>();
     let server = axum::serve(listener, service).with_graceful_shutdown(shutdown.clone().cancelled_owned());

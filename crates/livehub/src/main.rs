@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use livehub_server::Config;
+use livehub_server::{Config, SourcesConfig};
 use tokio_util::sync::CancellationToken;
 
 /// One server that pushes live data to dashboards and devices over WebSocket, SSE, long polling
@@ -50,6 +50,9 @@ struct ServeArgs {
     /// Largest WebSocket message a client may send, in bytes.
     #[arg(long, env = "LIVEHUB_MAX_MESSAGE_SIZE")]
     max_message_size: Option<usize>,
+    /// Run none of the built-in data sources (system metrics and the simulated feeds).
+    #[arg(long, env = "LIVEHUB_NO_SOURCES")]
+    no_sources: bool,
     /// Serve the test-only WebSocket echo endpoint /_test/echo (for the Autobahn suite).
     #[arg(long, hide = true, env = "LIVEHUB_TEST_ENDPOINTS")]
     test_endpoints: bool,
@@ -91,6 +94,9 @@ impl ServeArgs {
                 Transport::LongPolling => config.long_polling.enabled = false,
                 Transport::Polling => config.api.polling_enabled = false,
             }
+        }
+        if self.no_sources {
+            config.sources = SourcesConfig::disabled();
         }
         config.test_endpoints |= self.test_endpoints;
         Ok(config)

@@ -30,7 +30,15 @@ impl TestServer {
         Self::with(Config::default()).await
     }
 
+    /// A server with `config`, minus the built-in sources: tests publish their own data, and a
+    /// source's ticks would only add noise to what they count.
     pub async fn with(mut config: Config) -> Self {
+        config.sources = livehub_server::SourcesConfig::disabled();
+        Self::with_sources(config).await
+    }
+
+    /// A server with `config` as it is, sources included.
+    pub async fn with_sources(mut config: Config) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         config.listen = addr;

@@ -1,0 +1,330 @@
+/**
+ * Streaming time-series charts on uPlot: a bounded buffer of rows per chart, drawn at most once
+ * per animation frame and only while the chart's page is on screen.
+ */
+
+import uPlot from "uplot";
+import { h, setText } from "./dom.js";
+import { time } from "./format.js";
+
+/** One row of a chart: a time and one value per series (`null` leaves a gap). */
+export interface Row {
+  /** Milliseconds since the Unix epoch. */
+  ts: number;
+  values: (number | null)[];
+}
+
+/** The newest `capacity` rows, in time order, in the column layout uPlot draws from. */
+export class SeriesBuffer {
+  /** Seconds since the epoch (uPlot's time unit). */
+  private xs: number[] = [];
+  private ys: (number | null)[][];
+
+  constructor(
+    readonly capacity: number,
+    private series: number,
+  ) {
+    this.ys = Array.from({ length: series }, () => []);
+  }
+
+  get length(): number {
+    return this.xs.length;
+  }
+
+  /** Milliseconds of the newest row, or 0. */
+  get lastTs(): number {
+    return this.xs.length ? Math.round(this.xs[this.xs.length - 1]! * 1000) : 0;
+  }
+
+  /** The newest value of series `i`. */
+  last(i: number): number | null {
+    const col = this.ys[i];
+    return col && col.length ? (col[col.length - 1] ?? null) : null;
+  }
+
+  /** Appends a row newer than the newest; older rows (repeats, late arrivals) are ignored. */
+  push(row: Row): boolean {
+    if (this.xs.length && row.ts / 1000 <= this.xs[this.xs.length - 1]!) {
+      return false;
+    }
+    this.xs.push(row.ts / 1000);
+    for (let i = 0; i < this.series; i++) {
+      this.ys[i]!.push(row.values[i] ?? null);
+    }
+    if (this.xs.length > this.capacity) {
+      this.xs.shift();
+      for (const col of this.ys) {
+        col.shift();
+      }
+    }
+    return true;
+  }
+
+  /** Merges rows from history with what is there: sorted by time, one row per time, the newest kept. */
+  merge(rows: Row[]): void {
+    const byTs = new Map<number, (number | null)[]>();
+    for (const row of rows) {
+      byTs.set(row.ts / 1000, row.values);
+    }
+    this.xs.forEach((x, j) => byTs.set(x, this.ys.map((col) => col[j] ?? null)));
+    const xs = [...byTs.keys()].sort((a, b) => a - b).slice(-this.capacity);
+    this.xs = xs;
+    this.ys = Array.from({ length: this.series }, (_, i) => xs.map((x) => byTs.get(x)![i] ?? null));
+  }
+
+  /** Changes the number of series (CPU cores become known with the first sample); old values are kept. */
+  setSeriesCount(n: number): void {
+    if (n === this.series) {
+      return;
+    }
+    this.ys = Array.from({ length: n }, (_, i) => this.ys[i] ?? this.xs.map(() => null));
+    this.series = n;
+  }
+
+  data(): uPlot.AlignedData {
+    return [this.xs, ...this.ys] as uPlot.AlignedData;
+  }
+}
+
+export interface SeriesSpec {
+  label: string;
+  color: string;
+  width?: number;
+  /** Fill under the line. */
+  fill?: string;
+  /** The y scale, when the chart has two. */
+  scale?: string;
+  /** Leave it out of the legend above the chart (per-core lines). */
+  hideInLegend?: boolean;
+}
+
+export interface AxisSpec {
+  scale: string;
+  format: (v: number) => string;
+  side?: "left" | "right";
+  /** Fixed range, e.g. 0–100 for percentages. */
+  range?: [number, number];
+  /** Fit the data closely instead of starting at zero (temperatures, pressures). */
+  padded?: boolean;
+  /** Tick steps to choose from (e.g. `BYTE_STEPS`); uPlot's decimal ones otherwise. */
+  incrs?: number[];
+}
+
+/** Tick steps for byte axes: powers of two, so that ticks fall on round binary units (512 B, 1 KiB, 1.5 KiB…). */
+export const BYTE_STEPS: number[] = Array.from({ length: 51 }, (_, i) => 2 ** i);
+
+export interface ChartSpec {
+  /** `data-chart` of the container. */
+  key: string;
+  title: string;
+  series: SeriesSpec[];
+  axes: AxisSpec[];
+  capacity: number;
+  height?: number;
+  /** Formats a series' newest value in the legend. */
+  legendValue?: (v: number | null, i: number) => string;
+}
+
+/** The time axis spans at least this long, so that a chart with few points fills from the right. */
+const MIN_WINDOW_SECS = 60;
+/** Time-axis steps, in seconds: whole seconds, as the labels show no fractions. */
+const TIME_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600];
+
+const AXIS_STROKE = "#8a94a6";
+const GRID_STROKE = "rgba(148, 163, 184, 0.09)";
+const FONT = '11px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
+
+/** A chart that draws its buffer on the next animation frame after a change, while active. */
+export class LiveChart {
+  /** The container, `[data-chart]` with `data-points`. */
+  readonly el: HTMLElement;
+  readonly buffer: SeriesBuffer;
+  private plot: uPlot | null = null;
+  private readonly holder: HTMLElement;
+  private readonly legend: HTMLElement;
+  private legendValues: HTMLElement[] = [];
+  private active = false;
+  private frame = 0;
+  private readonly resize: ResizeObserver;
+
+  constructor(private spec: ChartSpec) {
+    this.buffer = new SeriesBuffer(spec.capacity, spec.series.length);
+    this.legend = h("div", { class: "legend" });
+    this.holder = h("div", { class: "plot", style: `height:${spec.height ?? 200}px` });
+    this.el = h(
+      "div",
+      { class: "chart", "data-chart": spec.key, "data-points": 0 },
+      h("div", { class: "chart-head" }, h("h3", {}, spec.title), this.legend),
+      this.holder,
+    );
+    this.buildLegend();
+    this.resize = new ResizeObserver(() => this.fit());
+    this.resize.observe(this.holder);
+  }
+
+  /** Replaces the series (same axes); the plot is rebuilt on the next draw. */
+  setSeries(series: SeriesSpec[]): void {
+    this.spec = { ...this.spec, series };
+    this.buffer.setSeriesCount(series.length);
+    this.plot?.destroy();
+    this.plot = null;
+    this.buildLegend();
+    this.invalidate();
+  }
+
+  get seriesCount(): number {
+    return this.spec.series.length;
+  }
+
+  /** Adds one row. */
+  push(row: Row): void {
+    if (this.buffer.push(row)) {
+      this.invalidate();
+    }
+  }
+
+  /** Merges rows from history. */
+  merge(rows: Row[]): void {
+    if (rows.length) {
+      this.buffer.merge(rows);
+      this.invalidate();
+    }
+  }
+
+  /** Draws while its page is shown; stops drawing (but keeps collecting) when not. */
+  setActive(active: boolean): void {
+    this.active = active;
+    if (active) {
+      this.invalidate();
+    } else if (this.frame) {
+      cancelAnimationFrame(this.frame);
+      this.frame = 0;
+    }
+  }
+
+  /** Notes a change: `data-points` now, the drawing on the next frame. */
+  invalidate(): void {
+    this.el.dataset.points = String(this.buffer.length);
+    if (this.active && !this.frame) {
+      this.frame = requestAnimationFrame(() => {
+        this.frame = 0;
+        this.draw();
+      });
+    }
+  }
+
+  private draw(): void {
+    if (!this.active) {
+      return;
+    }
+    const width = this.holder.clientWidth;
+    if (width === 0) {
+      return;
+    }
+    if (!this.plot) {
+      this.plot = new uPlot(this.options(width), this.buffer.data(), this.holder);
+    } else {
+      this.plot.setData(this.buffer.data());
+    }
+    this.spec.series.forEach((_, i) => {
+      const el = this.legendValues[i];
+      if (el) {
+        const v = this.buffer.last(i);
+        setText(el, this.spec.legendValue ? this.spec.legendValue(v, i) : String(v ?? "–"));
+      }
+    });
+  }
+
+  private fit(): void {
+    const width = this.holder.clientWidth;
+    if (this.plot && width > 0 && width !== this.plot.width) {
+      this.plot.setSize({ width, height: this.spec.height ?? 200 });
+    } else if (!this.plot && width > 0) {
+      this.invalidate();
+    }
+  }
+
+  private buildLegend(): void {
+    this.legend.replaceChildren();
+    this.legendValues = [];
+    this.spec.series.forEach((s, i) => {
+      if (s.hideInLegend) {
+        return;
+      }
+      const value = h("b", {}, "–");
+      this.legendValues[i] = value;
+      this.legend.append(h("span", { class: "key" }, h("i", { style: `background:${s.color}` }), `${s.label} `, value));
+    });
+  }
+
+  private options(width: number): uPlot.Options {
+    const { spec } = this;
+    return {
+      width,
+      height: spec.height ?? 200,
+      legend: { show: false },
+      cursor: { show: false },
+      padding: [8, 4, 0, 0],
+      scales: Object.fromEntries([
+        ["x", { time: true, range: (_u: uPlot, min: number, max: number): uPlot.Range.MinMax => [Math.min(min, max - MIN_WINDOW_SECS), max] }],
+        ...spec.axes.map((a) => [a.scale, a.range ? { range: a.range } : { range: (_u: uPlot, min: number, max: number) => (a.padded ? paddedRange(min, max) : niceRange(min, max)) }]),
+      ]),
+      axes: [
+        {
+          stroke: AXIS_STROKE,
+          font: FONT,
+          space: 70,
+          grid: { stroke: GRID_STROKE, width: 1 },
+          ticks: { stroke: GRID_STROKE, width: 1 },
+          incrs: TIME_STEPS,
+          values: (_u, splits) => splits.map((v) => time(v * 1000)),
+        },
+        ...spec.axes.map(
+          (a): uPlot.Axis => ({
+            scale: a.scale,
+            side: a.side === "right" ? 1 : 3,
+            stroke: AXIS_STROKE,
+            font: FONT,
+            size: 64,
+            grid: { show: a.side !== "right", stroke: GRID_STROKE, width: 1 },
+            ticks: { show: false },
+            values: (_u, splits) => splits.map((v) => a.format(v)),
+            ...(a.incrs ? { incrs: a.incrs } : {}),
+          }),
+        ),
+      ],
+      series: [
+        {},
+        ...spec.series.map(
+          (s): uPlot.Series => ({
+            label: s.label,
+            stroke: s.color,
+            width: s.width ?? 1.5,
+            scale: s.scale ?? spec.axes[0]?.scale ?? "y",
+            points: { show: false },
+            ...(s.fill ? { fill: s.fill } : {}),
+          }),
+        ),
+      ],
+    };
+  }
+}
+
+/** A range from 0 (or below, for negative data) with headroom, so that flat data does not fill the plot. */
+function niceRange(min: number, max: number): [number, number] {
+  if (!Number.isFinite(min) || !Number.isFinite(max)) {
+    return [0, 1];
+  }
+  const lo = Math.min(0, min);
+  const hi = max <= lo ? lo + 1 : max + (max - lo) * 0.1;
+  return [lo, hi];
+}
+
+/** A range around the data, for values far from zero (pressure, temperature). */
+export function paddedRange(min: number, max: number): [number, number] {
+  if (!Number.isFinite(min) || !Number.isFinite(max)) {
+    return [0, 1];
+  }
+  const pad = Math.max((max - min) * 0.15, Math.abs(max) * 0.002, 0.1);
+  return [min - pad, max + pad];
+}

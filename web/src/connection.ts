@@ -1,0 +1,274 @@
+/**
+ * The hub's lifecycle: one LiveHub at a time, pinned to the transport the user picked, with every
+ * page's subscriptions carried over when the transport changes; plus the connection indicator,
+ * the transport selector and the presence counter in the top bar.
+ */
+
+import { ALL_TRANSPORTS, LiveHub, type Message, type StateChange, type SubscribeOptions, type Subscription, type TransportName } from "../../clients/js/src/index.js";
+import { logActivity } from "./activity.js";
+import { byId, setText } from "./dom.js";
+import { num } from "./format.js";
+import { isString, load, save } from "./prefs.js";
+
+/** What the transport selector offers: every transport in order, or one pinned. */
+export type Mode = "auto" | TransportName;
+export const MODES: readonly Mode[] = ["auto", ...ALL_TRANSPORTS];
+
+/** What a page does with a channel's publications. */
+export interface Listener {
+  /** One publication (unbuffered subscriptions). */
+  message?(m: Message): void;
+  /** Publications gathered over `buffer` ms (buffered subscriptions). */
+  batch?(ms: Message[]): void;
+  /** The server could not fill a gap: reload from history. */
+  unrecovered?(): void;
+}
+
+interface Want {
+  channel: string;
+  options: SubscribeOptions;
+  listener: Listener;
+  sub: Subscription | null;
+  /** The last publication handed to the page; a new hub's `latest` repeats it, and it is dropped. */
+  last: { offset: number; epoch: string } | null;
+}
+
+/** The resubscribe answers of one reconnect arrive one by one; gaps reported within this window share a feed entry. */
+const GAP_WINDOW_MS = 500;
+
+const STATE_TEXT: Record<StateChange["state"], string> = {
+  connecting: "Connecting…",
+  connected: "Connected",
+  reconnecting: "Reconnecting…",
+  disconnected: "Disconnected",
+};
+
+function isMode(value: unknown): value is Mode {
+  return isString(value) && (MODES as readonly string[]).includes(value);
+}
+
+/** The mode asked for in `?transport=`, else the one stored, else automatic. */
+function initialMode(): Mode {
+  const asked = new URLSearchParams(location.search).get("transport");
+  return isMode(asked) ? asked : load<Mode>("transport", "auto", isMode);
+}
+
+export class Connection {
+  mode: Mode;
+  hub: LiveHub;
+  private readonly wants = new Set<Want>();
+  /** Wants that wait for the hub to connect before they go to it (see `attach`). */
+  private readonly resyncListeners = new Set<() => void>();
+  private detach: (() => void)[] = [];
+  /** Hubs opened so far: the first connect of a later one follows a transport switch. */
+  private generation = 0;
+  private everConnected = false;
+  private lastTransport: TransportName | null = null;
+  /** Errors already in the feed since the last connect: a failing round repeats them all. */
+  private readonly errorsShown = new Set<string>();
+  /** Channels that reported a gap within `GAP_WINDOW_MS`, to be logged as one entry. */
+  private readonly gaps = new Set<string>();
+  private readonly stateEl = byId("conn-state");
+  private readonly transportEl = byId("conn-transport");
+  private readonly select = byId<HTMLSelectElement>("transport-select");
+
+  constructor() {
+    this.mode = initialMode();
+    this.select.value = this.mode;
+    this.select.addEventListener("change", () => {
+      if (isMode(this.select.value)) {
+        this.setMode(this.select.value);
+      }
+    });
+    this.rememberMode();
+    this.hub = this.open();
+    this.watchPresence();
+  }
+
+  /** Listens to an exact channel on the current hub and on every later one; returns the way to stop. */
+  subscribe(channel: string, options: SubscribeOptions, listener: Listener): () => void {
+    const want: Want = { channel, options, listener, sub: null, last: null };
+    this.wants.add(want);
+    this.attach(want);
+    return () => {
+      want.sub?.unsubscribe();
+      want.sub = null;
+      this.wants.delete(want);
+    };
+  }
+
+  /** Calls `f` once a new hub (after a transport switch) has connected, so that pages fill the gap from history. */
+  onResync(f: () => void): void {
+    this.resyncListeners.add(f);
+  }
+
+  /** Closes the hub and opens one for `mode`, resubscribing everything. */
+  setMode(mode: Mode): void {
+    if (mode === this.mode) {
+      return;
+    }
+    this.mode = mode;
+    this.select.value = mode;
+    this.rememberMode();
+    for (const off of this.detach) {
+      off();
+    }
+    this.detach = [];
+    this.hub.close();
+    this.hub = this.open();
+  }
+
+  private open(): LiveHub {
+    this.generation++;
+    this.errorsShown.clear();
+    const transports = this.mode === "auto" ? [...ALL_TRANSPORTS] : [this.mode];
+    const hub = new LiveHub(location.origin, { transports, autoConnect: false });
+    const generation = this.generation;
+    let connectedOnce = false;
+    this.detach.push(
+      hub.on("state", (change) => {
+        const first = change.state === "connected" && !connectedOnce;
+        this.showState(change, first && generation > 1);
+        if (first) {
+          connectedOnce = true;
+          if (generation > 1) {
+            for (const f of this.resyncListeners) {
+              f();
+            }
+          }
+        }
+      }),
+      hub.on("circuit", ({ open }) => {
+        logActivity("connection", open ? "Too many failed attempts: pausing before the next try" : "Connection attempts resumed", open ? "danger" : "info");
+      }),
+      hub.on("error", (err) => {
+        if (!this.errorsShown.has(err.message)) {
+          this.errorsShown.add(err.message);
+          logActivity("error", err.message, "warning");
+        }
+      }),
+    );
+    this.hub = hub;
+    // Subscribing before connecting lets the first transport open with every channel at once.
+    for (const want of this.wants) {
+      want.sub = null;
+      this.attach(want);
+    }
+    hub.connect();
+    return hub;
+  }
+
+  /** Subscribes `want` on the current hub. */
+  private attach(want: Want): void {
+    const sub = this.hub.subscribe(want.channel, want.options);
+    want.sub = sub;
+    const fresh = (m: Message): boolean => {
+      const last = want.last;
+      if (last && last.epoch === m.epoch && m.offset <= last.offset) {
+        return false;
+      }
+      want.last = { offset: m.offset, epoch: m.epoch };
+      return true;
+    };
+    const { listener } = want;
+    if (listener.message) {
+      const f = listener.message;
+      sub.on("message", (m) => {
+        if (fresh(m)) {
+          f(m);
+        }
+      });
+    }
+    if (listener.batch) {
+      const f = listener.batch;
+      sub.on("batch", (ms) => {
+        const news = ms.filter(fresh);
+        if (news.length > 0) {
+          f(news);
+        }
+      });
+    }
+    sub.on("unrecovered", () => {
+      this.noteGap(want.channel);
+      listener.unrecovered?.();
+    });
+    sub.on("error", (err) => logActivity("error", `${want.channel}: ${err.message}`, "danger"));
+  }
+
+  /** Updates the indicator; `switched` says this is the first connect after a transport switch. */
+  private showState(change: StateChange, switched = false): void {
+    const { state, transport } = change;
+    this.stateEl.dataset.state = state;
+    let text = STATE_TEXT[state];
+    if (state === "reconnecting" && change.delay !== undefined && change.delay >= 1000) {
+      text = `Reconnecting in ${Math.round(change.delay / 1000)} s…`;
+    }
+    setText(this.stateEl, text);
+    setText(this.transportEl, state === "connected" ? (transport ?? "") : "");
+    this.transportEl.dataset.mode = this.mode;
+
+    if (state === "connected" && transport) {
+      if (!this.everConnected) {
+        logActivity("connection", `Connected via ${transport}`, "ok");
+      } else if (switched) {
+        logActivity("transport", this.mode === "auto" ? `Automatic transport: connected via ${transport}` : `Switched to ${transport}`, "ok");
+      } else if (this.lastTransport && this.lastTransport !== transport) {
+        logActivity("transport", `Now on ${transport} (was ${this.lastTransport})`, "ok");
+      } else {
+        logActivity("connection", `Reconnected via ${transport}`, "ok");
+      }
+      this.everConnected = true;
+      this.lastTransport = transport;
+      this.errorsShown.clear();
+    } else if (state === "reconnecting" && this.stateEl.dataset.was === "connected") {
+      logActivity("connection", "Connection lost: reconnecting", "warning");
+    } else if (state === "disconnected" && this.stateEl.dataset.was !== "disconnected") {
+      logActivity("connection", "Disconnected", "danger");
+    }
+    this.stateEl.dataset.was = state;
+  }
+
+  /** After a server restart every channel reports a gap at once: one feed entry says it for all. */
+  private noteGap(channel: string): void {
+    if (this.gaps.size === 0) {
+      setTimeout(() => {
+        const channels = [...this.gaps];
+        this.gaps.clear();
+        const what = channels.length === 1 ? channels[0] : `${channels.length} channels`;
+        logActivity("data", `Could not recover ${what} after the reconnect: reloaded from history`, "warning");
+      }, GAP_WINDOW_MS);
+    }
+    this.gaps.add(channel);
+  }
+
+  private rememberMode(): void {
+    save("transport", this.mode);
+    const url = new URL(location.href);
+    if (this.mode === "auto") {
+      url.searchParams.delete("transport");
+    } else {
+      url.searchParams.set("transport", this.mode);
+    }
+    if (url.href !== location.href) {
+      history.replaceState(history.state, "", url);
+    }
+  }
+
+  /** `#clients-count`: the connections `$sys/presence` reports. */
+  private watchPresence(): void {
+    const count = byId("clients-count");
+    this.subscribe("$sys/presence", { latest: true }, {
+      message: (m) => {
+        const data = m.data as { connections?: unknown; transports?: Record<string, unknown> } | null;
+        if (data && typeof data.connections === "number") {
+          setText(count, String(data.connections));
+          const parts = Object.entries(data.transports ?? {}).map(([name, n]) => `${name}: ${String(n)}`);
+          const holder = count.parentElement;
+          if (holder) {
+            holder.title = `${num(data.connections)} connected clients${parts.length ? ` (${parts.join(", ")})` : ""}`;
+          }
+        }
+      },
+    });
+  }
+}

@@ -1,0 +1,197 @@
+/** Overview: the host's real metrics (`metrics/system`) as cards and charts, and the activity feed. */
+
+import type { Message } from "../../../clients/js/src/index.js";
+import { activityList } from "../activity.js";
+import { BYTE_STEPS, LiveChart, type Row, type SeriesSpec } from "../chart.js";
+import { h, note, setText } from "../dom.js";
+import { bytesShort, isFiniteNumber, percent, rate } from "../format.js";
+import { fetchHistory } from "../history.js";
+import type { Page, PageContext } from "./page.js";
+import { SystemCards, type SystemMetrics } from "./system-cards.js";
+
+const DEFAULT_CHANNEL = "metrics/system";
+/** Ten minutes at one sample a second: what the server keeps for `metrics/`. */
+const HISTORY_ROWS = 600;
+/**
+ * Fifteen minutes: more than history holds, so that a freshly opened page keeps growing for a
+ * while instead of shifting out its oldest row at once.
+ */
+const CHART_ROWS = 900;
+
+const TOTAL: SeriesSpec = { label: "Total", color: "#34d399", width: 2, fill: "rgba(52, 211, 153, 0.10)" };
+
+function isMetrics(data: unknown): data is SystemMetrics {
+  return data !== null && typeof data === "object" && isFiniteNumber((data as { ts?: unknown }).ts);
+}
+
+/** Bytes on an axis, without the rate suffix (the title says per second). */
+function axisBytes(v: number): string {
+  return v === 0 ? "0" : bytesShort(v);
+}
+
+export function overviewPage({ conn, catalog, root }: PageContext): Page {
+  let channel = DEFAULT_CHANNEL;
+  const cards = new SystemCards();
+  const host = h("b", {}, "this host");
+  const notes = h("div", { class: "notes" });
+
+  const cpu = new LiveChart({
+    key: "cpu",
+    title: "CPU",
+    series: [TOTAL],
+    axes: [{ scale: "%", format: (v) => `${v} %`, range: [0, 100] }],
+    capacity: CHART_ROWS,
+    legendValue: (v) => percent(v),
+  });
+  const memory = new LiveChart({
+    key: "memory",
+    title: "Memory",
+    series: [
+      { label: "Memory", color: "#60a5fa", width: 2, fill: "rgba(96, 165, 250, 0.10)" },
+      { label: "Swap", color: "#f472b6", width: 1.5 },
+    ],
+    axes: [{ scale: "%", format: (v) => `${v} %`, range: [0, 100] }],
+    capacity: CHART_ROWS,
+    legendValue: (v) => percent(v),
+  });
+  const network = new LiveChart({
+    key: "network",
+    title: "Network (per second)",
+    series: [
+      { label: "↓ rx", color: "#22d3ee", width: 1.5, fill: "rgba(34, 211, 238, 0.08)" },
+      { label: "↑ tx", color: "#a78bfa", width: 1.5 },
+    ],
+    axes: [{ scale: "B/s", format: axisBytes, incrs: BYTE_STEPS }],
+    capacity: CHART_ROWS,
+    legendValue: (v) => rate(v),
+  });
+  const disk = new LiveChart({
+    key: "disk",
+    title: "Disk I/O (per second)",
+    series: [
+      { label: "read", color: "#fbbf24", width: 1.5, fill: "rgba(251, 191, 36, 0.08)" },
+      { label: "write", color: "#fb7185", width: 1.5 },
+    ],
+    axes: [{ scale: "B/s", format: axisBytes, incrs: BYTE_STEPS }],
+    capacity: CHART_ROWS,
+    legendValue: (v) => rate(v),
+  });
+  const charts = [cpu, memory, network, disk];
+
+  const body = h("div", { class: "overview" }, cards.el, h("div", { class: "charts" }, ...charts.map((c) => c.el)));
+  root.append(
+    h("div", { class: "page-head" }, h("h2", {}, "Overview"), h("p", { class: "muted" }, "Real metrics of ", host, ", sampled every second")),
+    notes,
+    h("div", { class: "overview-grid" }, body, h("aside", { class: "panel activity-panel" }, h("h3", {}, "Activity"), activityList)),
+  );
+
+  let active = false;
+  let latest: SystemMetrics | null = null;
+  let cardsStale = false;
+
+  /** Sizes the CPU chart to the host's cores: the cores first, faint, and the total on top. */
+  function fitCores(m: SystemMetrics): void {
+    const cores = m.cpu?.cores?.length ?? 0;
+    if (cores + 1 !== cpu.seriesCount) {
+      const coreSeries = Array.from({ length: cores }, (_, i): SeriesSpec => ({
+        label: `core ${i}`,
+        color: `hsla(${Math.round((i * 360) / Math.max(cores, 1))}, 70%, 68%, 0.35)`,
+        width: 1,
+        hideInLegend: true,
+      }));
+      cpu.setSeries([...coreSeries, TOTAL]);
+    }
+  }
+
+  function rows(m: SystemMetrics): [Row, Row, Row, Row] {
+    const cores = (m.cpu?.cores ?? []).slice(0, cpu.seriesCount - 1);
+    const total = m.cpu?.total ?? null;
+    return [
+      { ts: m.ts, values: [...cores, total] },
+      { ts: m.ts, values: [m.memory?.percent ?? null, m.swap?.total ? (m.swap.percent ?? null) : null] },
+      { ts: m.ts, values: [m.network?.rx_bps ?? null, m.network?.tx_bps ?? null] },
+      { ts: m.ts, values: [m.disk_io?.read_bps ?? null, m.disk_io?.write_bps ?? null] },
+    ];
+  }
+
+  function showCards(m: SystemMetrics): void {
+    if (latest && m.ts < latest.ts) {
+      return;
+    }
+    latest = m;
+    if (active) {
+      cards.update(m);
+      setText(host, m.host ?? "this host");
+      cardsStale = false;
+    } else {
+      cardsStale = true;
+    }
+  }
+
+  function onMessage(msg: Message): void {
+    if (!isMetrics(msg.data)) {
+      return;
+    }
+    fitCores(msg.data);
+    rows(msg.data).forEach((row, i) => charts[i]!.push(row));
+    showCards(msg.data);
+  }
+
+  async function loadHistory(): Promise<void> {
+    const publications = (await fetchHistory(channel, HISTORY_ROWS)).map((p) => p.data).filter(isMetrics);
+    const newest = publications[publications.length - 1];
+    if (!newest) {
+      return;
+    }
+    fitCores(newest);
+    const columns: Row[][] = [[], [], [], []];
+    for (const m of publications) {
+      rows(m).forEach((row, i) => columns[i]!.push(row));
+    }
+    charts.forEach((c, i) => c.merge(columns[i]!));
+    showCards(newest);
+  }
+
+  let unsubscribe: (() => void) | null = conn.subscribe(channel, { latest: true }, { message: onMessage, unrecovered: () => void loadHistory() });
+  void loadHistory();
+
+  void catalog.then((cat) => {
+    const system = cat?.system;
+    if (!cat) {
+      notes.append(note("The source catalog is unavailable", `The server did not answer GET /api/sources. The charts fill in if anything publishes on ${channel}.`));
+    } else if (system && system.enabled === false) {
+      unsubscribe?.();
+      unsubscribe = null;
+      body.hidden = true;
+      notes.append(note("System metrics are switched off", "The server runs with [sources.system] disabled, so there is nothing to chart. The activity feed still works."));
+    } else if (system?.channel && system.channel !== channel) {
+      unsubscribe?.();
+      channel = system.channel;
+      unsubscribe = conn.subscribe(channel, { latest: true }, { message: onMessage, unrecovered: () => void loadHistory() });
+      void loadHistory();
+    }
+  });
+
+  return {
+    id: "overview",
+    show() {
+      active = true;
+      if (cardsStale && latest) {
+        cards.update(latest);
+        setText(host, latest.host ?? "this host");
+        cardsStale = false;
+      }
+      charts.forEach((c) => c.setActive(true));
+    },
+    hide() {
+      active = false;
+      charts.forEach((c) => c.setActive(false));
+    },
+    resync() {
+      if (unsubscribe) {
+        void loadHistory();
+      }
+    },
+  };
+}
+
