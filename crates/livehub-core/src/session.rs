@@ -118,6 +118,11 @@ impl Session {
         }
     }
 
+    /// The channels and patterns this session is subscribed to now.
+    pub fn filters(&self) -> Vec<ChannelFilter> {
+        self.with_filters(|filters| filters.iter().cloned().collect())
+    }
+
     pub(crate) fn with_filters<R>(&self, f: impl FnOnce(&mut HashSet<ChannelFilter>) -> R) -> R {
         let mut filters = lock(&self.inner.filters);
         f(&mut filters)

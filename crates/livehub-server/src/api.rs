@@ -1,11 +1,14 @@
 //! The REST API: publishing over HTTP and reading channels (short polling).
 
+use std::net::SocketAddr;
+
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use livehub_core::{ChannelName, HistoryQuery, Payload};
+use livehub_auth::Identity;
+use livehub_core::{ChannelFilter, ChannelName, HistoryQuery, Payload, PRESENCE_CHANNEL};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -30,12 +33,15 @@ struct PublishItem {
 
 /// `POST /api/publish`: one publication `{"channel", "data", "key"?}` or an array of them;
 /// with `Content-Type: application/octet-stream`, the body is binary data for `?channel=`.
+/// Every item is checked against the caller's grants before anything is published.
 pub(crate) async fn publish(
     State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    let identity = app.access().identify(&headers, query.as_deref())?;
     let binary =
         headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes() == b"application/octet-stream");
     let (items, batch) = if binary {
@@ -48,8 +54,15 @@ pub(crate) async fn publish(
     } else {
         parse_json_items(&body)?
     };
+    for (channel, _, _) in &items {
+        // `$` channels are refused by the node with `read_only_channel` whoever asks.
+        if !channel.is_system() {
+            identity.may_publish(channel).map_err(|e| app.access().refuse(e))?;
+        }
+    }
     let mut results = Vec::with_capacity(items.len());
     for (channel, payload, key) in items {
+        app.access().publish_allowed(peer.ip())?;
         let published = app.node().publish(&channel, payload, key.as_deref()).await?;
         results.push(json!({
             "channel": channel,
@@ -94,9 +107,15 @@ fn parse_json_items(body: &[u8]) -> Result<(Vec<Item>, bool), ApiError> {
     Ok((items, batch))
 }
 
-/// `GET /api/channels`: channels with their positions and subscriber counts.
-pub(crate) async fn channels(State(app): State<App>) -> Result<Json<Value>, ApiError> {
+/// `GET /api/channels`: channels with their positions and subscriber counts. Admin only once
+/// auth is on: the list shows which channels exist.
+pub(crate) async fn channels(
+    State(app): State<App>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     polling_enabled(&app)?;
+    admin(&app, &headers, query.as_deref())?;
     let channels: Vec<Value> = app
         .node()
         .channels()
@@ -114,9 +133,47 @@ pub(crate) async fn channels(State(app): State<App>) -> Result<Json<Value>, ApiE
     Ok(Json(json!({ "channels": channels })))
 }
 
-/// `GET /api/presence`.
-pub(crate) async fn presence(State(app): State<App>) -> Json<Value> {
-    Json(serde_json::to_value(app.node().presence()).unwrap_or(Value::Null))
+/// `GET /api/presence`: for callers who may read `$sys/presence`.
+pub(crate) async fn presence(
+    State(app): State<App>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let identity = app.access().identify(&headers, query.as_deref())?;
+    let channel = ChannelFilter::new(PRESENCE_CHANNEL)?;
+    if identity.may_subscribe(&channel).is_err() {
+        identity.may_admin().map_err(|e| app.access().refuse(e))?;
+    }
+    Ok(Json(serde_json::to_value(app.node().presence()).unwrap_or(Value::Null)))
+}
+
+/// `GET /api/metrics`: counters of this node, including refusals by code. Admin only once auth
+/// is on.
+pub(crate) async fn metrics(
+    State(app): State<App>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    admin(&app, &headers, query.as_deref())?;
+    let presence = app.node().presence();
+    let stats = app.node().stats();
+    Ok(Json(json!({
+        "connections": presence.connections,
+        "transports": presence.transports,
+        "subscriptions": presence.subscriptions,
+        "publications": stats.publications,
+        "deliveries": stats.deliveries,
+        "refused": app.access().refused(),
+    })))
+}
+
+/// Refuses a non-admin caller once auth is on.
+fn admin(app: &App, headers: &HeaderMap, query: Option<&str>) -> Result<Identity, ApiError> {
+    let identity = app.access().identify(headers, query)?;
+    if app.access().enabled() {
+        identity.may_admin().map_err(|e| app.access().refuse(e))?;
+    }
+    Ok(identity)
 }
 
 #[derive(Deserialize)]
@@ -133,11 +190,17 @@ pub(crate) async fn channel(
     State(app): State<App>,
     Path(path): Path<String>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     polling_enabled(&app)?;
+    let identity = app.access().identify(&headers, query.as_deref())?;
+    let readable = |channel: &ChannelName| {
+        identity.may_subscribe(&ChannelFilter::Exact(channel.clone())).map_err(|e| app.access().refuse(e))
+    };
     let node = app.node();
     if let Some(name) = path.strip_suffix("/history") {
         let channel = ChannelName::new(name)?;
+        readable(&channel)?;
         let params: HistoryParams = history_params(query.as_deref())?;
         let limit = params.limit.unwrap_or(100).min(MAX_HISTORY_LIMIT);
         let history = node.history(&channel, HistoryQuery { after: params.since, limit }).await?;
@@ -157,6 +220,7 @@ pub(crate) async fn channel(
         })));
     }
     let channel = ChannelName::new(&path)?;
+    readable(&channel)?;
     let history = node.history(&channel, HistoryQuery { after: None, limit: 0 }).await?;
     Ok(Json(json!({
         "channel": channel,

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use livehub_auth::{AuthConfig, RateLimits};
 use livehub_core::{HistoryConfig, HistoryPolicy, NodeConfig};
 use livehub_sources::SourcesConfig;
 use serde::Deserialize;
@@ -33,6 +34,14 @@ pub struct Config {
     pub dashboard: DashboardSettings,
     /// The built-in publishers (system metrics and the simulated feeds).
     pub sources: SourcesConfig,
+    /// Who may connect, subscribe and publish (`docs/security.md`). Off by default.
+    pub auth: AuthConfig,
+    /// Rate limits per connection and per client address.
+    pub rate_limits: RateLimits,
+    /// Cross-origin access to the HTTP API and polling.
+    pub cors: CorsSettings,
+    /// TLS on the listener; plain HTTP when absent.
+    pub tls: Option<TlsSettings>,
     /// Endpoints used only by the conformance tests (a WebSocket echo); never enable in production.
     pub test_endpoints: bool,
 }
@@ -50,6 +59,10 @@ impl Default for Config {
             api: ApiSettings::default(),
             dashboard: DashboardSettings::default(),
             sources: SourcesConfig::default(),
+            auth: AuthConfig::default(),
+            rate_limits: RateLimits::default(),
+            cors: CorsSettings::default(),
+            tls: None,
             test_endpoints: false,
         }
     }
@@ -200,6 +213,25 @@ impl Default for DashboardSettings {
     }
 }
 
+/// Which other origins may call the HTTP API and the polling endpoints from a browser.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorsSettings {
+    /// Allowed origins (`https://app.example.com`), or `*`. Empty means any origin while auth is
+    /// off, and the `[auth.origins]` list once it is on.
+    pub allowed_origins: Vec<String>,
+}
+
+/// TLS directly on the listener, for deployments without a reverse proxy.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM certificate chain, leaf first. Reloaded when the file changes.
+    pub cert_file: std::path::PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1). Reloaded when the file changes.
+    pub key_file: std::path::PathBuf,
+}
+
 /// A configuration file that could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -219,6 +251,9 @@ pub enum ConfigError {
         /// Why.
         source: Box<toml::de::Error>,
     },
+    /// The `[auth]` or `[rate_limits]` section cannot be used (a key file, an algorithm, a rate).
+    #[error("invalid auth configuration: {0}")]
+    Auth(#[from] livehub_auth::AuthConfigError),
 }
 
 impl Config {

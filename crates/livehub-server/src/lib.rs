@@ -3,8 +3,10 @@
 //!
 //! Every handler talks to a [`livehub_core::Node`]; nothing here keeps channel state.
 
+mod access;
 mod api;
 mod config;
+mod cors;
 mod cursor;
 mod dashboard;
 mod error;
@@ -12,29 +14,32 @@ mod poll;
 mod protocol;
 mod resume;
 mod sse;
+mod tls;
 mod ws;
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::Router;
 use livehub_core::Node;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{
-    ApiSettings, Config, ConfigError, DashboardSettings, HistoryRule, HistorySettings, Limits,
-    LongPollSettings, SseSettings, WebSocketSettings,
+    ApiSettings, Config, ConfigError, CorsSettings, DashboardSettings, HistoryRule, HistorySettings, Limits,
+    LongPollSettings, SseSettings, TlsSettings, WebSocketSettings,
 };
 pub use cursor::{BadCursor, Cursor, MAX_CURSOR_LEN};
 pub use error::ApiError;
+pub use livehub_auth::{AuthConfig, RateLimits};
 pub use livehub_sources::SourcesConfig;
 pub use poll::CURSOR_HEADER;
 pub use protocol::{JSON_PROTOCOL, MSGPACK_PROTOCOL};
+pub use tls::{TlsError, TlsListener, TlsReloader};
 
 /// What every handler shares: the node, the settings and the shutdown signal. Cheap to clone.
 #[derive(Clone)]
@@ -46,12 +51,19 @@ struct AppInner {
     node: Node,
     config: Config,
     shutdown: CancellationToken,
+    access: access::Access,
 }
 
 impl App {
-    /// An app over `node`; cancelling `shutdown` starts a graceful shutdown.
-    pub fn new(node: Node, config: Config, shutdown: CancellationToken) -> Self {
-        Self { inner: Arc::new(AppInner { node, config, shutdown }) }
+    /// An app over `node`; cancelling `shutdown` starts a graceful shutdown. Fails when the auth
+    /// configuration cannot be used (an unreadable key file, an unknown algorithm).
+    pub fn new(node: Node, config: Config, shutdown: CancellationToken) -> Result<Self, ConfigError> {
+        let access = access::Access::new(&config)?;
+        Ok(Self { inner: Arc::new(AppInner { node, config, shutdown, access }) })
+    }
+
+    pub(crate) fn access(&self) -> &access::Access {
+        &self.inner.access
     }
 
     /// The node.
@@ -87,6 +99,7 @@ impl App {
             .route("/poll", get(poll::poll))
             .route("/api/publish", post(api::publish))
             .route("/api/presence", get(api::presence))
+            .route("/api/metrics", get(api::metrics))
             .route("/api/channels", get(api::channels))
             .route("/api/channels/{*channel}", get(api::channel));
         if self.config().test_endpoints {
@@ -97,7 +110,26 @@ impl App {
                 ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such endpoint")
             })
             .layer(DefaultBodyLimit::max(self.config().limits.max_body_size))
+            .layer(cors::layer(self.config()))
             .with_state(self.clone())
+    }
+}
+
+/// The socket the server accepts on.
+enum Listen {
+    Plain(TcpListener),
+    Tls(TlsListener),
+}
+
+/// Drops idle per-address limiter state until shutdown.
+async fn sweep_limits(app: App) {
+    let mut every = tokio::time::interval(access::SWEEP_INTERVAL);
+    let shutdown = app.shutdown_token();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => app.access().sweep(),
+        }
     }
 }
 
@@ -121,18 +153,31 @@ pub async fn serve_node(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let grace = Duration::from_secs(config.shutdown_grace_secs);
+    // Certificates are read before anything starts, so bad files fail at start-up.
+    let listener = match &config.tls {
+        Some(settings) => Listen::Tls(TlsListener::new(listener, settings).map_err(std::io::Error::other)?),
+        None => Listen::Plain(listener),
+    };
+    let app = App::new(node.clone(), config, shutdown.clone()).map_err(std::io::Error::other)?;
     // The sources stop with the shutdown token; their tasks are not awaited, since they only
     // publish into the node.
-    let _sources = livehub_sources::spawn(&node, &config.sources, &shutdown);
-    let app = App::new(node, config, shutdown.clone());
+    let _sources = livehub_sources::spawn(&node, &app.config().sources, &shutdown);
+    tokio::spawn(sweep_limits(app.clone()));
     let service = app.router().into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(listener, service).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let stop = shutdown.clone().cancelled_owned();
+    let server = async move {
+        match listener {
+            // axum gives `ConnectInfo` for its own listeners and for `tap_io` wrappers only.
+            Listen::Tls(tls) => axum::serve(tls.tap_io(|_| {}), service).with_graceful_shutdown(stop).await,
+            Listen::Plain(plain) => axum::serve(plain, service).with_graceful_shutdown(stop).await,
+        }
+    };
     let deadline = async {
         shutdown.cancelled().await;
         tokio::time::sleep(grace).await;
     };
     tokio::select! {
-        result = server.into_future() => result,
+        result = server => result,
         _ = deadline => {
             tracing::warn!(grace_secs = grace.as_secs(), "connections still open after the grace period; exiting anyway");
             Ok(())

@@ -4,15 +4,17 @@
 //! publication arrives or the timeout passes (`204`, with the cursor in a header). The cursor is
 //! self-contained: no session lives on the server between polls.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::{RawQuery, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use livehub_core::DeliveryTracker;
 use serde_json::Value;
 
+use crate::access;
 use crate::cursor::Cursor;
 use crate::error::ApiError;
 use crate::protocol::{message_frame, Format};
@@ -26,7 +28,15 @@ pub const CURSOR_HEADER: &str = "livehub-cursor";
 const MAX_BATCH: usize = 256;
 
 /// `GET /poll`.
-pub(crate) async fn poll(State(app): State<App>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
+///
+/// Each poll is admitted on its own (credential, origin, a connection slot for its address while
+/// it is held); a token that expires during the hold ends it at that moment.
+pub(crate) async fn poll(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let config = app.config();
     if !config.long_polling.enabled {
         return Err(ApiError::disabled("long-polling"));
@@ -41,6 +51,15 @@ pub(crate) async fn poll(State(app): State<App>, RawQuery(query): RawQuery) -> R
         Some(t) => t.parse::<u64>().map_err(|_| ApiError::bad_request("timeout must be whole seconds"))?,
     }
     .min(config.long_polling.max_timeout_secs);
+    let admission = match app.access().admit(&headers, query.as_deref(), peer.ip()) {
+        Ok(admission) => admission,
+        Err(e) => return Ok(access::refusal(e)),
+    };
+    if let Err(e) = resume::authorize(&app, &admission.identity, &request) {
+        return Ok(access::refusal(e));
+    }
+    let hold = access::time_left(&admission.identity)
+        .map_or(Duration::from_secs(timeout), |left| left.min(Duration::from_secs(timeout)));
 
     let mut receiver = app.node().connect_ephemeral("long-polling");
     let mut tracker = DeliveryTracker::default();
@@ -48,11 +67,11 @@ pub(crate) async fn poll(State(app): State<App>, RawQuery(query): RawQuery) -> R
     let mut messages: Vec<Bytes> =
         opened.replay.iter().filter(|p| tracker.admit(p)).map(|p| message_frame(Format::Json, p)).collect();
 
-    if messages.is_empty() && timeout > 0 {
+    if messages.is_empty() && !hold.is_zero() {
         let session = receiver.session().clone();
         let shutdown = app.shutdown_token();
         let mut batch = Vec::new();
-        let deadline = tokio::time::sleep(Duration::from_secs(timeout));
+        let deadline = tokio::time::sleep(hold);
         tokio::pin!(deadline);
         while messages.is_empty() {
             tokio::select! {

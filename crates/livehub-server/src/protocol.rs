@@ -33,7 +33,7 @@ pub(crate) struct Command<D> {
     /// Correlates the reply; commands without one get no `ack`.
     #[serde(default)]
     pub id: Option<u64>,
-    /// `subscribe`, `unsubscribe`, `publish`, `history` or `ping`.
+    /// `subscribe`, `unsubscribe`, `publish`, `history`, `refresh` or `ping`.
     pub action: String,
     /// Channels or patterns to (un)subscribe.
     #[serde(default)]
@@ -59,6 +59,9 @@ pub(crate) struct Command<D> {
     /// History: most publications returned.
     #[serde(default)]
     pub limit: Option<usize>,
+    /// Refresh: the new token.
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 /// Deserializes a field that is present (even as `null`) into `Some`; serde's `default` makes an

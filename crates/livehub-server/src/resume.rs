@@ -9,9 +9,12 @@ use livehub_core::{
 };
 use serde_json::{json, Map, Value};
 
+use livehub_auth::{AuthError, Identity};
+
 use crate::cursor::Cursor;
 use crate::error::ApiError;
 use crate::protocol::position_value;
+use crate::App;
 
 /// What an SSE or long-poll request asks for.
 #[derive(Debug, Default)]
@@ -67,6 +70,15 @@ impl StreamRequest {
     pub(crate) fn param(&self, key: &str) -> Option<&str> {
         self.params.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
+}
+
+/// Checks that `identity` may read every channel and pattern of `request`: one forbidden filter
+/// refuses the whole request, so that a stream never silently carries less than it asked for.
+pub(crate) fn authorize(app: &App, identity: &Identity, request: &StreamRequest) -> Result<(), AuthError> {
+    for filter in &request.filters {
+        identity.may_subscribe(filter).map_err(|e| app.access().refuse(e))?;
+    }
+    Ok(())
 }
 
 /// A stream's start: what to send before live publications, and each channel's state.

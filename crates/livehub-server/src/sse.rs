@@ -4,19 +4,22 @@
 //! `id:` is a cursor over every channel of the stream, so `Last-Event-ID` resumes all of them.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use livehub_core::{DeliveryTracker, Disconnect, Publication, SessionReceiver};
 use serde_json::{json, Value};
-use tokio::time::Interval;
+use tokio::time::{Interval, Sleep};
 use tokio_util::sync::CancellationToken;
 
+use crate::access::{self, Admission};
 use crate::cursor::Cursor;
 use crate::error::ApiError;
 use crate::protocol::sse_event;
@@ -29,24 +32,27 @@ const WRITE_BATCH: usize = 64;
 /// `GET /sse?channel=…`.
 pub(crate) async fn stream(
     State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    open(app, query, None, &headers).await
+    open(app, peer, query, None, &headers).await
 }
 
 /// `GET /sse/{channel}`.
 pub(crate) async fn stream_path(
     State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(channel): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    open(app, query, Some(channel), &headers).await
+    open(app, peer, query, Some(channel), &headers).await
 }
 
 async fn open(
     app: App,
+    peer: SocketAddr,
     query: Option<String>,
     path: Option<String>,
     headers: &HeaderMap,
@@ -64,6 +70,13 @@ async fn open(
     // The header wins over the query parameter: it is what EventSource sends when it reconnects.
     if let Some(id) = headers.get("last-event-id").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()) {
         request.cursor = Cursor::decode(id)?;
+    }
+    let admission = match app.access().admit(headers, query.as_deref(), peer.ip()) {
+        Ok(admission) => admission,
+        Err(e) => return Ok(access::refusal(e)),
+    };
+    if let Err(e) = resume::authorize(&app, &admission.identity, &request) {
+        return Ok(access::refusal(e));
     }
     let receiver = app.node().connect("sse");
     let mut tracker = DeliveryTracker::default();
@@ -87,6 +100,8 @@ async fn open(
             Duration::from_secs(config.sse.heartbeat_secs.max(1)),
         ),
         shutdown: app.shutdown_token(),
+        expiry: access::time_left(&admission.identity).map(|left| Box::pin(tokio::time::sleep(left))),
+        _admission: admission,
         done: false,
     };
     // Each replayed event carries the cursor as of that event, so a stream cut off in the middle
@@ -120,6 +135,10 @@ struct SseStream {
     batch: Vec<Arc<Publication>>,
     heartbeat: Interval,
     shutdown: CancellationToken,
+    /// Ends the stream with `token_expired` when the token runs out.
+    expiry: Option<Pin<Box<Sleep>>>,
+    /// Holds the address's connection slot for as long as the stream lives.
+    _admission: Admission,
     done: bool,
 }
 
@@ -135,6 +154,7 @@ impl SseStream {
             tokio::select! {
                 _ = self.shutdown.cancelled() => self.end(&mut out, &Disconnect::SHUTDOWN),
                 reason = session.disconnected() => self.end(&mut out, &reason),
+                () = expired(&mut self.expiry) => self.end(&mut out, &access::TOKEN_EXPIRED),
                 n = self.receiver.recv_many(&mut self.batch, WRITE_BATCH) => {
                     if n == 0 {
                         return None;
@@ -168,6 +188,14 @@ impl SseStream {
         self.done = true;
         let event = json!({ "type": "disconnect", "code": reason.code, "reason": reason.reason, "reconnect": reason.reconnect });
         put_event(out, "disconnect", &event);
+    }
+}
+
+/// Waits for `expiry`, or forever when there is none.
+async fn expired(expiry: &mut Option<Pin<Box<Sleep>>>) {
+    match expiry {
+        Some(sleep) => sleep.as_mut().await,
+        None => std::future::pending().await,
     }
 }
 

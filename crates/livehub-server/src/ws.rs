@@ -3,22 +3,28 @@
 //! One task per connection runs [`Connection::run`]: it reads commands, drains the session's
 //! queue (several publications become one write), pings, and closes with a documented code.
 
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::SinkExt;
+use livehub_auth::{AuthError, Identity, TokenBucket};
 use livehub_core::{
     ChannelFilter, ChannelName, DeliveryTracker, Disconnect, HistoryQuery, Publication, SessionReceiver,
     SubscribeOptions,
 };
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
+use tokio::time::Sleep;
 use tokio_tungstenite::tungstenite;
 
+use crate::access::{self, Admission};
 use crate::error::ApiError;
 use crate::protocol::{
     encode, error_message, message_frame, message_value, position_value, Command, CommandData, Format,
@@ -41,7 +47,17 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 const READ_BUFFER_SIZE: usize = 4 * 1024;
 
 /// `GET /ws`: upgrades to a WebSocket speaking the native protocol.
-pub(crate) async fn upgrade(State(app): State<App>, ws: WebSocketUpgrade) -> Response {
+///
+/// A refused connection (credential, origin, per-address limit) is still upgraded, and then
+/// closed with a documented code and the error code as reason: browsers see nothing of an HTTP
+/// refusal of a WebSocket handshake, but they do see a close frame.
+pub(crate) async fn upgrade(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
     let config = app.config();
     if !config.websocket.enabled {
         return ApiError::disabled("websocket").into_response();
@@ -54,14 +70,24 @@ pub(crate) async fn upgrade(State(app): State<App>, ws: WebSocketUpgrade) -> Res
     } else {
         Format::Json
     };
+    let admission = app.access().admit(&headers, query.as_deref(), peer.ip());
     let max = config.limits.max_message_size;
     ws.protocols([MSGPACK_PROTOCOL, JSON_PROTOCOL])
         .max_message_size(max)
         .max_frame_size(max)
         .read_buffer_size(READ_BUFFER_SIZE)
-        .on_upgrade(move |socket| async move {
-            let receiver = app.node().connect("websocket");
-            Connection::new(app, socket, format, receiver).run().await;
+        .on_upgrade(move |mut socket| async move {
+            match admission {
+                Ok(admission) => {
+                    let receiver = app.node().connect("websocket");
+                    Connection::new(app, socket, format, receiver, admission, peer.ip()).run().await;
+                }
+                Err(e) => {
+                    tracing::debug!(%peer, code = e.code(), "websocket refused");
+                    let reason = access::disconnect_for(&e);
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, close(&mut socket, &reason)).await;
+                }
+            }
         })
 }
 
@@ -99,6 +125,15 @@ struct Connection {
     batch: Vec<Arc<Publication>>,
     /// Whether a ping is out and nothing has come back since.
     awaiting_pong: bool,
+    /// Who is connected, and the address's connection slot.
+    admission: Admission,
+    peer: IpAddr,
+    /// Fires when the token expires (unless refreshed first).
+    expiry: Option<Pin<Box<Sleep>>>,
+    /// The client's message budget; `None` when unlimited.
+    budget: Option<TokenBucket>,
+    /// Messages refused in a row for the budget; too many close the connection.
+    over_budget: u32,
 }
 
 /// Why the connection loop ended.
@@ -110,7 +145,16 @@ enum End {
 }
 
 impl Connection {
-    fn new(app: App, socket: WebSocket, format: Format, receiver: SessionReceiver) -> Self {
+    fn new(
+        app: App,
+        socket: WebSocket,
+        format: Format,
+        receiver: SessionReceiver,
+        admission: Admission,
+        peer: IpAddr,
+    ) -> Self {
+        let budget = app.access().message_bucket();
+        let expiry = expiry(&admission.identity);
         Self {
             app,
             socket,
@@ -119,7 +163,16 @@ impl Connection {
             tracker: DeliveryTracker::default(),
             batch: Vec::new(),
             awaiting_pong: false,
+            admission,
+            peer,
+            expiry,
+            budget,
+            over_budget: 0,
         }
+    }
+
+    fn identity(&self) -> &Identity {
+        &self.admission.identity
     }
 
     async fn run(mut self) {
@@ -141,6 +194,10 @@ impl Connection {
             tokio::select! {
                 _ = shutdown.cancelled() => break End::Close(Disconnect::SHUTDOWN),
                 reason = session.disconnected() => break End::Close(reason),
+                () = expired(&mut self.expiry) => {
+                    self.app.access().refuse(AuthError::TokenExpired);
+                    break End::Close(access::TOKEN_EXPIRED);
+                }
                 n = self.receiver.recv_many(&mut self.batch, WRITE_BATCH) => {
                     if n == 0 {
                         break End::Gone;
@@ -196,6 +253,16 @@ impl Connection {
     }
 
     async fn handle(&mut self, msg: Message) -> Result<(), End> {
+        if matches!(msg, Message::Text(_) | Message::Binary(_)) && !self.within_budget() {
+            // A client far over its budget is flooding, not bursting: answering each message
+            // would only add to the load.
+            if self.over_budget > self.app.config().rate_limits.message_burst.max(1) {
+                return Err(End::Close(access::disconnect_for(&AuthError::RateLimited)));
+            }
+            let error = self.app.access().refuse(AuthError::RateLimited);
+            let message = error_message(None, None, error.code(), &error.to_string());
+            return self.send(&message).await.map_err(|_| End::Gone);
+        }
         let result = match (msg, self.format) {
             (Message::Text(text), Format::Json) => match serde_json::from_str(text.as_str()) {
                 Ok(command) => self.command::<Box<serde_json::value::RawValue>>(command).await,
@@ -219,6 +286,18 @@ impl Connection {
         result.map_err(|_| End::Gone)
     }
 
+    /// Takes one message from the budget.
+    fn within_budget(&mut self) -> bool {
+        let Some(budget) = &mut self.budget else { return true };
+        if budget.try_take(Instant::now()) {
+            self.over_budget = 0;
+            true
+        } else {
+            self.over_budget += 1;
+            false
+        }
+    }
+
     async fn command<D: CommandData + DeserializeOwned>(
         &mut self,
         cmd: Command<D>,
@@ -228,6 +307,7 @@ impl Connection {
             "unsubscribe" => self.unsubscribe(cmd).await,
             "publish" => self.publish(cmd).await,
             "history" => self.history(cmd).await,
+            "refresh" => self.refresh(cmd).await,
             "ping" => self.send(&json!({ "type": "pong", "id": cmd.id })).await,
             other => {
                 let message = format!("unknown action {other:?}");
@@ -252,6 +332,11 @@ impl Connection {
                     continue;
                 }
             };
+            if let Err(e) = self.identity().may_subscribe(&filter) {
+                let e = self.app.access().refuse(e);
+                self.feed(&error_message(cmd.id, Some(name), e.code(), &e.to_string())).await?;
+                continue;
+            }
             let options = SubscribeOptions { recover: cmd.recover.get(name).cloned(), latest: cmd.latest };
             let subscribed = match node.subscribe(&session, &filter, options).await {
                 Ok(subscribed) => subscribed,
@@ -335,11 +420,17 @@ impl Connection {
     }
 
     async fn publish<D: CommandData>(&mut self, cmd: Command<D>) -> Result<(), axum::Error> {
+        let (app, identity, peer) = (&self.app, &self.admission.identity, self.peer);
         let result = async {
             let channel = cmd.channel.as_deref().ok_or(CommandError::Missing("channel"))?;
             let channel = ChannelName::new(channel)?;
+            // `$` channels are refused by the node with `read_only_channel` whoever asks.
+            if !channel.is_system() {
+                identity.may_publish(&channel).map_err(|e| app.access().refuse(e))?;
+            }
+            app.access().publish_allowed(peer)?;
             let payload = cmd.data.ok_or(CommandError::Missing("data"))?.into_payload()?;
-            let published = self.app.node().publish(&channel, payload, cmd.key.as_deref()).await?;
+            let published = app.node().publish(&channel, payload, cmd.key.as_deref()).await?;
             Ok::<_, CommandError>((channel, published))
         }
         .await;
@@ -362,12 +453,15 @@ impl Connection {
     }
 
     async fn history<D>(&mut self, cmd: Command<D>) -> Result<(), axum::Error> {
+        let (app, identity) = (&self.app, &self.admission.identity);
         let result = async {
             let channel = cmd.channel.as_deref().ok_or(CommandError::Missing("channel"))?;
             let channel = ChannelName::new(channel)?;
+            let filter = ChannelFilter::Exact(channel.clone());
+            identity.may_subscribe(&filter).map_err(|e| app.access().refuse(e))?;
             let limit = cmd.limit.unwrap_or(100).min(MAX_HISTORY_LIMIT);
             let after = cmd.since.as_ref().map(|s| s.offset);
-            let history = self.app.node().history(&channel, HistoryQuery { after, limit }).await?;
+            let history = app.node().history(&channel, HistoryQuery { after, limit }).await?;
             if let Some(since) = &cmd.since {
                 if since.epoch != history.position.epoch {
                     return Err(CommandError::EpochMismatch(history.position.epoch.to_string()));
@@ -391,6 +485,36 @@ impl Connection {
         }
     }
 
+    /// `refresh`: replaces the connection's token before it expires. The new token must name the
+    /// same subject; subscriptions it no longer allows are dropped, each with an `error`.
+    async fn refresh<D>(&mut self, cmd: Command<D>) -> Result<(), axum::Error> {
+        let verified = (|| {
+            let token = cmd.token.as_deref().ok_or(CommandError::Missing("token"))?;
+            let identity = self.app.access().refresh(token)?;
+            if identity.subject() != self.identity().subject() {
+                return Err(CommandError::SubjectChanged);
+            }
+            Ok(identity)
+        })();
+        let identity = match verified {
+            Ok(identity) => identity,
+            Err(e) => return self.send(&error_message(cmd.id, None, e.code(), &e.to_string())).await,
+        };
+        self.expiry = expiry(&identity);
+        self.admission.identity = identity;
+        let session = self.receiver.session().clone();
+        for filter in session.filters() {
+            if let Err(e) = self.identity().may_subscribe(&filter) {
+                let _ = self.app.node().unsubscribe(&session, &filter);
+                let name = filter.to_string();
+                let message = "unsubscribed: the refreshed token does not allow this channel";
+                self.feed(&error_message(cmd.id, Some(&name), e.code(), message)).await?;
+            }
+        }
+        let expires = self.identity().expires_at().map(unix_millis);
+        self.send(&json!({ "type": "ack", "id": cmd.id, "expires": expires })).await
+    }
+
     async fn feed(&mut self, message: &Value) -> Result<(), axum::Error> {
         self.socket.feed(frame(self.format, encode(self.format, message))).await
     }
@@ -410,6 +534,12 @@ enum CommandError {
     /// `history` was asked for positions of another epoch.
     #[error("the channel's history is now in epoch {0}; positions from another epoch cannot be continued")]
     EpochMismatch(String),
+    /// A `refresh` token for another subject.
+    #[error("a refreshed token must name the same subject as the connection's")]
+    SubjectChanged,
+    /// Access control refused.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     /// The channel model refused.
     #[error(transparent)]
     Core(#[from] livehub_core::Error),
@@ -420,9 +550,28 @@ impl CommandError {
         match self {
             Self::Missing(_) => "bad_request",
             Self::EpochMismatch(_) => "epoch_mismatch",
+            Self::SubjectChanged => "forbidden",
+            Self::Auth(e) => e.code(),
             Self::Core(e) => e.code(),
         }
     }
+}
+
+/// A timer for when `identity`'s token expires, if it does.
+fn expiry(identity: &Identity) -> Option<Pin<Box<Sleep>>> {
+    access::time_left(identity).map(|left| Box::pin(tokio::time::sleep(left)))
+}
+
+/// Waits for `expiry`, or forever when there is none.
+async fn expired(expiry: &mut Option<Pin<Box<Sleep>>>) {
+    match expiry {
+        Some(sleep) => sleep.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn unix_millis(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The error for a command that could not be decoded: `bad_request` when it was well-formed but

@@ -1,0 +1,232 @@
+//! Access control at the edge: where credentials come from, the origin check, the per-address
+//! connection and publish limits, and the counters of what was refused.
+//!
+//! `livehub-auth` decides; this module only gathers what it needs from a request, and turns its
+//! refusals into HTTP answers and close codes.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::http::header::{AUTHORIZATION, COOKIE, HOST, ORIGIN};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use livehub_auth::{
+    AuthConfigError, AuthError, Authenticator, ConnectionGuard, ConnectionLimiter, Identity, KeyedLimiter,
+    RateLimits, TokenBucket,
+};
+use livehub_core::Disconnect;
+
+use crate::error::ApiError;
+use crate::Config;
+
+/// Query parameters that may carry a token: browsers cannot set headers on a WebSocket or an
+/// `EventSource`.
+pub(crate) const TOKEN_PARAMS: [&str; 2] = ["token", "access_token"];
+
+/// How often idle per-address publish buckets are dropped.
+pub(crate) const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Close code for a token that expired on a live connection: reconnect with a fresh token.
+pub(crate) const TOKEN_EXPIRED: Disconnect =
+    Disconnect { code: 4003, reason: std::borrow::Cow::Borrowed("token_expired"), reconnect: true };
+
+/// The access state every handler shares: verifier, limiters and refusal counters.
+pub(crate) struct Access {
+    authenticator: Authenticator,
+    limits: RateLimits,
+    connections: ConnectionLimiter<IpAddr>,
+    publishes: KeyedLimiter<IpAddr>,
+    // Refusals are rare next to messages; a mutex-guarded map keeps the code simple.
+    refused: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+/// What a long-lived connection holds from its admission: who it is and its per-address slot.
+pub(crate) struct Admission {
+    /// The caller.
+    pub(crate) identity: Identity,
+    /// Frees the address's connection slot when dropped.
+    pub(crate) _slot: Option<ConnectionGuard<IpAddr>>,
+}
+
+impl Access {
+    /// Builds the verifier from the configuration; a bad key file or limit is an error at start.
+    pub(crate) fn new(config: &Config) -> Result<Self, AuthConfigError> {
+        config.rate_limits.validate()?;
+        let limits = config.rate_limits.clone();
+        Ok(Self {
+            authenticator: Authenticator::new(&config.auth)?,
+            connections: ConnectionLimiter::new(limits.connections_per_ip),
+            publishes: KeyedLimiter::new(limits.publishes_per_sec_per_ip, limits.publish_burst_per_ip),
+            limits,
+            refused: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// Whether credentials are checked at all.
+    pub(crate) fn enabled(&self) -> bool {
+        self.authenticator.enabled()
+    }
+
+    /// Who the request is, from its credential (or anonymous when it has none and that is
+    /// allowed).
+    pub(crate) fn identify(&self, headers: &HeaderMap, query: Option<&str>) -> Result<Identity, AuthError> {
+        let credential = credential(headers, query, self.authenticator.cookie_name());
+        self.authenticator.authenticate(credential.as_deref()).map_err(|e| self.refuse(e))
+    }
+
+    /// Admits a long-lived connection (WebSocket, SSE, a long poll): the origin, the credential
+    /// and a connection slot for the address.
+    pub(crate) fn admit(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+        peer: IpAddr,
+    ) -> Result<Admission, AuthError> {
+        self.check_origin(headers)?;
+        let identity = self.identify(headers, query)?;
+        let slot = if self.limits.connections_per_ip == 0 {
+            None
+        } else {
+            Some(self.connections.try_acquire(peer).map_err(|e| self.refuse(e))?)
+        };
+        Ok(Admission { identity, _slot: slot })
+    }
+
+    /// Refuses a browser request from an origin the policy does not allow.
+    pub(crate) fn check_origin(&self, headers: &HeaderMap) -> Result<(), AuthError> {
+        let origin = headers.get(ORIGIN).and_then(|v| v.to_str().ok());
+        let host = headers.get(HOST).and_then(|v| v.to_str().ok());
+        self.authenticator.origins().check(origin, host).map_err(|e| self.refuse(e))
+    }
+
+    /// Takes one publication from `peer`'s budget.
+    pub(crate) fn publish_allowed(&self, peer: IpAddr) -> Result<(), AuthError> {
+        self.publishes.check(&peer, Instant::now()).map_err(|e| self.refuse(e))
+    }
+
+    /// A fresh per-connection message budget, or `None` when unlimited.
+    pub(crate) fn message_bucket(&self) -> Option<TokenBucket> {
+        (self.limits.messages_per_sec > 0.0).then(|| {
+            TokenBucket::new(self.limits.messages_per_sec, self.limits.message_burst.max(1), Instant::now())
+        })
+    }
+
+    /// Verifies a token sent over a live connection (`refresh`).
+    pub(crate) fn refresh(&self, token: &str) -> Result<Identity, AuthError> {
+        self.authenticator.verify_token(token).map_err(|e| self.refuse(e))
+    }
+
+    /// Counts a refusal by its code and hands it back.
+    pub(crate) fn refuse(&self, error: AuthError) -> AuthError {
+        let mut refused = self.refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *refused.entry(error.code()).or_default() += 1;
+        error
+    }
+
+    /// Refusals so far, by code.
+    pub(crate) fn refused(&self) -> BTreeMap<&'static str, u64> {
+        self.refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Drops idle per-address buckets.
+    pub(crate) fn sweep(&self) {
+        self.publishes.sweep(Instant::now());
+    }
+}
+
+/// The credential of a request: `Authorization: Bearer`, then `?token=` / `?access_token=`, then
+/// the cookie.
+pub(crate) fn credential(headers: &HeaderMap, query: Option<&str>, cookie: &str) -> Option<String> {
+    let bearer = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|v| !v.is_empty());
+    if let Some(bearer) = bearer {
+        return Some(bearer.to_owned());
+    }
+    let from_query = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .find(|(k, v)| TOKEN_PARAMS.contains(&k.as_ref()) && !v.is_empty())
+        .map(|(_, v)| v.into_owned());
+    if from_query.is_some() {
+        return from_query;
+    }
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, value)| *name == cookie && !value.is_empty())
+        .map(|(_, value)| value.to_owned())
+}
+
+/// How long until `identity`'s token expires, if it does.
+pub(crate) fn time_left(identity: &Identity) -> Option<Duration> {
+    identity.expires_at().map(|at| at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+}
+
+/// The close frame for a refusal on a WebSocket: 1008 (policy) with the code as reason, or 4029
+/// (try again later) for limits.
+pub(crate) fn disconnect_for(error: &AuthError) -> Disconnect {
+    match error {
+        AuthError::TooManyConnections | AuthError::RateLimited => {
+            Disconnect { code: 4029, reason: error.code().into(), reconnect: true }
+        }
+        AuthError::TokenExpired => TOKEN_EXPIRED,
+        _ => Disconnect { code: 1008, reason: error.code().into(), reconnect: false },
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::FORBIDDEN);
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+/// The HTTP answer for a refusal (a 429 also says when to try again).
+pub(crate) fn refusal(error: AuthError) -> Response {
+    ApiError::from(error).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_str(value).expect("valid header"));
+        }
+        map
+    }
+
+    #[test]
+    fn credentials_are_found_in_order() {
+        let cookie = "livehub_token";
+        let all = headers(&[("authorization", "Bearer H"), ("cookie", "a=1; livehub_token=C")]);
+        assert_eq!(credential(&all, Some("token=Q"), cookie).as_deref(), Some("H"));
+        let no_header = headers(&[("cookie", "a=1; livehub_token=C")]);
+        assert_eq!(credential(&no_header, Some("x=1&access_token=Q"), cookie).as_deref(), Some("Q"));
+        assert_eq!(credential(&no_header, Some("x=1"), cookie).as_deref(), Some("C"));
+        assert_eq!(credential(&HeaderMap::new(), None, cookie), None);
+        let basic = headers(&[("authorization", "Basic abc")]);
+        assert_eq!(credential(&basic, None, cookie), None, "only bearer tokens");
+        let empty = headers(&[("authorization", "Bearer "), ("cookie", "livehub_token=")]);
+        assert_eq!(credential(&empty, Some("token="), cookie), None, "empty values are no credential");
+    }
+
+    #[test]
+    fn refusals_map_to_close_codes() {
+        assert_eq!(disconnect_for(&AuthError::TokenExpired).code, 4003);
+        assert_eq!(disconnect_for(&AuthError::TooManyConnections).code, 4029);
+        assert_eq!(disconnect_for(&AuthError::OriginNotAllowed).code, 1008);
+        assert_eq!(disconnect_for(&AuthError::OriginNotAllowed).reason, "origin_not_allowed");
+    }
+}
