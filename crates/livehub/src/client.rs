@@ -8,6 +8,9 @@ use anyhow::{bail, Context};
 use clap::Args;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::header::AUTHORIZATION;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Arguments of `publish`.
@@ -23,6 +26,9 @@ pub(crate) struct PublishArgs {
     /// Idempotency key: a retry with the same key is stored once.
     #[arg(long)]
     key: Option<String>,
+    /// A JWT or API key, sent as `Authorization: Bearer` (docs/security.md).
+    #[arg(long, env = "LIVEHUB_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 /// Arguments of `subscribe`.
@@ -40,6 +46,9 @@ pub(crate) struct SubscribeArgs {
     /// Exit after this many messages.
     #[arg(long)]
     count: Option<u64>,
+    /// A JWT or API key, sent as `Authorization: Bearer` (docs/security.md).
+    #[arg(long, env = "LIVEHUB_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 pub(crate) async fn publish(args: PublishArgs) -> anyhow::Result<()> {
@@ -54,8 +63,11 @@ pub(crate) async fn publish(args: PublishArgs) -> anyhow::Result<()> {
         body["key"] = key.into();
     }
     let url = format!("{}/api/publish", args.url.trim_end_matches('/'));
-    let response =
-        reqwest::Client::new().post(&url).json(&body).send().await.with_context(|| format!("POST {url}"))?;
+    let mut request = reqwest::Client::new().post(&url).json(&body);
+    if let Some(token) = &args.token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.with_context(|| format!("POST {url}"))?;
     let status = response.status();
     let text = response.text().await?;
     if !status.is_success() {
@@ -77,6 +89,7 @@ pub(crate) async fn subscribe(args: SubscribeArgs) -> anyhow::Result<()> {
         match run(&ws_url, &args, &mut positions, &mut printed).await {
             Ok(true) => return Ok(()),
             Ok(false) => {}
+            Err(e) if e.is::<Final>() => return Err(e),
             Err(e) => eprintln!("livehub subscribe: {e:#}; reconnecting in {backoff:?}"),
         }
         tokio::time::sleep(backoff).await;
@@ -91,8 +104,14 @@ async fn run(
     positions: &mut HashMap<String, Value>,
     printed: &mut u64,
 ) -> anyhow::Result<bool> {
+    let mut request = url.into_client_request()?;
+    if let Some(token) = &args.token {
+        let value =
+            HeaderValue::from_str(&format!("Bearer {token}")).context("the token is not a valid header")?;
+        request.headers_mut().insert(AUTHORIZATION, value);
+    }
     let (mut ws, _) =
-        tokio_tungstenite::connect_async(url).await.with_context(|| format!("connecting to {url}"))?;
+        tokio_tungstenite::connect_async(request).await.with_context(|| format!("connecting to {url}"))?;
     let recover: serde_json::Map<String, Value> =
         positions.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let cmd = json!({ "id": 1, "action": "subscribe", "channels": args.channels, "latest": args.latest, "recover": recover });
@@ -102,9 +121,13 @@ async fn run(
             Message::Text(t) => t,
             Message::Close(frame) => {
                 let code = frame.as_ref().map_or(1005, |f| u16::from(f.code));
-                // 4500-4999 and policy/size violations mean "do not reconnect".
+                // 4500-4999 and policy/size violations mean "do not reconnect"; an expired token
+                // would only be refused again.
                 if (4500..5000).contains(&code) || code == 1008 || code == 1009 {
-                    bail!("server closed the connection for good: {frame:?}");
+                    return Err(Final(format!("server closed the connection for good: {frame:?}")).into());
+                }
+                if code == 4003 {
+                    return Err(Final("the token expired; run again with a fresh --token".into()).into());
                 }
                 return Ok(false);
             }
@@ -142,6 +165,11 @@ async fn run(
     }
     Ok(false)
 }
+
+/// A close after which reconnecting cannot help.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Final(String);
 
 fn ws_url(base: &str) -> anyhow::Result<String> {
     let base = base.trim_end_matches('/');

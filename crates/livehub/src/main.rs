@@ -1,6 +1,9 @@
-//! The `livehub` command: `serve`, and `publish` / `subscribe` clients for the shell.
+//! The `livehub` command: `serve`, `publish` / `subscribe` clients for the shell, and
+//! development credentials (`token`, `apikey`).
 
+mod apikey;
 mod client;
+mod token;
 
 use std::path::PathBuf;
 
@@ -26,6 +29,11 @@ enum Command {
     Publish(client::PublishArgs),
     /// Print each message of one or more channels as a JSON line, reconnecting without loss.
     Subscribe(client::SubscribeArgs),
+    /// Mint a development JWT: `livehub token --secret-file dev.secret --sub alice --subscribe 'chat/#'`.
+    Token(token::TokenArgs),
+    /// Generate an API key and its [[auth.api_keys]] config entry, or hash an existing key.
+    #[command(name = "apikey", alias = "api-key")]
+    ApiKey(apikey::ApiKeyArgs),
 }
 
 /// Settings for `serve`. Precedence: flags, then `LIVEHUB_*` environment variables, then the
@@ -105,17 +113,19 @@ impl ServeArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let runtime = || tokio::runtime::Runtime::new().context("starting the async runtime");
     match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Serve(args) => runtime()?.block_on(serve(args)),
         Command::Publish(args) => {
             init_logging("warn");
-            runtime.block_on(client::publish(args))
+            runtime()?.block_on(client::publish(args))
         }
         Command::Subscribe(args) => {
             init_logging("warn");
-            runtime.block_on(client::subscribe(args))
+            runtime()?.block_on(client::subscribe(args))
         }
+        Command::Token(args) => token::run(args),
+        Command::ApiKey(args) => apikey::run(args),
     }
 }
 
@@ -128,6 +138,25 @@ fn init_logging(filter: &str) {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(&args.log);
     let config = args.config()?;
+    match exposure(&config) {
+        Some(Exposure::NoAuth) => {
+            tracing::warn!(
+                "AUTH IS OFF on {}, which is not a loopback address: anyone who can reach it can \
+                 read every channel and publish to any channel",
+                config.listen
+            );
+            tracing::warn!(
+                "configure [auth] to require tokens or API keys (docs/security.md), or listen on \
+                 127.0.0.1 to stay local"
+            );
+        }
+        Some(Exposure::NoTls) => tracing::warn!(
+            "auth is on but {} is plain HTTP on a non-loopback address: tokens and API keys cross \
+             the network in clear; configure [tls] or terminate TLS in a proxy (docs/security.md)",
+            config.listen
+        ),
+        None => {}
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -141,6 +170,29 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     livehub_server::serve(config, listener, shutdown).await?;
     tracing::info!("livehub stopped");
     Ok(())
+}
+
+/// What a listener that other hosts can reach lacks.
+#[derive(Debug, PartialEq)]
+enum Exposure {
+    /// Anyone who can connect may read and publish everything.
+    NoAuth,
+    /// Auth is on, but credentials travel in clear.
+    NoTls,
+}
+
+/// What `config` leaves unprotected on a non-loopback listener, if anything.
+fn exposure(config: &Config) -> Option<Exposure> {
+    // Canonical, so that an IPv4-mapped `::ffff:127.0.0.1` counts as the loopback it is.
+    if config.listen.ip().to_canonical().is_loopback() {
+        None
+    } else if !config.auth.is_enabled() {
+        Some(Exposure::NoAuth)
+    } else if config.tls.is_none() {
+        Some(Exposure::NoTls)
+    } else {
+        None
+    }
 }
 
 /// Cancels `shutdown` on SIGINT or SIGTERM.
@@ -166,4 +218,33 @@ async fn signal(shutdown: CancellationToken) {
     }
     tracing::info!("shutting down: closing connections");
     shutdown.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposure_depends_on_address_auth_and_tls() {
+        let config = |listen: &str, auth: &str| {
+            Config::from_toml(&format!("listen = \"{listen}\"\n{auth}")).expect("config")
+        };
+        let secret = "[auth.jwt]\nhmac_secret = \"s\"";
+        let tls = "[tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"";
+        let table = [
+            ("127.0.0.1:80", "", None),
+            ("127.1.2.3:80", "", None),
+            ("[::1]:80", "", None),
+            ("[::ffff:127.0.0.1]:80", "", None),
+            ("0.0.0.0:80", "", Some(Exposure::NoAuth)),
+            ("[::]:80", "", Some(Exposure::NoAuth)),
+            ("192.168.1.2:80", "[auth]\nrequired = true", Some(Exposure::NoTls)),
+            ("0.0.0.0:80", secret, Some(Exposure::NoTls)),
+            ("0.0.0.0:80", &format!("{secret}\n{tls}"), None),
+            ("127.0.0.1:80", secret, None),
+        ];
+        for (listen, auth, expected) in table {
+            assert_eq!(exposure(&config(listen, auth)), expected, "{listen} {auth}");
+        }
+    }
 }

@@ -1,5 +1,5 @@
 //! The `livehub` binary end to end: `serve` on a free port, `publish` and `subscribe` against
-//! it, and a graceful stop on SIGTERM.
+//! it, a graceful stop on SIGTERM, and the start-up warnings about an exposed listener.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -19,8 +19,13 @@ struct Served {
 
 impl Served {
     fn start() -> Self {
+        Self::with_args(&[])
+    }
+
+    fn with_args(extra: &[&str]) -> Self {
         let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--log", "info"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--log", "info", "--no-sources"])
+            .args(extra)
             .env("NO_COLOR", "1")
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
@@ -86,6 +91,51 @@ fn publish_and_subscribe_commands_talk_to_serve() {
 }
 
 #[test]
+fn publish_and_subscribe_carry_a_token() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("livehub.toml");
+    std::fs::write(&config, "[auth.jwt]\nhmac_secret = \"cli-secret\"\n").expect("write config");
+    let config = config.to_str().expect("utf-8 path");
+    let served = Served::with_args(&["--config", config]);
+    let mint = Command::new(BIN)
+        .args(["token", "--config", config, "--sub", "cli", "--subscribe", "demo/#", "--publish", "demo/#"])
+        .output()
+        .expect("run token");
+    assert!(mint.status.success(), "{}", String::from_utf8_lossy(&mint.stderr));
+    let token = String::from_utf8(mint.stdout).expect("utf-8").trim().to_owned();
+
+    let publish = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["publish", "demo/auth", "1", "--url", &served.url])
+            .args(extra)
+            .env_remove("LIVEHUB_TOKEN")
+            .output()
+            .expect("run publish")
+    };
+    let refused = publish(&[]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("unauthorized"));
+    let accepted = publish(&["--token", &token]);
+    assert!(accepted.status.success(), "{}", String::from_utf8_lossy(&accepted.stderr));
+
+    let subscribe = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["subscribe", "demo/auth", "--latest", "--count", "1", "--url", &served.url])
+            .args(extra)
+            .env_remove("LIVEHUB_TOKEN")
+            .output()
+            .expect("run subscribe")
+    };
+    let without = subscribe(&[]);
+    assert!(!without.status.success(), "a refused subscriber gives up instead of reconnecting");
+    assert!(String::from_utf8_lossy(&without.stderr).contains("unauthorized"));
+    let with = subscribe(&["--token", &token]);
+    assert!(with.status.success(), "{}", String::from_utf8_lossy(&with.stderr));
+    let line: Value = serde_json::from_slice(&with.stdout).expect("one JSON line");
+    assert_eq!(line["channel"], "demo/auth");
+}
+
+#[test]
 fn publish_reports_a_server_error() {
     let served = Served::start();
     let out = Command::new(BIN)
@@ -134,4 +184,55 @@ async fn sigterm_closes_websockets_with_1001_and_exits() {
     .await
     .expect("join");
     assert!(exit.expect("exits within the grace period").success());
+}
+
+/// What `livehub serve` with `args` logs up to and including its listening line; the server is
+/// killed after that. Start-up warnings come before the listening line, so this sees them all.
+fn startup_log(args: &[&str]) -> String {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--no-sources", "--log", "info"])
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn livehub serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut log = String::new();
+    for line in BufReader::new(stderr).lines() {
+        let line = line.expect("read stderr");
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("livehub listening") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(log.contains("livehub listening"), "serve did not start:\n{log}");
+    log
+}
+
+#[test]
+fn serve_warns_when_other_hosts_can_reach_it_without_auth() {
+    let log = startup_log(&["--listen", "0.0.0.0:0"]);
+    assert!(log.contains("AUTH IS OFF") && log.contains("docs/security.md"), "{log}");
+    assert!(log.contains("anyone who can reach it"), "{log}");
+
+    let log = startup_log(&["--listen", "127.0.0.1:0"]);
+    assert!(!log.contains("AUTH IS OFF") && !log.contains("plain HTTP"), "{log}");
+}
+
+#[test]
+fn serve_warns_when_credentials_would_cross_the_network_in_clear() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("livehub.toml");
+    std::fs::write(&config, "[auth.jwt]\nhmac_secret = \"0123456789abcdef0123456789abcdef\"\n")
+        .expect("write config");
+    let config = config.to_str().expect("utf8 path");
+    let log = startup_log(&["--listen", "0.0.0.0:0", "--config", config]);
+    assert!(log.contains("plain HTTP") && !log.contains("AUTH IS OFF"), "{log}");
+
+    let log = startup_log(&["--listen", "127.0.0.1:0", "--config", config]);
+    assert!(!log.contains("plain HTTP"), "{log}");
 }
