@@ -147,7 +147,15 @@ impl Authenticator {
                 role.resolve_into(subject, &mut grants);
             }
         }
-        let expires_at = claims.exp.map(|secs| UNIX_EPOCH + Duration::from_secs(secs));
+        // An `exp` beyond what `SystemTime` can hold is refused rather than allowed to overflow.
+        let expires_at = match claims.exp {
+            Some(secs) => Some(
+                UNIX_EPOCH
+                    .checked_add(Duration::from_secs(secs))
+                    .ok_or(AuthError::Unauthorized("malformed time claim"))?,
+            ),
+            None => None,
+        };
         Ok(Identity::new(
             claims.sub,
             IdentityKind::User,

@@ -204,7 +204,8 @@ impl JwtVerifier {
         let nbf = claims.nbf.map(numeric_date).transpose()?;
         match exp {
             None if self.require_exp => return Err(AuthError::Unauthorized("token without exp")),
-            Some(exp) if exp.saturating_add(self.leeway) < now => return Err(AuthError::TokenExpired),
+            // RFC 7519: the token may be used only before `exp`.
+            Some(exp) if exp.saturating_add(self.leeway) <= now => return Err(AuthError::TokenExpired),
             _ => {}
         }
         if nbf.is_some_and(|nbf| nbf > now.saturating_add(self.leeway)) {

@@ -36,9 +36,16 @@ impl TokenBucket {
 
     /// Takes a token if there is one at `now`. An instant before the last one adds nothing.
     pub fn try_take(&mut self, now: Instant) -> bool {
+        self.try_take_n(1, now)
+    }
+
+    /// Takes `n` tokens at once if all are there at `now`, otherwise none: a batch is allowed
+    /// whole or not at all.
+    pub fn try_take_n(&mut self, n: u32, now: Instant) -> bool {
         self.refill(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        let n = f64::from(n);
+        if self.tokens >= n {
+            self.tokens -= n;
             true
         } else {
             false
@@ -99,15 +106,20 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
 
     /// Takes a token from `key`'s bucket at `now`.
     pub fn try_take(&self, key: &K, now: Instant) -> bool {
+        self.try_take_n(key, 1, now)
+    }
+
+    /// Takes `n` tokens from `key`'s bucket at `now`, all or none.
+    pub fn try_take_n(&self, key: &K, n: u32, now: Instant) -> bool {
         if !self.is_enabled() {
             return true;
         }
         let mut shard = lock(self.shard(key));
         match shard.get_mut(key) {
-            Some(bucket) => bucket.try_take(now),
+            Some(bucket) => bucket.try_take_n(n, now),
             None => {
                 let mut bucket = TokenBucket::new(self.rate_per_sec, self.burst, now);
-                let taken = bucket.try_take(now);
+                let taken = bucket.try_take_n(n, now);
                 shard.insert(key.clone(), bucket);
                 taken
             }
@@ -116,7 +128,12 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
 
     /// [`KeyedLimiter::try_take`] as a result carrying [`AuthError::RateLimited`].
     pub fn check(&self, key: &K, now: Instant) -> Result<(), AuthError> {
-        if self.try_take(key, now) {
+        self.check_n(key, 1, now)
+    }
+
+    /// [`KeyedLimiter::try_take_n`] as a result carrying [`AuthError::RateLimited`].
+    pub fn check_n(&self, key: &K, n: u32, now: Instant) -> Result<(), AuthError> {
+        if self.try_take_n(key, n, now) {
             Ok(())
         } else {
             Err(AuthError::RateLimited)
@@ -176,6 +193,21 @@ mod tests {
         let later = t0 + Duration::from_secs(60);
         assert!((0..3).all(|_| bucket.try_take(later)));
         assert!(!bucket.try_take(later));
+    }
+
+    #[test]
+    fn a_batch_takes_all_its_tokens_or_none() {
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::new(1.0, 3, t0);
+        assert!(!bucket.try_take_n(4, t0), "more than the burst never fits");
+        assert!(bucket.try_take_n(2, t0));
+        assert!(!bucket.try_take_n(2, t0), "one left: a batch of two takes nothing");
+        assert!(bucket.try_take(t0), "the one token is still there");
+        let limiter = KeyedLimiter::new(1.0, 2);
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        assert!(limiter.check_n(&ip, 3, t0).is_err());
+        assert!(limiter.check_n(&ip, 2, t0).is_ok());
+        assert!(limiter.check(&ip, t0).is_err());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use livehub_auth::{
     AuthConfigError, AuthError, Authenticator, ConnectionGuard, ConnectionLimiter, Identity, KeyedLimiter,
-    RateLimits, TokenBucket,
+    OriginConfig, OriginPolicy, RateLimits, TokenBucket,
 };
 use livehub_core::Disconnect;
 
@@ -32,9 +32,15 @@ pub(crate) const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 pub(crate) const TOKEN_EXPIRED: Disconnect =
     Disconnect { code: 4003, reason: std::borrow::Cow::Borrowed("token_expired"), reconnect: true };
 
+/// Codes of the limits outside access control that `/api/metrics` counts with the refusals.
+const LIMIT_CODES: [&str; 4] = ["too_many_subscriptions", "invalid_channel", "too_large", "message_too_big"];
+
 /// The access state every handler shares: verifier, limiters and refusal counters.
 pub(crate) struct Access {
     authenticator: Authenticator,
+    /// Origins allowed to call the HTTP API from a browser: the CORS list. Checked on the server
+    /// too, because a form or `text/plain` POST reaches it without a preflight, cookie included.
+    api_origins: OriginPolicy,
     limits: RateLimits,
     connections: ConnectionLimiter<IpAddr>,
     publishes: KeyedLimiter<IpAddr>,
@@ -55,8 +61,15 @@ impl Access {
     pub(crate) fn new(config: &Config) -> Result<Self, AuthConfigError> {
         config.rate_limits.validate()?;
         let limits = config.rate_limits.clone();
+        let cors = &config.cors.allowed_origins;
+        let api_origins = if cors.is_empty() {
+            OriginPolicy::new(&config.auth.origins, config.auth.is_enabled())?
+        } else {
+            OriginPolicy::new(&OriginConfig { allowed: cors.clone() }, config.auth.is_enabled())?
+        };
         Ok(Self {
             authenticator: Authenticator::new(&config.auth)?,
+            api_origins,
             connections: ConnectionLimiter::new(limits.connections_per_ip),
             publishes: KeyedLimiter::new(limits.publishes_per_sec_per_ip, limits.publish_burst_per_ip),
             limits,
@@ -71,9 +84,26 @@ impl Access {
 
     /// Who the request is, from its credential (or anonymous when it has none and that is
     /// allowed).
-    pub(crate) fn identify(&self, headers: &HeaderMap, query: Option<&str>) -> Result<Identity, AuthError> {
+    fn identify(&self, headers: &HeaderMap, query: Option<&str>) -> Result<Identity, AuthError> {
+        // With auth off, a stray credential (a cookie from a secured instance on another port of
+        // the same host, say) must not lock anyone out of an open server.
+        if !self.authenticator.enabled() {
+            return Ok(self.authenticator.anonymous());
+        }
         let credential = credential(headers, query, self.authenticator.cookie_name());
         self.authenticator.authenticate(credential.as_deref()).map_err(|e| self.refuse(e))
+    }
+
+    /// Who an HTTP API request is, after checking its browser origin against the API's.
+    pub(crate) fn identify_api(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+    ) -> Result<Identity, AuthError> {
+        let origin = headers.get(ORIGIN).and_then(|v| v.to_str().ok());
+        let host = headers.get(HOST).and_then(|v| v.to_str().ok());
+        self.api_origins.check(origin, host).map_err(|e| self.refuse(e))?;
+        self.identify(headers, query)
     }
 
     /// Admits a long-lived connection (WebSocket, SSE, a long poll): the origin, the credential
@@ -86,6 +116,11 @@ impl Access {
     ) -> Result<Admission, AuthError> {
         self.check_origin(headers)?;
         let identity = self.identify(headers, query)?;
+        // A token inside its leeway verifies, but a stream opened with it would end at once:
+        // say so now, so the client fetches a fresh one instead of looping.
+        if identity.is_expired(SystemTime::now()) {
+            return Err(self.refuse(AuthError::TokenExpired));
+        }
         let slot = if self.limits.connections_per_ip == 0 {
             None
         } else {
@@ -101,9 +136,10 @@ impl Access {
         self.authenticator.origins().check(origin, host).map_err(|e| self.refuse(e))
     }
 
-    /// Takes one publication from `peer`'s budget.
-    pub(crate) fn publish_allowed(&self, peer: IpAddr) -> Result<(), AuthError> {
-        self.publishes.check(&peer, Instant::now()).map_err(|e| self.refuse(e))
+    /// Takes `n` publications from `peer`'s budget, all or none.
+    pub(crate) fn publish_allowed(&self, peer: IpAddr, n: usize) -> Result<(), AuthError> {
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        self.publishes.check_n(&peer, n, Instant::now()).map_err(|e| self.refuse(e))
     }
 
     /// A fresh per-connection message budget, or `None` when unlimited.
@@ -120,9 +156,21 @@ impl Access {
 
     /// Counts a refusal by its code and hands it back.
     pub(crate) fn refuse(&self, error: AuthError) -> AuthError {
-        let mut refused = self.refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        *refused.entry(error.code()).or_default() += 1;
+        self.count(error.code());
         error
+    }
+
+    /// Counts an error the channel model or the framing answered, when it is a limit: the
+    /// subscription count, the channel-name length (`invalid_channel`), the data and message size.
+    pub(crate) fn count_limit(&self, code: &'static str) {
+        if LIMIT_CODES.contains(&code) {
+            self.count(code);
+        }
+    }
+
+    fn count(&self, code: &'static str) {
+        let mut refused = self.refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *refused.entry(code).or_default() += 1;
     }
 
     /// Refusals so far, by code.

@@ -41,7 +41,7 @@ pub(crate) async fn publish(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let identity = app.access().identify(&headers, query.as_deref())?;
+    let identity = app.access().identify_api(&headers, query.as_deref())?;
     let binary =
         headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes() == b"application/octet-stream");
     let (items, batch) = if binary {
@@ -60,9 +60,10 @@ pub(crate) async fn publish(
             identity.may_publish(channel).map_err(|e| app.access().refuse(e))?;
         }
     }
+    // The whole batch is taken from the budget up front: a batch is published whole or not at all.
+    app.access().publish_allowed(peer.ip(), items.len())?;
     let mut results = Vec::with_capacity(items.len());
     for (channel, payload, key) in items {
-        app.access().publish_allowed(peer.ip())?;
         let published = app.node().publish(&channel, payload, key.as_deref()).await?;
         results.push(json!({
             "channel": channel,
@@ -139,7 +140,7 @@ pub(crate) async fn presence(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let identity = app.access().identify(&headers, query.as_deref())?;
+    let identity = app.access().identify_api(&headers, query.as_deref())?;
     let channel = ChannelFilter::new(PRESENCE_CHANNEL)?;
     if identity.may_subscribe(&channel).is_err() {
         identity.may_admin().map_err(|e| app.access().refuse(e))?;
@@ -169,7 +170,7 @@ pub(crate) async fn metrics(
 
 /// Refuses a non-admin caller once auth is on.
 fn admin(app: &App, headers: &HeaderMap, query: Option<&str>) -> Result<Identity, ApiError> {
-    let identity = app.access().identify(headers, query)?;
+    let identity = app.access().identify_api(headers, query)?;
     if app.access().enabled() {
         identity.may_admin().map_err(|e| app.access().refuse(e))?;
     }
@@ -193,7 +194,7 @@ pub(crate) async fn channel(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     polling_enabled(&app)?;
-    let identity = app.access().identify(&headers, query.as_deref())?;
+    let identity = app.access().identify_api(&headers, query.as_deref())?;
     let readable = |channel: &ChannelName| {
         identity.may_subscribe(&ChannelFilter::Exact(channel.clone())).map_err(|e| app.access().refuse(e))
     };

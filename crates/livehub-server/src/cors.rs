@@ -21,7 +21,7 @@ pub(crate) fn layer(config: &Config) -> CorsLayer {
             HeaderName::from_static("last-event-id"),
             HeaderName::from_static("idempotency-key"),
         ])
-        .expose_headers([HeaderName::from_static(CURSOR_HEADER)])
+        .expose_headers([HeaderName::from_static(CURSOR_HEADER), header::RETRY_AFTER])
         .max_age(PREFLIGHT_MAX_AGE);
     let listed = if config.cors.allowed_origins.is_empty() {
         &config.auth.origins.allowed

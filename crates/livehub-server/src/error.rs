@@ -73,6 +73,35 @@ impl IntoResponse for ApiError {
             // Limits refill continuously; a second is a fair first back-off.
             response.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
         }
+        if self.status == StatusCode::UNAUTHORIZED {
+            // RFC 6750: say which scheme is expected, and whether the token was the problem.
+            let value = if self.code == "unauthorized" && self.message.contains("missing credentials") {
+                "Bearer"
+            } else {
+                "Bearer error=\"invalid_token\""
+            };
+            response.headers_mut().insert("www-authenticate", axum::http::HeaderValue::from_static(value));
+        }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(error: ApiError, name: &str) -> Option<String> {
+        error.into_response().headers().get(name).map(|v| v.to_str().expect("ascii").to_owned())
+    }
+
+    #[test]
+    fn refusals_say_how_to_authenticate_and_when_to_retry() {
+        let missing = ApiError::from(livehub_auth::AuthError::Unauthorized("missing credentials"));
+        assert_eq!(header(missing, "www-authenticate").as_deref(), Some("Bearer"));
+        let expired = ApiError::from(livehub_auth::AuthError::TokenExpired);
+        assert_eq!(header(expired, "www-authenticate").as_deref(), Some("Bearer error=\"invalid_token\""));
+        let limited = ApiError::from(livehub_auth::AuthError::RateLimited);
+        assert_eq!(header(limited, "retry-after").as_deref(), Some("1"));
+        assert_eq!(header(ApiError::bad_request("x"), "www-authenticate"), None);
     }
 }

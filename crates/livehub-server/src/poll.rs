@@ -44,6 +44,11 @@ pub(crate) async fn poll(
     if app.shutting_down() {
         return Err(ApiError::shutting_down());
     }
+    // Who and from where before what: a foreign or tokenless caller learns nothing from parsing.
+    let admission = match app.access().admit(&headers, query.as_deref(), peer.ip()) {
+        Ok(admission) => admission,
+        Err(e) => return Ok(access::refusal(e)),
+    };
     let request =
         StreamRequest::parse(query.as_deref(), None, &["cursor"], config.limits.max_stream_channels)?;
     let timeout = match request.param("timeout") {
@@ -51,10 +56,6 @@ pub(crate) async fn poll(
         Some(t) => t.parse::<u64>().map_err(|_| ApiError::bad_request("timeout must be whole seconds"))?,
     }
     .min(config.long_polling.max_timeout_secs);
-    let admission = match app.access().admit(&headers, query.as_deref(), peer.ip()) {
-        Ok(admission) => admission,
-        Err(e) => return Ok(access::refusal(e)),
-    };
     if let Err(e) = resume::authorize(&app, &admission.identity, &request) {
         return Ok(access::refusal(e));
     }

@@ -64,6 +64,11 @@ async fn open(
     if app.shutting_down() {
         return Err(ApiError::shutting_down());
     }
+    // Who and from where before what: a foreign or tokenless caller learns nothing from parsing.
+    let admission = match app.access().admit(headers, query.as_deref(), peer.ip()) {
+        Ok(admission) => admission,
+        Err(e) => return Ok(access::refusal(e)),
+    };
     let max = config.limits.max_stream_channels;
     let mut request =
         StreamRequest::parse(query.as_deref(), path.as_deref(), &["last_event_id", "lastEventId"], max)?;
@@ -71,10 +76,6 @@ async fn open(
     if let Some(id) = headers.get("last-event-id").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()) {
         request.cursor = Cursor::decode(id)?;
     }
-    let admission = match app.access().admit(headers, query.as_deref(), peer.ip()) {
-        Ok(admission) => admission,
-        Err(e) => return Ok(access::refusal(e)),
-    };
     if let Err(e) = resume::authorize(&app, &admission.identity, &request) {
         return Ok(access::refusal(e));
     }

@@ -14,7 +14,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::SinkExt;
-use livehub_auth::{AuthError, Identity, TokenBucket};
+use livehub_auth::{AuthError, Identity, IdentityKind, TokenBucket};
 use livehub_core::{
     ChannelFilter, ChannelName, DeliveryTracker, Disconnect, HistoryQuery, Publication, SessionReceiver,
     SubscribeOptions,
@@ -184,6 +184,7 @@ impl Connection {
             "client": session.id().to_string(),
             "version": env!("CARGO_PKG_VERSION"),
             "ping_interval": ping_every.as_secs(),
+            "expires": self.identity().expires_at().map(unix_millis),
         });
         if self.send(&connected).await.is_err() {
             return;
@@ -214,7 +215,13 @@ impl Connection {
                     self.awaiting_pong = false;
                     match msg {
                         None => break End::Gone,
-                        Some(Err(e)) => break End::Close(read_error_disconnect(e)),
+                        Some(Err(e)) => {
+                            let reason = read_error_disconnect(e);
+                            if reason.code == Disconnect::MESSAGE_TOO_BIG.code {
+                                self.app.access().count_limit("message_too_big");
+                            }
+                            break End::Close(reason);
+                        }
                         Some(Ok(msg)) => match self.handle(msg).await {
                             Ok(()) => {}
                             Err(end) => break end,
@@ -328,6 +335,7 @@ impl Connection {
             let filter = match ChannelFilter::new(name) {
                 Ok(filter) => filter,
                 Err(e) => {
+                    self.app.access().count_limit(e.code());
                     self.feed(&error_message(cmd.id, Some(name), e.code(), &e.to_string())).await?;
                     continue;
                 }
@@ -341,6 +349,7 @@ impl Connection {
             let subscribed = match node.subscribe(&session, &filter, options).await {
                 Ok(subscribed) => subscribed,
                 Err(e) => {
+                    self.app.access().count_limit(e.code());
                     self.feed(&error_message(cmd.id, Some(name), e.code(), &e.to_string())).await?;
                     continue;
                 }
@@ -428,7 +437,7 @@ impl Connection {
             if !channel.is_system() {
                 identity.may_publish(&channel).map_err(|e| app.access().refuse(e))?;
             }
-            app.access().publish_allowed(peer)?;
+            app.access().publish_allowed(peer, 1)?;
             let payload = cmd.data.ok_or(CommandError::Missing("data"))?.into_payload()?;
             let published = app.node().publish(&channel, payload, cmd.key.as_deref()).await?;
             Ok::<_, CommandError>((channel, published))
@@ -447,6 +456,7 @@ impl Connection {
                 None => Ok(()),
             },
             Err(e) => {
+                self.app.access().count_limit(e.code());
                 self.send(&error_message(cmd.id, cmd.channel.as_deref(), e.code(), &e.to_string())).await
             }
         }
@@ -491,7 +501,11 @@ impl Connection {
         let verified = (|| {
             let token = cmd.token.as_deref().ok_or(CommandError::Missing("token"))?;
             let identity = self.app.access().refresh(token)?;
-            if identity.subject() != self.identity().subject() {
+            // Only a token can be refreshed: an anonymous or API-key connection taking on a user
+            // would be a login, not a refresh.
+            let user =
+                matches!(self.identity().kind(), IdentityKind::User) && self.identity().subject().is_some();
+            if !user || identity.subject() != self.identity().subject() {
                 return Err(CommandError::SubjectChanged);
             }
             Ok(identity)
@@ -534,8 +548,8 @@ enum CommandError {
     /// `history` was asked for positions of another epoch.
     #[error("the channel's history is now in epoch {0}; positions from another epoch cannot be continued")]
     EpochMismatch(String),
-    /// A `refresh` token for another subject.
-    #[error("a refreshed token must name the same subject as the connection's")]
+    /// A `refresh` token for another subject, or on a connection not opened with a token.
+    #[error("a refreshed token must name the same subject as the token the connection was opened with")]
     SubjectChanged,
     /// Access control refused.
     #[error(transparent)]

@@ -101,7 +101,9 @@ fn checks_expiry_and_not_before_with_leeway() {
     let table = [
         (json!({"exp": NOW + 1}), Ok(())),
         (json!({"exp": NOW - 10}), Ok(())),
-        (json!({"exp": NOW - 30}), Ok(())),
+        (json!({"exp": NOW - 29}), Ok(())),
+        // Valid only before `exp` (RFC 7519), leeway included.
+        (json!({"exp": NOW - 30}), Err(AuthError::TokenExpired)),
         (json!({"exp": NOW - 31}), Err(AuthError::TokenExpired)),
         (json!({"exp": NOW - 86_400}), Err(AuthError::TokenExpired)),
         (json!({"nbf": NOW + 10}), Ok(())),
