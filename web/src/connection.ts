@@ -6,6 +6,7 @@
 
 import { ALL_TRANSPORTS, LiveHub, type Message, type StateChange, type SubscribeOptions, type Subscription, type TransportName } from "../../clients/js/src/index.js";
 import { logActivity } from "./activity.js";
+import { PAGE_TOKEN } from "./credentials.js";
 import { byId, setText } from "./dom.js";
 import { num } from "./format.js";
 import { isString, load, save } from "./prefs.js";
@@ -122,7 +123,7 @@ export class Connection {
     this.generation++;
     this.errorsShown.clear();
     const transports = this.mode === "auto" ? [...ALL_TRANSPORTS] : [this.mode];
-    const hub = new LiveHub(location.origin, { transports, autoConnect: false });
+    const hub = new LiveHub(location.origin, { transports, autoConnect: false, ...(PAGE_TOKEN ? { token: PAGE_TOKEN } : {}) });
     const generation = this.generation;
     let connectedOnce = false;
     this.detach.push(

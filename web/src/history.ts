@@ -1,6 +1,7 @@
 /** Channel history over REST (`GET /api/channels/{channel}/history?limit=N`), to open charts already filled. */
 
 import type { Message } from "../../clients/js/src/index.js";
+import { authHeaders } from "./credentials.js";
 
 /** The most history the server hands out in one request. */
 const MAX_LIMIT = 1000;
@@ -18,7 +19,7 @@ export async function fetchHistory(channel: string, limit: number): Promise<Mess
   const n = Math.max(1, Math.min(MAX_LIMIT, Math.floor(limit)));
   try {
     const response = await fetch(`${location.origin}/api/channels/${path}/history?limit=${n}`, {
-      headers: { accept: "application/json" },
+      headers: { accept: "application/json", ...authHeaders() },
       cache: "no-store",
     });
     if (!response.ok) {

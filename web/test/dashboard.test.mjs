@@ -11,7 +11,9 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { chromium } from "playwright-core";
 
-import { startServer, waitFor } from "../../clients/js/test/harness.mjs";
+import { execFileSync } from "node:child_process";
+
+import { LIVEHUB_BIN, startServer, waitFor } from "../../clients/js/test/harness.mjs";
 
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const ARTIFACTS = process.env.ARTIFACTS ?? path.resolve(import.meta.dirname, "../../target/artifacts/dashboard");
@@ -39,6 +41,11 @@ const RECONNECT = 15000;
 const configDir = mkdtempSync(path.join(tmpdir(), "livehub-dashboard-"));
 const CONFIG = path.join(configDir, "livehub.toml");
 writeFileSync(CONFIG, "[sources.weather]\nalert_every_secs = 1\ninterval_ms = 500\n");
+
+// Access control on, for the test of the page with a token.
+const SECRET = "dashboard-test-secret";
+const AUTH_CONFIG = path.join(configDir, "auth.toml");
+writeFileSync(AUTH_CONFIG, `[auth.jwt]\nhmac_secret = "${SECRET}"\n`);
 
 let browser;
 before(async () => {
@@ -344,6 +351,34 @@ describe("the dashboard when the server changes under it", () => {
       assert.deepEqual(unexpected, []);
     } finally {
       await close();
+      await server.stop();
+    }
+  });
+});
+
+describe("the dashboard with access control on", () => {
+  test("connects with the token from its URL, and says it is refused without one", async () => {
+    const server = await startServer(["--config", AUTH_CONFIG]);
+    const token = execFileSync(LIVEHUB_BIN, [
+      "token", "--secret", SECRET, "--sub", "viewer", "--subscribe", "#", "--subscribe", "$sys/#", "--ttl", "600",
+    ], { stdio: ["ignore", "pipe", "ignore"] }).toString().trim();
+    const allowed = await open(`${server.url}/?token=${token}`);
+    const refused = await open(`${server.url}/`);
+    try {
+      await connected(allowed.page, "websocket");
+      await cpuUpdates(allowed.page, RECONNECT);
+      assert.deepEqual(allowed.errors, []);
+
+      await refused.page.waitForSelector('#conn-state[data-state="disconnected"]', { timeout: RECONNECT });
+      await waitFor(
+        async () => (await refused.page.$$eval("#activity li", (lis) => lis.map((li) => li.textContent ?? ""))).some((t) => /unauthori[sz]ed|credential/i.test(t)),
+        RECONNECT,
+        "the activity feed says why",
+      );
+      await screenshot(refused.page, "refused-without-token");
+    } finally {
+      await allowed.close();
+      await refused.close();
       await server.stop();
     }
   });

@@ -3,6 +3,7 @@ import { matches } from "./cursor.js";
 import { Emitter } from "./emitter.js";
 import { LiveHubError } from "./errors.js";
 import { Subscription } from "./subscription.js";
+import { TokenManager, type TokenSource } from "./token.js";
 import { LongPollTransport } from "./transports/longpoll.js";
 import { PollingTransport } from "./transports/polling.js";
 import { SseTransport } from "./transports/sse.js";
@@ -27,7 +28,10 @@ export interface HubEvents extends Record<string, unknown> {
   state: StateChange;
   /** The circuit breaker opened (stopped trying for a while) or closed again. */
   circuit: { open: boolean };
-  /** Something went wrong that no promise reports (a terminal close, a refused transport). */
+  /**
+   * Something went wrong that no promise reports: a refused transport, a terminal close, a
+   * refused credential (`unauthorized`, `forbidden`, … then state `disconnected`).
+   */
   error: LiveHubError;
 }
 
@@ -36,6 +40,8 @@ interface PendingPublish {
   data: unknown;
   key: string;
   sends: number;
+  /** Already sent once more with a fresh token after a `token_expired`. */
+  renewed: boolean;
   inFlight: boolean;
   resolve(ack: Ack): void;
   reject(err: LiveHubError): void;
@@ -72,6 +78,9 @@ export class LiveHub extends Emitter<HubEvents> {
   private readonly clientKey = Math.random().toString(36).slice(2, 10);
   private publishSeq = 0;
   private removeBrowserListeners: (() => void) | null = null;
+  private readonly tokens: TokenManager;
+  /** Filters the server refused as `forbidden` under the current token: not asked for again until `setToken`. */
+  private readonly refused = new Map<string, LiveHubError>();
 
   constructor(url: string, options: LiveHubOptions = {}) {
     super();
@@ -82,15 +91,26 @@ export class LiveHub extends Emitter<HubEvents> {
     this.breaker = new CircuitBreaker(options.circuitBreaker?.failures ?? 5, options.circuitBreaker?.cooldown ?? 30_000);
     this.WebSocket = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
     const fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
+    this.tokens = new TokenManager(options.token, options.refreshMargin ?? 30_000, {
+      active: () => (this.currentState === "connected" ? this.active : null),
+      apply: (transport) => transport.reauthenticate(this.wanted(), this.positions),
+      reconnect: (transport) => {
+        if (this.active === transport) {
+          this.transportClosed?.({ code: 1000, reason: "reconnecting with a new token", reconnect: true });
+        }
+      },
+      error: (err) => this.emit("error", err),
+    });
     this.ctx = {
       baseUrl: this.baseUrl,
       fetch: fetchImpl,
       longPollTimeout: options.longPollTimeout ?? 25,
       pollInterval: options.pollInterval ?? 1000,
+      token: () => this.tokens.current,
       events: {
         message: (m) => this.onMessage(m),
         subscribed: (info) => this.onSubscribed(info),
-        subscribeError: (filter, err) => this.forEachSub(filter, (s) => s.notify("error", err)),
+        subscribeError: (filter, err) => this.onSubscribeError(filter, err),
         closed: (reason) => this.transportClosed?.(reason),
       },
     };
@@ -134,7 +154,25 @@ export class LiveHub extends Emitter<HubEvents> {
       this.subsVersion++;
       this.active?.update(this.wanted(), this.positions);
     }
+    const refusal = this.refused.get(channel);
+    if (refusal) {
+      // Refused already under this token: say so to the new listener too (once it can listen).
+      queueMicrotask(() => sub.notify("error", refusal));
+    }
     return sub;
+  }
+
+  /**
+   * Replaces the credential (a token, or a function that fetches one). A connected hub goes on
+   * with it without reconnecting where the transport allows (WebSocket `refresh`; SSE reopens
+   * its stream from the current positions); subscriptions refused as `forbidden` are asked for
+   * again. After a refusal left the hub `disconnected`, call `connect()` next.
+   */
+  setToken(token: TokenSource): void {
+    this.refused.clear();
+    if (!this.tokens.set(token)) {
+      this.wake?.(); // waiting to reconnect: try the new token now
+    }
   }
 
   /**
@@ -149,7 +187,7 @@ export class LiveHub extends Emitter<HubEvents> {
     }
     const key = `${this.clientKey}-${++this.publishSeq}`;
     return new Promise<Ack>((resolve, reject) => {
-      const entry: PendingPublish = { channel, data, key, sends: 0, inFlight: false, resolve, reject };
+      const entry: PendingPublish = { channel, data, key, sends: 0, renewed: false, inFlight: false, resolve, reject };
       this.pending.set(key, entry);
       if (this.currentState === "connected") {
         this.send(entry);
@@ -159,10 +197,19 @@ export class LiveHub extends Emitter<HubEvents> {
 
   /** Closes the connection and releases every timer, socket and listener. */
   close(): void {
+    this.shutdown(new LiveHubError("closed", "the hub was closed before the server answered"), true);
+  }
+
+  /**
+   * Stops connecting, rejects pending publishes with `error`, and (when the application closes
+   * the hub, not after a refusal it may fix and `connect()` again) stops the subscriptions.
+   */
+  private shutdown(error: LiveHubError, stopSubs: boolean): void {
     if (!this.running && this.currentState === "disconnected") {
       return;
     }
     this.running = false;
+    this.tokens.cancel();
     this.removeBrowserListeners?.();
     this.removeBrowserListeners = null;
     if (this.timer) {
@@ -173,15 +220,32 @@ export class LiveHub extends Emitter<HubEvents> {
     this.active?.close();
     this.transportClosed?.({ code: 1000, reason: "closed by the client", reconnect: false });
     for (const entry of this.pending.values()) {
-      entry.reject(new LiveHubError("closed", "the hub was closed before the server answered"));
+      entry.reject(error);
     }
     this.pending.clear();
-    for (const set of this.subs.values()) {
-      for (const sub of set) {
-        sub.stop();
+    if (stopSubs) {
+      for (const set of this.subs.values()) {
+        for (const sub of set) {
+          sub.stop();
+        }
       }
     }
     this.setState("disconnected", 0);
+  }
+
+  /**
+   * A refusal that the same credential would get again: report it and stop, without hammering
+   * the server. An SSE or long-poll request refused as `forbidden` cannot say which of its
+   * channels was refused, so every subscription it named gets the error.
+   */
+  private halt(error: LiveHubError): void {
+    if (error.code === "forbidden") {
+      for (const w of this.wanted()) {
+        this.forEachSub(w.filter, (s) => s.notify("error", error));
+      }
+    }
+    this.emit("error", error);
+    this.shutdown(error, false);
   }
 
   private async run(): Promise<void> {
@@ -197,9 +261,13 @@ export class LiveHub extends Emitter<HubEvents> {
         }
       }
       this.setState(attempt === 0 ? "connecting" : "reconnecting", attempt);
-      const transport = await this.openAny();
+      const { transport, fatal, retryAfter } = await this.openAny();
       if (!this.running) {
         transport?.close();
+        return;
+      }
+      if (fatal) {
+        this.halt(fatal);
         return;
       }
       if (!transport) {
@@ -208,7 +276,7 @@ export class LiveHub extends Emitter<HubEvents> {
           this.emit("circuit", { open: true });
         }
         if (!this.breaker.isOpen) {
-          const delay = this.backoff.next();
+          const delay = Math.max(this.backoff.next(), (retryAfter ?? 0) * 1000);
           this.setState("reconnecting", attempt, delay);
           await this.sleep(delay);
         }
@@ -225,9 +293,9 @@ export class LiveHub extends Emitter<HubEvents> {
         return;
       }
       if (!reason.reconnect) {
-        this.running = false;
-        this.emit("error", new LiveHubError("disconnected", `server closed the connection for good: ${reason.code} ${reason.reason}`, reason.code));
-        this.close();
+        // A policy close (1008) carries the refusal's code as its reason.
+        const code = reason.code === 1008 && /^[a-z_]+$/.test(reason.reason) ? reason.reason : "disconnected";
+        this.halt(new LiveHubError(code, `server closed the connection for good: ${reason.code} ${reason.reason}`, reason.code));
         return;
       }
       attempt = 1;
@@ -237,12 +305,28 @@ export class LiveHub extends Emitter<HubEvents> {
     }
   }
 
-  /** Tries each transport in order; the first that opens in time wins. */
-  private async openAny(): Promise<Transport | null> {
-    for (const name of this.transports) {
+  /**
+   * Tries each transport in order; the first that opens in time wins. A refusal of the
+   * credential ends the round, since the other transports would be refused too (see
+   * `TokenManager.verdict`): `fatal` stops the hub, `retryAfter` (seconds) comes from a 429.
+   */
+  private async openAny(): Promise<{ transport?: Transport; fatal?: LiveHubError; retryAfter?: number }> {
+    let renewed = false;
+    for (let i = 0; i < this.transports.length; i++) {
+      const name = this.transports[i] as TransportName;
       if (!this.running) {
-        return null;
+        return {};
       }
+      try {
+        await this.tokens.ensureFresh();
+      } catch (err) {
+        this.emit("error", asError(err, "token_unavailable"));
+        return {};
+      }
+      if (!this.running) {
+        return {};
+      }
+      const generation = this.tokens.generation;
       const transport = this.make(name);
       if (!transport) {
         continue;
@@ -260,16 +344,30 @@ export class LiveHub extends Emitter<HubEvents> {
         this.watchClose();
         this.openedVersion = this.subsVersion;
         await Promise.race([transport.open(this.wanted(), this.positions), timedOut]);
-        return transport;
+        this.tokens.admitted(generation);
+        return { transport };
       } catch (err) {
         transport.close();
         this.transportClosed = null;
-        this.emit("error", err instanceof LiveHubError ? err : new LiveHubError("transport_failed", String(err)));
+        const error = asError(err, "transport_failed");
+        const verdict = this.tokens.verdict(error, generation, renewed);
+        if (verdict === "renew") {
+          renewed = true;
+          i--; // the same transport again, with a fresh token
+          continue;
+        }
+        if (verdict === "stop") {
+          return { fatal: error };
+        }
+        this.emit("error", error);
+        if (verdict === "back-off") {
+          return error.retryAfter === undefined ? {} : { retryAfter: error.retryAfter };
+        }
       } finally {
         clearTimeout(timeout);
       }
     }
-    return null;
+    return {};
   }
 
   private closedPromise: Promise<CloseReason> | null = null;
@@ -296,12 +394,14 @@ export class LiveHub extends Emitter<HubEvents> {
       transport.update(this.wanted(), this.positions);
     }
     this.setState("connected", 0);
+    this.tokens.connected();
     for (const entry of this.pending.values()) {
       if (!entry.inFlight) {
         this.send(entry);
       }
     }
     const reason = await (this.closedPromise ?? Promise.resolve({ code: 1006, reason: "lost", reconnect: true }));
+    this.tokens.disconnected(reason.code);
     this.active = null;
     transport.close();
     return reason;
@@ -314,6 +414,7 @@ export class LiveHub extends Emitter<HubEvents> {
     }
     entry.sends++;
     entry.inFlight = true;
+    const generation = this.tokens.generation;
     transport.publish(entry.channel, entry.data, entry.key).then(
       (ack) => {
         this.pending.delete(entry.key);
@@ -321,8 +422,23 @@ export class LiveHub extends Emitter<HubEvents> {
       },
       (err: unknown) => {
         entry.inFlight = false;
-        const error = err instanceof LiveHubError ? err : new LiveHubError("disconnected", String(err));
-        if (error.code !== "disconnected") {
+        const error = asError(err, "disconnected");
+        if (error.code === "token_expired" && this.tokens.refreshable && !entry.renewed) {
+          // Refused, so not stored: send it again once there is a fresh token.
+          entry.renewed = true;
+          entry.sends--;
+          this.tokens.renew(generation).then(
+            () => {
+              if (this.pending.has(entry.key) && !entry.inFlight && this.currentState === "connected") {
+                this.send(entry);
+              }
+            },
+            (e: unknown) => {
+              this.pending.delete(entry.key);
+              entry.reject(asError(e, "token_unavailable"));
+            },
+          );
+        } else if (error.code !== "disconnected") {
           this.pending.delete(entry.key);
           entry.reject(error);
         } else if (entry.sends >= 2) {
@@ -352,10 +468,19 @@ export class LiveHub extends Emitter<HubEvents> {
   }
 
   private wanted(): Wanted[] {
-    return [...this.subs.entries()].map(([filter, set]) => ({
-      filter,
-      latest: [...set].some((s) => s.options.latest === true),
-    }));
+    return [...this.subs.entries()]
+      .filter(([filter]) => !this.refused.has(filter))
+      .map(([filter, set]) => ({
+        filter,
+        latest: [...set].some((s) => s.options.latest === true),
+      }));
+  }
+
+  private onSubscribeError(filter: string, err: LiveHubError): void {
+    if (err.code === "forbidden" && this.subs.has(filter)) {
+      this.refused.set(filter, err);
+    }
+    this.forEachSub(filter, (s) => s.notify("error", err));
   }
 
   private onMessage(m: Message): void {
@@ -402,6 +527,7 @@ export class LiveHub extends Emitter<HubEvents> {
     set.delete(sub);
     if (set.size === 0) {
       this.subs.delete(sub.channel);
+      this.refused.delete(sub.channel);
       this.subsVersion++;
       this.active?.update(this.wanted(), this.positions);
     }
@@ -461,4 +587,8 @@ export class LiveHub extends Emitter<HubEvents> {
       g.document?.removeEventListener("visibilitychange", hurry);
     };
   }
+}
+
+function asError(err: unknown, code: string): LiveHubError {
+  return err instanceof LiveHubError ? err : new LiveHubError(code, String(err));
 }

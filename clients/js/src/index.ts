@@ -5,5 +5,6 @@
 export { LiveHub, type HubEvents } from "./hub.js";
 export { Subscription, type SubscriptionEvents } from "./subscription.js";
 export { LiveHubError } from "./errors.js";
+export { tokenExpiry, type TokenFunction, type TokenSource } from "./token.js";
 export { encodeCursor, matches } from "./cursor.js";
 export * from "./types.js";

@@ -53,6 +53,16 @@ export interface SubscribedInfo {
 
 /** Options of `new LiveHub(url, options)`. */
 export interface LiveHubOptions {
+  /**
+   * The credential: a JWT, or a function that returns one (or a promise of one), for example
+   * from the application's backend. A function is called before a connection attempt when there
+   * is no token yet or it expires within `refreshMargin`, whenever the server answers
+   * `token_expired`, and `refreshMargin` before the token's `exp` while connected. Sent as
+   * `?token=` on the WebSocket and as `Authorization: Bearer` on every HTTP request.
+   */
+  token?: string | (() => string | Promise<string>);
+  /** Milliseconds before a token's `exp` at which a token function is asked for a new one (default 30000; at most half the token's lifetime). */
+  refreshMargin?: number;
   /** Transports to try, in order; one element pins a transport. */
   transports?: TransportName[];
   /** Milliseconds a transport may take to open before the next one is tried (default 5000). */

@@ -521,8 +521,9 @@ impl Connection {
             if let Err(e) = self.identity().may_subscribe(&filter) {
                 let _ = self.app.node().unsubscribe(&session, &filter);
                 let name = filter.to_string();
+                // No `id`: these are notices about subscriptions, and the `ack` is the answer.
                 let message = "unsubscribed: the refreshed token does not allow this channel";
-                self.feed(&error_message(cmd.id, Some(&name), e.code(), message)).await?;
+                self.feed(&error_message(None, Some(&name), e.code(), message)).await?;
             }
         }
         let expires = self.identity().expires_at().map(unix_millis);

@@ -1,14 +1,14 @@
 import { decodeCursor, encodeCursor, matches } from "../cursor.js";
-import { LiveHubError, httpError } from "../errors.js";
+import { LiveHubError, closeFor, httpError } from "../errors.js";
 import type { Position } from "../types.js";
-import { HttpTransport, reportChannels, resumable, toMessage, type Wanted } from "./transport.js";
+import { HttpTransport, authHeaders, reportChannels, resumable, toMessage, type Wanted } from "./transport.js";
 
 /** Long polling: `GET /poll` in a loop, each answer carrying the cursor for the next one. */
 export class LongPollTransport extends HttpTransport {
   readonly name = "long-polling" as const;
   private abort: AbortController | null = null;
 
-  async open(wanted: Wanted[], positions: Map<string, Position>): Promise<void> {
+  protected async start(wanted: Wanted[], positions: Map<string, Position>): Promise<void> {
     const generation = ++this.generation;
     this.abort?.abort();
     const resume = resumable(wanted, positions, matches);
@@ -26,9 +26,11 @@ export class LongPollTransport extends HttpTransport {
       try {
         cursor = await this.poll(wanted, cursor, this.ctx.longPollTimeout, null);
       } catch (err) {
-        // A refusal (an HTTP error) is final; a network failure is worth a reconnect.
-        const code = err instanceof LiveHubError && err.code !== "disconnected" ? 4500 : 1006;
-        this.lost(generation, code, String(err));
+        // A network failure is worth a reconnect; so are an expired token (with a fresh one) and a
+        // limit (after a back-off). Any other refusal is final.
+        const error = err instanceof LiveHubError ? err : new LiveHubError("disconnected", String(err));
+        const { code, reason } = closeFor(error, error.code === "disconnected" ? 1006 : 4500);
+        this.lost(generation, code, reason);
         return;
       }
     }
@@ -54,7 +56,7 @@ export class LongPollTransport extends HttpTransport {
     this.abort = abort;
     let response: Response;
     try {
-      response = await this.ctx.fetch(`${this.ctx.baseUrl}/poll?${params}`, { signal: abort.signal });
+      response = await this.ctx.fetch(`${this.ctx.baseUrl}/poll?${params}`, { headers: authHeaders(this.ctx), signal: abort.signal });
     } catch (err) {
       throw new LiveHubError("disconnected", `poll failed: ${String(err)}`);
     }

@@ -1,11 +1,12 @@
 import { isPattern } from "../cursor.js";
-import { LiveHubError, httpError } from "../errors.js";
+import { LiveHubError, closeFor, httpError } from "../errors.js";
 import type { Position } from "../types.js";
-import { HttpTransport, toMessage, type Wanted } from "./transport.js";
+import { HttpTransport, authHeaders, toMessage, type Wanted } from "./transport.js";
 
 /**
  * Short polling over the REST API: every `pollInterval` ms, each channel's history after the last
- * position. Exact channels only: a pattern gets an `unsupported` error.
+ * position. Exact channels only: a pattern gets an `unsupported` error. Each channel is its own
+ * request, so a channel the token may not read gets its own `forbidden` error and the others go on.
  */
 export class PollingTransport extends HttpTransport {
   readonly name = "polling" as const;
@@ -13,7 +14,7 @@ export class PollingTransport extends HttpTransport {
   private wanted: Wanted[] = [];
   private positions = new Map<string, Position>();
 
-  async open(wanted: Wanted[], positions: Map<string, Position>): Promise<void> {
+  protected async start(wanted: Wanted[], positions: Map<string, Position>): Promise<void> {
     const generation = ++this.generation;
     this.stop();
     this.wanted = [];
@@ -27,15 +28,23 @@ export class PollingTransport extends HttpTransport {
         this.wanted.push(w);
       }
     }
-    // The first round answers whether the server serves this transport at all.
-    const probe = await this.ctx.fetch(`${this.ctx.baseUrl}/api/channels`).catch((err: unknown) => {
-      throw new LiveHubError("transport_failed", `polling failed: ${String(err)}`);
-    });
-    if (!probe.ok) {
-      throw await httpError(probe);
+    // The first requests answer whether the server serves this transport at all (404
+    // `transport_disabled`) and accepts the credential. With no channel to read, ask the channel
+    // list, which says so too (a token that is not an admin's gets a 403 `forbidden` that only
+    // means the list is not for it: polling is served).
+    if (this.wanted.length === 0) {
+      const probe = await this.get("").catch((err: unknown) => {
+        throw new LiveHubError("transport_failed", `polling failed: ${err instanceof LiveHubError ? err.message : String(err)}`);
+      });
+      if (!probe.ok) {
+        const error = await httpError(probe);
+        if (error.code !== "forbidden") {
+          throw error;
+        }
+      }
     }
-    for (const w of this.wanted) {
-      await this.start(w, positions.get(w.filter));
+    for (const w of [...this.wanted]) {
+      await this.refusable(w.filter, () => this.begin(w, positions.get(w.filter)));
     }
     this.schedule(generation);
   }
@@ -55,11 +64,13 @@ export class PollingTransport extends HttpTransport {
 
   private async round(generation: number): Promise<void> {
     try {
-      for (const w of this.wanted) {
-        await this.catchUp(w.filter);
+      for (const w of [...this.wanted]) {
+        await this.refusable(w.filter, () => this.catchUp(w.filter));
       }
     } catch (err) {
-      this.lost(generation, 1006, String(err));
+      const error = err instanceof LiveHubError ? err : new LiveHubError("disconnected", String(err));
+      const { code, reason } = closeFor(error, 1006);
+      this.lost(generation, code, reason);
       return;
     }
     if (this.current(generation)) {
@@ -67,8 +78,21 @@ export class PollingTransport extends HttpTransport {
     }
   }
 
+  /** Runs `f` for `channel`; a `forbidden` answer drops the channel with an error instead of failing. */
+  private async refusable(channel: string, f: () => Promise<unknown>): Promise<void> {
+    try {
+      await f();
+    } catch (err) {
+      if (!(err instanceof LiveHubError) || err.code !== "forbidden") {
+        throw err;
+      }
+      this.wanted = this.wanted.filter((w) => w.filter !== channel);
+      this.ctx.events.subscribeError(channel, err);
+    }
+  }
+
   /** Starts a channel: recovers from `since` if given, else takes its position (and latest value). */
-  private async start(w: Wanted, since: Position | undefined): Promise<void> {
+  private async begin(w: Wanted, since: Position | undefined): Promise<void> {
     if (since) {
       this.positions.set(w.filter, since);
       const recovered = await this.catchUp(w.filter, true);
@@ -125,7 +149,8 @@ export class PollingTransport extends HttpTransport {
   }
 
   private get(pathAndQuery: string): Promise<Response> {
-    return this.ctx.fetch(`${this.ctx.baseUrl}/api/channels/${pathAndQuery}`).catch((err: unknown) => {
+    const url = `${this.ctx.baseUrl}/api/channels${pathAndQuery ? `/${pathAndQuery}` : ""}`;
+    return this.ctx.fetch(url, { headers: authHeaders(this.ctx) }).catch((err: unknown) => {
       throw new LiveHubError("disconnected", `poll failed: ${String(err)}`);
     });
   }

@@ -1,19 +1,19 @@
 import { encodeCursor, matches } from "../cursor.js";
 import { LiveHubError, httpError } from "../errors.js";
 import type { Position } from "../types.js";
-import { HttpTransport, reportChannels, resumable, toMessage, type Wanted } from "./transport.js";
+import { HttpTransport, authHeaders, reportChannels, resumable, toMessage, type Wanted } from "./transport.js";
 
 /**
  * Server-Sent Events read with `fetch`, so that it works the same in browsers and Node and can
  * resume from positions gathered on any transport (the cursor goes in `last_event_id`).
  * Publishing goes over `POST /api/publish`. Changing subscriptions reopens the stream from the
- * current positions, which loses nothing.
+ * current positions, which loses nothing; so does a new token (`reauthenticate`).
  */
 export class SseTransport extends HttpTransport {
   readonly name = "sse" as const;
   private abort: AbortController | null = null;
 
-  async open(wanted: Wanted[], positions: Map<string, Position>): Promise<void> {
+  protected async start(wanted: Wanted[], positions: Map<string, Position>): Promise<void> {
     const generation = ++this.generation;
     this.abort?.abort();
     const abort = new AbortController();
@@ -32,7 +32,7 @@ export class SseTransport extends HttpTransport {
     let response: Response;
     try {
       response = await this.ctx.fetch(`${this.ctx.baseUrl}/sse?${params}`, {
-        headers: { accept: "text/event-stream" },
+        headers: authHeaders(this.ctx, { accept: "text/event-stream" }),
         signal: abort.signal,
       });
     } catch (err) {
@@ -45,6 +45,11 @@ export class SseTransport extends HttpTransport {
     await new Promise<void>((resolve, reject) => {
       void this.read(reader, generation, resolve, reject);
     });
+  }
+
+  override reauthenticate(wanted: Wanted[], positions: Map<string, Position>): Promise<void> {
+    // The stream holds the token it was opened with until it ends: reopen it with the new one.
+    return this.change(wanted, positions);
   }
 
   protected stop(): void {

@@ -1,4 +1,4 @@
-import { LiveHubError, httpError } from "../errors.js";
+import { LiveHubError, closeFor, httpError } from "../errors.js";
 import type { Ack, Message, Position, SubscribedInfo, TransportName } from "../types.js";
 
 /** A subscription the hub wants the transport to hold. */
@@ -34,6 +34,12 @@ export interface Transport {
   /** Changes the subscriptions of an open transport. */
   update(wanted: Wanted[], positions: Map<string, Position>): void;
   publish(channel: string, data: unknown, key: string): Promise<Ack>;
+  /**
+   * The token changed: make the live connection use it, and apply `wanted` (subscriptions refused
+   * under the old token may be asked for again). Rejects when the connection cannot go on with
+   * it; the hub then reconnects.
+   */
+  reauthenticate(wanted: Wanted[], positions: Map<string, Position>): Promise<void>;
   close(): void;
 }
 
@@ -44,6 +50,14 @@ export interface TransportContext {
   events: TransportEvents;
   longPollTimeout: number;
   pollInterval: number;
+  /** The token to send now, if any. */
+  token(): string | undefined;
+}
+
+/** Request headers carrying the current token, if any, as `Authorization: Bearer`. */
+export function authHeaders(ctx: TransportContext, headers: Record<string, string> = {}): Record<string, string> {
+  const token = ctx.token();
+  return token ? { ...headers, authorization: `Bearer ${token}` } : headers;
 }
 
 /**
@@ -55,17 +69,35 @@ export abstract class HttpTransport implements Transport {
   abstract readonly name: TransportName;
   protected closedByUs = false;
   protected generation = 0;
+  /** The filters of the last request the server accepted. */
+  private accepted = new Set<string>();
 
   constructor(protected readonly ctx: TransportContext) {}
 
-  abstract open(wanted: Wanted[], positions: Map<string, Position>): Promise<void>;
+  /** Opens (or reopens) with `wanted`; bumps `generation` synchronously, before its first await. */
+  protected abstract start(wanted: Wanted[], positions: Map<string, Position>): Promise<void>;
 
   /** Stops the current stream, request or timer. */
   protected abstract stop(): void;
 
+  async open(wanted: Wanted[], positions: Map<string, Position>): Promise<void> {
+    const opening = this.start(wanted, positions);
+    const generation = this.generation;
+    await opening;
+    if (generation === this.generation) {
+      this.accepted = new Set(wanted.map((w) => w.filter));
+    }
+  }
+
   update(wanted: Wanted[], positions: Map<string, Position>): void {
-    // A failed reopen of the live generation is a lost connection; a superseded one is not.
-    this.open(wanted, positions).catch((err: unknown) => this.lost(this.generation, 1006, String(err)));
+    void this.change(wanted, positions);
+  }
+
+  reauthenticate(wanted: Wanted[], positions: Map<string, Position>): Promise<void> {
+    // Every request reads the current token; a transport that holds none open needs nothing,
+    // unless the filters changed.
+    const same = wanted.length === this.accepted.size && wanted.every((w) => this.accepted.has(w.filter));
+    return same ? Promise.resolve() : this.change(wanted, positions);
   }
 
   publish(channel: string, data: unknown, key: string): Promise<Ack> {
@@ -75,6 +107,35 @@ export abstract class HttpTransport implements Transport {
   close(): void {
     this.closedByUs = true;
     this.stop();
+  }
+
+  /**
+   * Reopens with `wanted`. These transports name all their channels in one request, so the server
+   * refuses it whole when one is `forbidden`: the filters added since the last accepted request
+   * are then reported refused, and the transport goes on without them. Any other failure of the
+   * live generation is a lost connection; a superseded one is not.
+   */
+  protected async change(wanted: Wanted[], positions: Map<string, Position>): Promise<void> {
+    const added = wanted.filter((w) => !this.accepted.has(w.filter));
+    const opening = this.open(wanted, positions);
+    const generation = this.generation;
+    try {
+      await opening;
+    } catch (err) {
+      if (!this.current(generation)) {
+        return;
+      }
+      const error = err instanceof LiveHubError ? err : new LiveHubError("disconnected", String(err));
+      if (error.code === "forbidden" && added.length > 0) {
+        for (const w of added) {
+          this.ctx.events.subscribeError(w.filter, error);
+        }
+        await this.change(wanted.filter((w) => !added.includes(w)), positions);
+        return;
+      }
+      const { code, reason } = closeFor(error, 1006);
+      this.lost(generation, code, reason);
+    }
   }
 
   /** Whether `generation` is the live one and the hub has not closed the transport. */
@@ -101,7 +162,7 @@ export async function httpPublish(ctx: TransportContext, channel: string, data: 
   try {
     response = await ctx.fetch(`${ctx.baseUrl}/api/publish`, {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers: authHeaders(ctx, { "content-type": "application/json" }),
       body: JSON.stringify({ channel, data, key }),
     });
   } catch (err) {

@@ -11,6 +11,8 @@ import {
 } from "./transport.js";
 
 interface Pending {
+  /** What the command was: a publish (answered by an `ack` with a position) or a token refresh. */
+  kind: "publish" | "refresh";
   resolve(ack: Ack): void;
   reject(err: LiveHubError): void;
 }
@@ -33,10 +35,21 @@ export class WebSocketTransport implements Transport {
   ) {}
 
   open(wanted: Wanted[], positions: Map<string, Position>): Promise<void> {
-    const url = this.ctx.baseUrl.replace(/^http/, "ws") + "/ws";
+    // Only `where` goes into messages: the URL itself may carry the token.
+    const where = this.ctx.baseUrl.replace(/^http/, "ws") + "/ws";
+    const token = this.ctx.token();
+    // Browsers cannot set headers on a WebSocket: the token goes in the query.
+    const url = token ? `${where}?token=${encodeURIComponent(token)}` : where;
     return new Promise((resolve, reject) => {
       let connected = false;
-      const socket = new this.WebSocket(url);
+      let socket: WebSocketLike;
+      try {
+        socket = new this.WebSocket(url);
+      } catch {
+        // The constructor's own error may quote the URL, token included.
+        reject(new LiveHubError("transport_failed", `WebSocket to ${where} could not be created`));
+        return;
+      }
       this.socket = socket;
       socket.onmessage = (ev) => {
         this.heard = true;
@@ -53,16 +66,14 @@ export class WebSocketTransport implements Transport {
         }
         this.handle(msg);
       };
-      socket.onerror = () => {
-        if (!connected) {
-          reject(new LiveHubError("transport_failed", `WebSocket to ${url} failed`));
-        }
-      };
+      // An error is always followed by a close, which tells more: a refused connection is
+      // upgraded and then closed with a code and a reason.
+      socket.onerror = () => {};
       socket.onclose = (ev) => {
         this.stopKeepalive();
         this.failPending();
         if (!connected) {
-          reject(new LiveHubError("transport_failed", `WebSocket to ${url} closed (${ev.code})`, ev.code));
+          reject(openError(where, ev.code, String(ev.reason ?? "")));
         } else {
           this.report(ev.code, ev.reason);
         }
@@ -95,9 +106,27 @@ export class WebSocketTransport implements Transport {
         reject(new LiveHubError("disconnected", "not connected"));
         return;
       }
-      this.pending.set(id, { resolve, reject });
+      this.pending.set(id, { kind: "publish", resolve, reject });
       this.send({ id, action: "publish", channel, data, key });
     });
+  }
+
+  /** Sends the new token with `refresh`: the connection goes on with it, nothing is reopened. */
+  async reauthenticate(wanted: Wanted[], positions: Map<string, Position>): Promise<void> {
+    const token = this.ctx.token();
+    if (!token) {
+      throw new LiveHubError("unauthorized", "no token to refresh the connection with");
+    }
+    const id = this.nextId++;
+    await new Promise<Ack>((resolve, reject) => {
+      if (!this.socket || this.socket.readyState !== 1) {
+        reject(new LiveHubError("disconnected", "not connected"));
+        return;
+      }
+      this.pending.set(id, { kind: "refresh", resolve, reject });
+      this.send({ id, action: "refresh", token });
+    });
+    this.update(wanted, positions);
   }
 
   close(): void {
@@ -133,6 +162,8 @@ export class WebSocketTransport implements Transport {
       }
       case "ack":
       case "error": {
+        // The `error`s for subscriptions a refreshed token drops carry no id: they fall through to
+        // the per-channel branch below.
         const pending = id !== undefined ? this.pending.get(id) : undefined;
         if (pending && id !== undefined) {
           this.pending.delete(id);
@@ -193,6 +224,21 @@ export class WebSocketTransport implements Transport {
     if (this.socket && this.socket.readyState === 1) {
       this.socket.send(JSON.stringify(command));
     }
+  }
+}
+
+/** Why a WebSocket closed before it connected; a refusal's reason is its error code. */
+function openError(where: string, code: number, reason: string): LiveHubError {
+  const refusal = /^[a-z_]+$/.test(reason) ? reason : "";
+  switch (code) {
+    case 4003:
+      return new LiveHubError("token_expired", `WebSocket to ${where} refused: token_expired`, code);
+    case 4029:
+      return new LiveHubError(refusal || "too_many_connections", `WebSocket to ${where} refused: ${refusal || "too many connections"}`, code);
+    case 1008:
+      return new LiveHubError(refusal || "forbidden", `WebSocket to ${where} refused: ${refusal || "policy violation"}`, code);
+    default:
+      return new LiveHubError("transport_failed", `WebSocket to ${where} closed (${code})`, code);
   }
 }
 
