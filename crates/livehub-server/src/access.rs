@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::http::header::{AUTHORIZATION, COOKIE, HOST, ORIGIN};
@@ -38,6 +38,9 @@ const LIMIT_CODES: [&str; 4] = ["too_many_subscriptions", "invalid_channel", "to
 /// The access state every handler shares: verifier, limiters and refusal counters.
 pub(crate) struct Access {
     authenticator: Authenticator,
+    /// The identity of every caller without a credential (everyone, while auth is off): built
+    /// once and shared, so an anonymous connection holds a pointer rather than its own grants.
+    anonymous: Arc<Identity>,
     /// Origins allowed to call the HTTP API from a browser: the CORS list. Checked on the server
     /// too, because a form or `text/plain` POST reaches it without a preflight, cookie included.
     api_origins: OriginPolicy,
@@ -51,7 +54,7 @@ pub(crate) struct Access {
 /// What a long-lived connection holds from its admission: who it is and its per-address slot.
 pub(crate) struct Admission {
     /// The caller.
-    pub(crate) identity: Identity,
+    pub(crate) identity: Arc<Identity>,
     /// Frees the address's connection slot when dropped.
     pub(crate) _slot: Option<ConnectionGuard<IpAddr>>,
 }
@@ -67,8 +70,10 @@ impl Access {
         } else {
             OriginPolicy::new(&OriginConfig { allowed: cors.clone() }, config.auth.is_enabled())?
         };
+        let authenticator = Authenticator::new(&config.auth)?;
         Ok(Self {
-            authenticator: Authenticator::new(&config.auth)?,
+            anonymous: Arc::new(authenticator.anonymous()),
+            authenticator,
             api_origins,
             connections: ConnectionLimiter::new(limits.connections_per_ip),
             publishes: KeyedLimiter::new(limits.publishes_per_sec_per_ip, limits.publish_burst_per_ip),
@@ -84,14 +89,21 @@ impl Access {
 
     /// Who the request is, from its credential (or anonymous when it has none and that is
     /// allowed).
-    fn identify(&self, headers: &HeaderMap, query: Option<&str>) -> Result<Identity, AuthError> {
+    fn identify(&self, headers: &HeaderMap, query: Option<&str>) -> Result<Arc<Identity>, AuthError> {
         // With auth off, a stray credential (a cookie from a secured instance on another port of
         // the same host, say) must not lock anyone out of an open server.
         if !self.authenticator.enabled() {
-            return Ok(self.authenticator.anonymous());
+            return Ok(Arc::clone(&self.anonymous));
         }
-        let credential = credential(headers, query, self.authenticator.cookie_name());
-        self.authenticator.authenticate(credential.as_deref()).map_err(|e| self.refuse(e))
+        match credential(headers, query, self.authenticator.cookie_name()) {
+            Some(credential) => {
+                self.authenticator.verify_credential(&credential).map(Arc::new).map_err(|e| self.refuse(e))
+            }
+            None if self.authenticator.required() => {
+                Err(self.refuse(AuthError::Unauthorized("missing credentials")))
+            }
+            None => Ok(Arc::clone(&self.anonymous)),
+        }
     }
 
     /// Who an HTTP API request is, after checking its browser origin against the API's.
@@ -99,7 +111,7 @@ impl Access {
         &self,
         headers: &HeaderMap,
         query: Option<&str>,
-    ) -> Result<Identity, AuthError> {
+    ) -> Result<Arc<Identity>, AuthError> {
         let origin = headers.get(ORIGIN).and_then(|v| v.to_str().ok());
         let host = headers.get(HOST).and_then(|v| v.to_str().ok());
         self.api_origins.check(origin, host).map_err(|e| self.refuse(e))?;
@@ -150,8 +162,8 @@ impl Access {
     }
 
     /// Verifies a token sent over a live connection (`refresh`).
-    pub(crate) fn refresh(&self, token: &str) -> Result<Identity, AuthError> {
-        self.authenticator.verify_token(token).map_err(|e| self.refuse(e))
+    pub(crate) fn refresh(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
+        self.authenticator.verify_token(token).map(Arc::new).map_err(|e| self.refuse(e))
     }
 
     /// Counts a refusal by its code and hands it back.

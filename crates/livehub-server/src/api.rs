@@ -7,7 +7,6 @@ use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use livehub_auth::Identity;
 use livehub_core::{ChannelFilter, ChannelName, HistoryQuery, Payload, PRESENCE_CHANNEL};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -169,12 +168,12 @@ pub(crate) async fn metrics(
 }
 
 /// Refuses a non-admin caller once auth is on.
-fn admin(app: &App, headers: &HeaderMap, query: Option<&str>) -> Result<Identity, ApiError> {
+fn admin(app: &App, headers: &HeaderMap, query: Option<&str>) -> Result<(), ApiError> {
     let identity = app.access().identify_api(headers, query)?;
     if app.access().enabled() {
         identity.may_admin().map_err(|e| app.access().refuse(e))?;
     }
-    Ok(identity)
+    Ok(())
 }
 
 #[derive(Deserialize)]

@@ -178,9 +178,23 @@ impl Sse {
             request = request.header("last-event-id", id);
         }
         let response = request.send().await.expect("sse request");
+        Self::from_response(response)
+    }
+
+    /// Reads an answer that must be an SSE stream.
+    pub fn from_response(response: reqwest::Response) -> Self {
         assert_eq!(response.status(), 200, "sse status");
         assert_eq!(response.headers()["content-type"], "text/event-stream");
         Self { response, buffer: String::new() }
+    }
+
+    /// The `connected` event a stream starts with; returns its data.
+    pub async fn connected(&mut self) -> Value {
+        let event = self.next().await.expect("a connected event");
+        assert_eq!(event.event, "connected", "{event:?}");
+        let data = event.json();
+        assert_eq!(data["type"], "connected", "{data}");
+        data
     }
 
     /// The next event (comments and `retry:` lines are skipped).
