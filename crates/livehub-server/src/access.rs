@@ -16,7 +16,7 @@ use livehub_auth::{
     AuthConfigError, AuthError, Authenticator, ConnectionGuard, ConnectionLimiter, Identity, KeyedLimiter,
     OriginConfig, OriginPolicy, RateLimits, TokenBucket,
 };
-use livehub_core::Disconnect;
+use livehub_core::{ChannelFilter, ChannelName, Disconnect};
 
 use crate::error::ApiError;
 use crate::Config;
@@ -146,6 +146,21 @@ impl Access {
         let origin = headers.get(ORIGIN).and_then(|v| v.to_str().ok());
         let host = headers.get(HOST).and_then(|v| v.to_str().ok());
         self.authenticator.origins().check(origin, host).map_err(|e| self.refuse(e))
+    }
+
+    /// Whether `identity` may read `filter` (subscribe, stream, history); a refusal is counted.
+    pub(crate) fn may_read(&self, identity: &Identity, filter: &ChannelFilter) -> Result<(), AuthError> {
+        identity.may_subscribe(filter).map_err(|e| self.refuse(e))
+    }
+
+    /// Whether `identity` may publish to `channel`; a refusal is counted. `$` channels pass here:
+    /// the node refuses them with `read_only_channel` whoever asks, and that is the code clients
+    /// know.
+    pub(crate) fn may_publish(&self, identity: &Identity, channel: &ChannelName) -> Result<(), AuthError> {
+        if channel.is_system() {
+            return Ok(());
+        }
+        identity.may_publish(channel).map_err(|e| self.refuse(e))
     }
 
     /// Takes `n` publications from `peer`'s budget, all or none.

@@ -54,10 +54,7 @@ pub(crate) async fn publish(
         parse_json_items(&body)?
     };
     for (channel, _, _) in &items {
-        // `$` channels are refused by the node with `read_only_channel` whoever asks.
-        if !channel.is_system() {
-            identity.may_publish(channel).map_err(|e| app.access().refuse(e))?;
-        }
+        app.access().may_publish(&identity, channel)?;
     }
     // The whole batch is taken from the budget up front: a batch is published whole or not at all.
     app.access().publish_allowed(peer.ip(), items.len())?;
@@ -194,9 +191,8 @@ pub(crate) async fn channel(
 ) -> Result<Json<Value>, ApiError> {
     polling_enabled(&app)?;
     let identity = app.access().identify_api(&headers, query.as_deref())?;
-    let readable = |channel: &ChannelName| {
-        identity.may_subscribe(&ChannelFilter::Exact(channel.clone())).map_err(|e| app.access().refuse(e))
-    };
+    let readable =
+        |channel: &ChannelName| app.access().may_read(&identity, &ChannelFilter::Exact(channel.clone()));
     let node = app.node();
     if let Some(name) = path.strip_suffix("/history") {
         let channel = ChannelName::new(name)?;

@@ -76,7 +76,7 @@ impl StreamRequest {
 /// refuses the whole request, so that a stream never silently carries less than it asked for.
 pub(crate) fn authorize(app: &App, identity: &Identity, request: &StreamRequest) -> Result<(), AuthError> {
     for filter in &request.filters {
-        identity.may_subscribe(filter).map_err(|e| app.access().refuse(e))?;
+        app.access().may_read(identity, filter)?;
     }
     Ok(())
 }

@@ -340,8 +340,7 @@ impl Connection {
                     continue;
                 }
             };
-            if let Err(e) = self.identity().may_subscribe(&filter) {
-                let e = self.app.access().refuse(e);
+            if let Err(e) = self.app.access().may_read(self.identity(), &filter) {
                 self.feed(&error_message(cmd.id, Some(name), e.code(), &e.to_string())).await?;
                 continue;
             }
@@ -433,10 +432,7 @@ impl Connection {
         let result = async {
             let channel = cmd.channel.as_deref().ok_or(CommandError::Missing("channel"))?;
             let channel = ChannelName::new(channel)?;
-            // `$` channels are refused by the node with `read_only_channel` whoever asks.
-            if !channel.is_system() {
-                identity.may_publish(&channel).map_err(|e| app.access().refuse(e))?;
-            }
+            app.access().may_publish(identity, &channel)?;
             app.access().publish_allowed(peer, 1)?;
             let payload = cmd.data.ok_or(CommandError::Missing("data"))?.into_payload()?;
             let published = app.node().publish(&channel, payload, cmd.key.as_deref()).await?;
@@ -468,7 +464,7 @@ impl Connection {
             let channel = cmd.channel.as_deref().ok_or(CommandError::Missing("channel"))?;
             let channel = ChannelName::new(channel)?;
             let filter = ChannelFilter::Exact(channel.clone());
-            identity.may_subscribe(&filter).map_err(|e| app.access().refuse(e))?;
+            app.access().may_read(identity, &filter)?;
             let limit = cmd.limit.unwrap_or(100).min(MAX_HISTORY_LIMIT);
             let after = cmd.since.as_ref().map(|s| s.offset);
             let history = app.node().history(&channel, HistoryQuery { after, limit }).await?;
