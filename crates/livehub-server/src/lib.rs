@@ -28,6 +28,7 @@ use axum::Router;
 use livehub_core::Node;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use config::{
     ApiSettings, Config, ConfigError, CorsSettings, DashboardSettings, HistoryRule, HistorySettings, Limits,
@@ -52,6 +53,10 @@ struct AppInner {
     config: Config,
     shutdown: CancellationToken,
     access: access::Access,
+    /// Upgraded WebSocket tasks: axum's graceful shutdown stops waiting for a connection once it
+    /// is upgraded, so `serve_node` waits for these itself, or they would be cut off before
+    /// their close frame is written.
+    upgraded: TaskTracker,
 }
 
 impl App {
@@ -59,7 +64,12 @@ impl App {
     /// configuration cannot be used (an unreadable key file, an unknown algorithm).
     pub fn new(node: Node, config: Config, shutdown: CancellationToken) -> Result<Self, ConfigError> {
         let access = access::Access::new(&config)?;
-        Ok(Self { inner: Arc::new(AppInner { node, config, shutdown, access }) })
+        let upgraded = TaskTracker::new();
+        Ok(Self { inner: Arc::new(AppInner { node, config, shutdown, access, upgraded }) })
+    }
+
+    pub(crate) fn upgraded(&self) -> &TaskTracker {
+        &self.inner.upgraded
     }
 
     pub(crate) fn access(&self) -> &access::Access {
@@ -165,12 +175,16 @@ pub async fn serve_node(
     tokio::spawn(sweep_limits(app.clone()));
     let service = app.router().into_make_service_with_connect_info::<SocketAddr>();
     let stop = shutdown.clone().cancelled_owned();
+    let upgraded = app.upgraded().clone();
     let server = async move {
-        match listener {
+        let served = match listener {
             // axum gives `ConnectInfo` for its own listeners and for `tap_io` wrappers only.
             Listen::Tls(tls) => axum::serve(tls.tap_io(|_| {}), service).with_graceful_shutdown(stop).await,
             Listen::Plain(plain) => axum::serve(plain, service).with_graceful_shutdown(stop).await,
-        }
+        };
+        upgraded.close();
+        upgraded.wait().await;
+        served
     };
     let deadline = async {
         shutdown.cancelled().await;

@@ -80,7 +80,9 @@ pub(crate) async fn upgrade(
             match admission {
                 Ok(admission) => {
                     let receiver = app.node().connect("websocket");
-                    Connection::new(app, socket, format, receiver, admission, peer.ip()).run().await;
+                    let tracker = app.upgraded().clone();
+                    let connection = Connection::new(app, socket, format, receiver, admission, peer.ip());
+                    tracker.track_future(connection.run()).await;
                 }
                 Err(e) => {
                     tracing::debug!(%peer, code = e.code(), "websocket refused");

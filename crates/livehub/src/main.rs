@@ -161,12 +161,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    on_signal(shutdown.clone()).context("cannot listen for SIGINT and SIGTERM")?;
     tracing::info!(%addr, "livehub listening: dashboard and API at http://{addr}/");
     if config.test_endpoints {
         tracing::warn!("test endpoints are enabled (/_test/echo); never do this in production");
     }
-    let shutdown = CancellationToken::new();
-    tokio::spawn(signal(shutdown.clone()));
     livehub_server::serve(config, listener, shutdown).await?;
     tracing::info!("livehub stopped");
     Ok(())
@@ -195,29 +195,32 @@ fn exposure(config: &Config) -> Option<Exposure> {
     }
 }
 
-/// Cancels `shutdown` on SIGINT or SIGTERM.
-async fn signal(shutdown: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Cancels `shutdown` on SIGINT or SIGTERM. The handlers are registered before this returns, so
+/// a signal sent right after the listening line is logged stops the server gracefully instead of
+/// killing it.
+fn on_signal(shutdown: CancellationToken) -> std::io::Result<()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
+            tracing::info!("shutting down: closing connections");
+            shutdown.cancel();
+        });
     }
-    tracing::info!("shutting down: closing connections");
-    shutdown.cancel();
+    #[cfg(not(unix))]
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("shutting down: closing connections");
+            shutdown.cancel();
+        }
+    });
+    Ok(())
 }
 
 #[cfg(test)]
