@@ -1,11 +1,13 @@
 //! The `livehub` command: `serve`, `publish` / `subscribe` clients for the shell, and
-//! development credentials (`token`, `apikey`).
+//! development credentials (`token`, `apikey`), and the load generator (`bench`).
 
 mod apikey;
+mod bench;
 mod client;
 mod token;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -34,6 +36,10 @@ enum Command {
     /// Generate an API key and its [[auth.api_keys]] config entry, or hash an existing key.
     #[command(name = "apikey", alias = "api-key")]
     ApiKey(apikey::ApiKeyArgs),
+    /// Measure fan-out, latency, connection rate or memory of a server on loopback
+    /// (docs/benchmarks.md).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// Settings for `serve`. Precedence: flags, then `LIVEHUB_*` environment variables, then the
@@ -111,10 +117,10 @@ impl ServeArgs {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let runtime = || tokio::runtime::Runtime::new().context("starting the async runtime");
-    match cli.command {
+    let done = match cli.command {
         Command::Serve(args) => runtime()?.block_on(serve(args)),
         Command::Publish(args) => {
             init_logging("warn");
@@ -126,7 +132,10 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Token(args) => token::run(args),
         Command::ApiKey(args) => apikey::run(args),
-    }
+        // Its own runtime, and its own exit status: 1 when the run failed.
+        Command::Bench(command) => return bench::run(command),
+    };
+    done.map(|()| ExitCode::SUCCESS)
 }
 
 fn init_logging(filter: &str) {

@@ -2,56 +2,16 @@
 //! it, a graceful stop on SIGTERM, and the start-up warnings about an exposed listener.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
-const BIN: &str = env!("CARGO_BIN_EXE_livehub");
+mod common;
 
-/// A `livehub serve` process on 127.0.0.1:0, killed when dropped.
-struct Served {
-    child: Child,
-    url: String,
-}
-
-impl Served {
-    fn start() -> Self {
-        Self::with_args(&[])
-    }
-
-    fn with_args(extra: &[&str]) -> Self {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--log", "info", "--no-sources"])
-            .args(extra)
-            .env("NO_COLOR", "1")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn livehub serve");
-        let stderr = child.stderr.take().expect("stderr");
-        let mut lines = BufReader::new(stderr).lines();
-        // The listening line names the bound address, since the port was chosen by the OS.
-        let url = loop {
-            let line = lines.next().expect("serve logs a listening line").expect("read stderr");
-            if let Some(rest) = line.split("http://").nth(1) {
-                break format!("http://{}", rest.split('/').next().expect("address"));
-            }
-        };
-        // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Self { child, url }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{Served, BIN};
 
 #[test]
 fn publish_and_subscribe_commands_talk_to_serve() {

@@ -1,0 +1,110 @@
+//! The publishing side of each target: livehub's `publish` command over a WebSocket, nchan's
+//! HTTP publisher endpoint, and the `/publish` WebSocket of the broadcast peers.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::http::{self, invalid};
+use crate::ws::{self, WsClient};
+use crate::Target;
+
+/// An open publishing connection.
+pub(crate) enum Publisher {
+    /// livehub: `publish` commands without an `id`, so no `ack` comes back; an `error` does.
+    Livehub(WsClient),
+    /// node-ws and raw: every text frame is broadcast.
+    Broadcast(WsClient),
+    /// nchan: `POST /pub/{channel}` on a keep-alive connection, one at a time.
+    Nchan { stream: TcpStream, buf: BytesMut, addr: SocketAddr },
+}
+
+impl Publisher {
+    /// Connects to `target`'s publishing endpoint; `None` for a server that publishes by itself.
+    pub(crate) async fn open(target: Target, addr: SocketAddr, source: IpAddr) -> io::Result<Option<Self>> {
+        Ok(Some(match target {
+            Target::Livehub => {
+                let mut client = WsClient::connect(addr, source, "/ws", None).await?;
+                // The `connected` greeting.
+                let frame = client.next_frame().await?;
+                client.consume(frame);
+                Self::Livehub(client)
+            }
+            Target::NodeWs | Target::Raw => {
+                Self::Broadcast(WsClient::connect(addr, source, "/publish", None).await?)
+            }
+            Target::Nchan => Self::Nchan {
+                stream: http::connect(addr, source).await?,
+                buf: BytesMut::with_capacity(http::READ_BUFFER),
+                addr,
+            },
+            Target::PythonWs => return Ok(None),
+        }))
+    }
+
+    /// Publishes `data` (compact JSON) on `channel`.
+    pub(crate) async fn publish(&mut self, channel: &str, data: &str) -> io::Result<()> {
+        match self {
+            Self::Livehub(client) => {
+                let command = format!("{{\"action\":\"publish\",\"channel\":\"{channel}\",\"data\":{data}}}");
+                client.send(ws::TEXT, command.as_bytes()).await?;
+                check_incoming(client)
+            }
+            Self::Broadcast(client) => {
+                client.send(ws::TEXT, data.as_bytes()).await?;
+                check_incoming(client)
+            }
+            Self::Nchan { stream, buf, addr } => {
+                let request = format!(
+                    "POST /pub/{channel} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{data}",
+                    data.len()
+                );
+                stream.write_all(request.as_bytes()).await?;
+                let head = http::read_head(stream, buf).await?;
+                http::read_body(stream, buf, head.framing()).await?;
+                if !(200..300).contains(&head.status) {
+                    return Err(invalid(&format!("nchan refused a publication with {}", head.status)));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Reads what the server sent the publisher without waiting: answers pings, and fails on an
+/// `error` or a close, which mean publications were refused.
+fn check_incoming(client: &mut WsClient) -> io::Result<()> {
+    loop {
+        match client.stream.try_read_buf(&mut client.buf) {
+            Ok(0) => return Err(invalid("the server closed the publisher's connection")),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    while let Some(frame) = client.buffered_frame()? {
+        let payload = &client.buf[frame.offset..frame.offset + frame.len];
+        match frame.opcode {
+            ws::CLOSE => return Err(invalid(&client.close_reason(frame))),
+            ws::PING => {
+                // Pongs are rare (one per ping interval); a frame written without waiting for
+                // the socket is enough, and a full socket is the same failure as any other.
+                let pong = ws::client_frame(0xA, payload);
+                client.consume(frame);
+                match client.stream.try_write(&pong) {
+                    Ok(n) if n == pong.len() => {}
+                    Ok(_) | Err(_) => return Err(invalid("could not answer a ping")),
+                }
+            }
+            _ if payload.windows(7).any(|w| w == b"\"error\"") => {
+                let text = String::from_utf8_lossy(payload).into_owned();
+                return Err(invalid(&format!("the server refused a publication: {text}")));
+            }
+            _ => client.consume(frame),
+        }
+    }
+    Ok(())
+}

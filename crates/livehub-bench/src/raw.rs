@@ -1,0 +1,131 @@
+//! The raw ceiling: a WebSocket broadcast with no protocol logic. Subscribers connect on `/`,
+//! a publisher on `/publish`; each batch of publisher messages is framed once and written to
+//! every subscriber socket by one plain loop. No queues per connection, no channels, no
+//! history: what livehub delivers, read as a fraction of this, is what its features cost.
+
+use std::io;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use bytes::{Buf, BytesMut};
+use sha1::{Digest, Sha1};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::http::invalid;
+use crate::ws;
+
+/// The GUID of RFC 6455's opening handshake.
+const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+enum Event {
+    Subscriber(TcpStream),
+    /// Frames ready to write, already encoded.
+    Frames(Vec<u8>),
+}
+
+/// Serves the ceiling on `listener` until the process ends.
+pub async fn serve(listener: TcpListener) -> io::Result<()> {
+    // Unbounded: the publisher is the load generator's closed loop, which bounds what is in
+    // flight by itself.
+    let (events, receiver) = mpsc::unbounded_channel();
+    tokio::spawn(broadcast(receiver));
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let events = events.clone();
+        tokio::spawn(async move {
+            if let Err(e) = accept(stream, events).await {
+                eprintln!("raw: {e}");
+            }
+        });
+    }
+}
+
+async fn accept(mut stream: TcpStream, events: mpsc::UnboundedSender<Event>) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut buf = BytesMut::with_capacity(1024);
+    let (path, key) = loop {
+        if stream.read_buf(&mut buf).await? == 0 {
+            return Ok(());
+        }
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut request = httparse::Request::new(&mut headers);
+        if let httparse::Status::Complete(len) = request.parse(&buf).map_err(|e| invalid(&e.to_string()))? {
+            let key = request
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("sec-websocket-key"))
+                .map(|h| String::from_utf8_lossy(h.value).into_owned())
+                .ok_or_else(|| invalid("not a WebSocket handshake"))?;
+            let path = request.path.unwrap_or("/").to_string();
+            buf.advance(len);
+            break (path, key);
+        }
+    };
+    let accept = STANDARD.encode(Sha1::digest(format!("{key}{WS_GUID}").as_bytes()));
+    let response = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    );
+    stream.write_all(response.as_bytes()).await?;
+    if path == "/publish" {
+        publisher(stream, buf, events).await
+    } else {
+        let _ = events.send(Event::Subscriber(stream));
+        Ok(())
+    }
+}
+
+/// Reads the publisher's messages and hands each read's worth, framed, to the broadcast loop.
+async fn publisher(
+    mut stream: TcpStream,
+    mut buf: BytesMut,
+    events: mpsc::UnboundedSender<Event>,
+) -> io::Result<()> {
+    loop {
+        let mut frames = Vec::new();
+        while let Some((opcode, payload, used)) = ws::parse_client_frame(&buf)? {
+            buf.advance(used);
+            match opcode {
+                ws::TEXT | ws::BINARY => ws::server_frame(opcode, &payload, &mut frames),
+                ws::CLOSE => return Ok(()),
+                _ => {}
+            }
+        }
+        if !frames.is_empty() && events.send(Event::Frames(frames)).is_err() {
+            return Ok(());
+        }
+        if stream.read_buf(&mut buf).await? == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// The loop: every batch of frames to every subscriber, in one write each.
+async fn broadcast(mut events: mpsc::UnboundedReceiver<Event>) {
+    let mut subscribers: Vec<TcpStream> = Vec::new();
+    while let Some(event) = events.recv().await {
+        let mut frames = match event {
+            Event::Subscriber(stream) => {
+                subscribers.push(stream);
+                continue;
+            }
+            Event::Frames(frames) => frames,
+        };
+        // Whatever else is already waiting goes out in the same writes.
+        while let Ok(event) = events.try_recv() {
+            match event {
+                Event::Subscriber(stream) => subscribers.push(stream),
+                Event::Frames(more) => frames.extend_from_slice(&more),
+            }
+        }
+        let mut i = 0;
+        while i < subscribers.len() {
+            if subscribers[i].write_all(&frames).await.is_err() {
+                subscribers.swap_remove(i);
+            } else {
+                i += 1;
+            }
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! Shared by the binary's tests: a `livehub serve` process on a free port.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+/// The binary under test.
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_livehub");
+
+/// A `livehub serve` process on 127.0.0.1:0, killed when dropped.
+pub(crate) struct Served {
+    /// The process.
+    pub(crate) child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub(crate) url: String,
+}
+
+impl Served {
+    /// `serve --no-sources` with the defaults.
+    #[allow(dead_code)]
+    pub(crate) fn start() -> Self {
+        Self::with_args(&[])
+    }
+
+    /// `serve --no-sources` with `extra` arguments.
+    pub(crate) fn with_args(extra: &[&str]) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--log", "info", "--no-sources"])
+            .args(extra)
+            .env("NO_COLOR", "1")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn livehub serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        // The listening line names the bound address, since the port was chosen by the OS.
+        let url = loop {
+            let line = lines.next().expect("serve logs a listening line").expect("read stderr");
+            if let Some(rest) = line.split("http://").nth(1) {
+                break format!("http://{}", rest.split('/').next().expect("address"));
+            }
+        };
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self { child, url }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
