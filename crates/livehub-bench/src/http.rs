@@ -18,7 +18,13 @@ pub(crate) const READ_BUFFER: usize = 4 * 1024;
 /// Opens a TCP connection to `addr` from `source` (port chosen by the kernel).
 pub(crate) async fn connect(addr: SocketAddr, source: IpAddr) -> io::Result<TcpStream> {
     let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
-    socket.bind(SocketAddr::new(source, 0))?;
+    // Binding picks the port before the destination is known, so a port is taken for every
+    // destination, and the TIME_WAIT sockets of an earlier run exhaust the range. The default
+    // source is left to connect(), which picks per destination and may reuse TIME_WAIT ports.
+    if source != IpAddr::from([127, 0, 0, 1]) {
+        socket.set_reuseaddr(true)?;
+        socket.bind(SocketAddr::new(source, 0))?;
+    }
     let stream = socket.connect(addr).await?;
     stream.set_nodelay(true)?;
     Ok(stream)
@@ -101,6 +107,30 @@ pub(crate) async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> io:
             Err(e) => return Err(invalid(&format!("bad response head: {e}"))),
         }
     }
+}
+
+/// Takes one whole response with a `Content-Length` body from the start of `buf`, if it is all
+/// there; returns its status.
+pub(crate) fn parse_response(buf: &mut BytesMut) -> io::Result<Option<u16>> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut response = httparse::Response::new(&mut headers);
+    let head_len = match response.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(invalid(&format!("bad response head: {e}"))),
+    };
+    let length = response
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse::<usize>().ok())
+        .ok_or_else(|| invalid("a pipelined response needs a Content-Length"))?;
+    let status = response.code.unwrap_or(0);
+    if buf.len() < head_len + length {
+        return Ok(None);
+    }
+    buf.advance(head_len + length);
+    Ok(Some(status))
 }
 
 /// Writes a request with no body.
@@ -215,6 +245,18 @@ mod tests {
             assert!(d.decode(&mut input, &mut out).expect("decode"));
             assert_eq!(&out[..], b"hello, world");
         }
+    }
+
+    #[test]
+    fn pipelined_responses_are_taken_one_at_a_time() {
+        let mut buf = BytesMut::from(
+            &b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 202 Accepted\r\nContent-Len"[..],
+        );
+        assert_eq!(parse_response(&mut buf).expect("valid"), Some(201));
+        assert_eq!(parse_response(&mut buf).expect("valid"), None);
+        buf.extend_from_slice(b"gth: 0\r\n\r\n");
+        assert_eq!(parse_response(&mut buf).expect("valid"), Some(202));
+        assert!(buf.is_empty());
     }
 
     #[test]

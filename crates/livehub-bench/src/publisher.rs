@@ -12,14 +12,19 @@ use crate::http::{self, invalid};
 use crate::ws::{self, WsClient};
 use crate::Target;
 
+/// Most nchan publish requests sent and not yet answered.
+const PIPELINE: usize = 32;
+
 /// An open publishing connection.
 pub(crate) enum Publisher {
     /// livehub: `publish` commands without an `id`, so no `ack` comes back; an `error` does.
     Livehub(WsClient),
     /// node-ws and raw: every text frame is broadcast.
     Broadcast(WsClient),
-    /// nchan: `POST /pub/{channel}` on a keep-alive connection, one at a time.
-    Nchan { stream: TcpStream, buf: BytesMut, addr: SocketAddr },
+    /// nchan: `POST /pub/{channel}` on a keep-alive connection, pipelined: up to
+    /// [`PIPELINE`] requests are sent before their answers are read, so that the publisher's
+    /// round trips do not limit a server that could take more.
+    Nchan { stream: TcpStream, buf: BytesMut, addr: SocketAddr, outstanding: usize },
 }
 
 impl Publisher {
@@ -40,6 +45,7 @@ impl Publisher {
                 stream: http::connect(addr, source).await?,
                 buf: BytesMut::with_capacity(http::READ_BUFFER),
                 addr,
+                outstanding: 0,
             },
             Target::PythonWs => return Ok(None),
         }))
@@ -57,16 +63,35 @@ impl Publisher {
                 client.send(ws::TEXT, data.as_bytes()).await?;
                 check_incoming(client)
             }
-            Self::Nchan { stream, buf, addr } => {
+            Self::Nchan { stream, buf, addr, outstanding } => {
                 let request = format!(
                     "POST /pub/{channel} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{data}",
                     data.len()
                 );
                 stream.write_all(request.as_bytes()).await?;
-                let head = http::read_head(stream, buf).await?;
-                http::read_body(stream, buf, head.framing()).await?;
-                if !(200..300).contains(&head.status) {
-                    return Err(invalid(&format!("nchan refused a publication with {}", head.status)));
+                *outstanding += 1;
+                // Take the answers that are already in, then wait only if the pipeline is full.
+                loop {
+                    match stream.try_read_buf(buf) {
+                        Ok(0) => return Err(invalid("nchan closed the publisher's connection")),
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(e),
+                    }
+                }
+                while *outstanding > 0 {
+                    let status = match http::parse_response(buf)? {
+                        Some(status) => status,
+                        None if *outstanding < PIPELINE => break,
+                        None => {
+                            http::fill(stream, buf).await?;
+                            continue;
+                        }
+                    };
+                    *outstanding -= 1;
+                    if !(200..300).contains(&status) {
+                        return Err(invalid(&format!("nchan refused a publication with {status}")));
+                    }
                 }
                 Ok(())
             }

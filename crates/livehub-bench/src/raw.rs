@@ -32,7 +32,16 @@ pub async fn serve(listener: TcpListener) -> io::Result<()> {
     let (events, receiver) = mpsc::unbounded_channel();
     tokio::spawn(broadcast(receiver));
     loop {
-        let (stream, _) = listener.accept().await?;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            // Out of file descriptors, or a connection reset before it was accepted: the
+            // listener itself is fine, so wait a moment and go on.
+            Err(e) => {
+                eprintln!("raw: accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
         let events = events.clone();
         tokio::spawn(async move {
             if let Err(e) = accept(stream, events).await {
