@@ -263,6 +263,10 @@ async fn accept_loop(
                 }
             },
         };
+        // Small live frames must not wait for Nagle's algorithm (see `serve_node`).
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
         let task = handshake(acceptor.clone(), stream, peer, accepted.clone(), stop.clone(), permit);
         tokio::spawn(task);
     }
