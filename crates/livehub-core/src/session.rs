@@ -1,12 +1,14 @@
 //! One connection's state as the hub sees it: an id, a bounded outbound queue and a way to be
 //! told to disconnect.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
+use std::future::poll_fn;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Poll, Waker};
 
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 use crate::channel::{ChannelFilter, ChannelName};
 use crate::disconnect::Disconnect;
@@ -49,7 +51,12 @@ struct SessionInner {
     id: ClientId,
     transport: &'static str,
     in_presence: bool,
-    tx: mpsc::Sender<Arc<Publication>>,
+    /// The outbound queue. A std mutex around a deque rather than a tokio channel: fan-out
+    /// takes it once per subscriber for a push, the connection once per batch, never across an
+    /// await; an idle connection's empty deque allocates nothing, where a channel allocates its
+    /// first block of slots up front.
+    queue: Mutex<Queue>,
+    queue_capacity: usize,
     disconnect: OnceLock<Disconnect>,
     disconnected: Notify,
     // A std mutex: held only for set operations, never across an await.
@@ -59,19 +66,19 @@ struct SessionInner {
 impl Session {
     /// A new session and the receiving half its connection task reads from.
     pub(crate) fn open(transport: &'static str, queue_capacity: usize, in_presence: bool) -> SessionReceiver {
-        let (tx, rx) = mpsc::channel(queue_capacity);
         let session = Session {
             inner: Arc::new(SessionInner {
                 id: ClientId::next(),
                 transport,
                 in_presence,
-                tx,
+                queue: Mutex::new(Queue::default()),
+                queue_capacity,
                 disconnect: OnceLock::new(),
                 disconnected: Notify::new(),
                 filters: Mutex::new(HashSet::new()),
             }),
         };
-        SessionReceiver { rx, session, hub: None }
+        SessionReceiver { session, hub: None }
     }
 
     /// This connection's id.
@@ -93,11 +100,18 @@ impl Session {
     /// connection cannot keep up: it is told to disconnect (and may recover from history when it
     /// returns) rather than slow down the publisher or anyone else.
     pub(crate) fn offer(&self, publication: &Arc<Publication>) {
-        match self.inner.tx.try_send(publication.clone()) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => self.disconnect(Disconnect::SLOW_CONSUMER),
-            // The connection task has ended; its subscriptions are being removed.
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        let mut queue = lock(&self.inner.queue);
+        if queue.items.len() >= self.inner.queue_capacity {
+            drop(queue);
+            self.disconnect(Disconnect::SLOW_CONSUMER);
+            return;
+        }
+        queue.items.push_back(publication.clone());
+        let waker = queue.waker.take();
+        // Wake after unlocking, so the woken task does not find the lock taken.
+        drop(queue);
+        if let Some(waker) = waker {
+            waker.wake();
         }
     }
 
@@ -135,9 +149,15 @@ impl fmt::Debug for Session {
     }
 }
 
+/// Publications waiting for a connection, and the connection task to wake for them.
+#[derive(Default)]
+struct Queue {
+    items: VecDeque<Arc<Publication>>,
+    waker: Option<Waker>,
+}
+
 /// The receiving side of a session, owned by its connection task.
 pub struct SessionReceiver {
-    rx: mpsc::Receiver<Arc<Publication>>,
     session: Session,
     hub: Option<Arc<Hub>>,
 }
@@ -162,15 +182,29 @@ impl SessionReceiver {
         &self.session
     }
 
-    /// Waits for queued publications and moves up to `limit` of them into `buf`; returns how many.
-    /// Cancel-safe.
+    /// Waits for queued publications and moves up to `limit` of them into `buf`; returns how many
+    /// (at least one). Cancel-safe: nothing is taken from the queue unless it returns.
     pub async fn recv_many(&mut self, buf: &mut Vec<Arc<Publication>>, limit: usize) -> usize {
-        self.rx.recv_many(buf, limit).await
+        let limit = limit.max(1);
+        poll_fn(|cx| {
+            let mut queue = lock(&self.session.inner.queue);
+            if queue.items.is_empty() {
+                match &queue.waker {
+                    Some(waker) if waker.will_wake(cx.waker()) => {}
+                    _ => queue.waker = Some(cx.waker().clone()),
+                }
+                return Poll::Pending;
+            }
+            let n = queue.items.len().min(limit);
+            buf.extend(queue.items.drain(..n));
+            Poll::Ready(n)
+        })
+        .await
     }
 
     /// Takes queued publications without waiting.
     pub fn try_recv(&mut self) -> Option<Arc<Publication>> {
-        self.rx.try_recv().ok()
+        lock(&self.session.inner.queue).items.pop_front()
     }
 }
 

@@ -44,7 +44,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Initial read buffer of a connection. tungstenite's default (128 KiB) would dominate the memory
 /// of an idle connection; commands are small, and the buffer grows for the rare large one.
-const READ_BUFFER_SIZE: usize = 4 * 1024;
+const READ_BUFFER_SIZE: usize = 512;
 
 /// `GET /ws`: upgrades to a WebSocket speaking the native protocol.
 ///
@@ -188,19 +188,22 @@ impl Connection {
             "ping_interval": ping_every.as_secs(),
             "expires": self.identity().expires_at().map(unix_millis),
         });
-        if self.send(&connected).await.is_err() {
+        if Box::pin(self.send(&connected)).await.is_err() {
             return;
         }
         let shutdown = self.app.shutdown_token();
+        // The wake-up futures are made once, not per loop turn: each one registers a waiter
+        // under a lock, and the loop turns once per batch of publications on every connection.
+        let cancelled = shutdown.cancelled();
+        let disconnected = session.disconnected();
+        tokio::pin!(cancelled, disconnected);
         let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
         let end = loop {
+            // Biased, publications first: a wake-up for a publication then polls nothing else.
+            // Commands are not starved by it: the queue is drained by each batch, and it only
+            // refills while other tasks run, after this one has polled the socket below.
             tokio::select! {
-                _ = shutdown.cancelled() => break End::Close(Disconnect::SHUTDOWN),
-                reason = session.disconnected() => break End::Close(reason),
-                () = expired(&mut self.expiry) => {
-                    self.app.access().refuse(AuthError::TokenExpired);
-                    break End::Close(access::TOKEN_EXPIRED);
-                }
+                biased;
                 n = self.receiver.recv_many(&mut self.batch, WRITE_BATCH) => {
                     if n == 0 {
                         break End::Gone;
@@ -209,9 +212,15 @@ impl Connection {
                     // (its queue filled up meanwhile) or shutdown must still get through.
                     tokio::select! {
                         written = self.write_batch() => if written.is_err() { break End::Gone },
-                        reason = session.disconnected() => break End::Close(reason),
-                        _ = shutdown.cancelled() => break End::Close(Disconnect::SHUTDOWN),
+                        reason = &mut disconnected => break End::Close(reason),
+                        () = &mut cancelled => break End::Close(Disconnect::SHUTDOWN),
                     }
+                }
+                reason = &mut disconnected => break End::Close(reason),
+                () = &mut cancelled => break End::Close(Disconnect::SHUTDOWN),
+                () = expired(&mut self.expiry) => {
+                    self.app.access().refuse(AuthError::TokenExpired);
+                    break End::Close(access::TOKEN_EXPIRED);
                 }
                 msg = self.socket.recv() => {
                     self.awaiting_pong = false;
@@ -224,7 +233,10 @@ impl Connection {
                             }
                             break End::Close(reason);
                         }
-                        Some(Ok(msg)) => match self.handle(msg).await {
+                        // Boxed: commands are rare next to publications, and their futures are
+                        // large; inline, they would make every idle connection's task kilobytes
+                        // bigger.
+                        Some(Ok(msg)) => match Box::pin(self.handle(msg)).await {
                             Ok(()) => {}
                             Err(end) => break end,
                         },
@@ -235,7 +247,7 @@ impl Connection {
                         break End::Close(Disconnect::NO_PONG);
                     }
                     self.awaiting_pong = true;
-                    if self.socket.send(Message::Ping(Bytes::new())).await.is_err() {
+                    if Box::pin(self.socket.send(Message::Ping(Bytes::new()))).await.is_err() {
                         break End::Gone;
                     }
                 }
@@ -244,7 +256,7 @@ impl Connection {
         if let End::Close(reason) = end {
             tracing::debug!(client = %session.id(), code = reason.code, reason = %reason.reason, "closing websocket");
             // Bounded: the client may not be reading at all.
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, close(&mut self.socket, &reason)).await;
+            let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, close(&mut self.socket, &reason))).await;
         }
     }
 
