@@ -2,13 +2,15 @@
 # Runs every test suite of livehub. The README's test command; CI runs exactly this.
 #
 # Installs what it needs when missing (Node.js and Chromium from Debian, the npm packages of the
-# client and the dashboard, Python's kosoku for the Autobahn WebSocket conformance suite), so it
-# works on a fresh Debian machine with the Rust toolchain.
+# client and the dashboard, Python's kosoku for the Autobahn WebSocket conformance suite, and
+# nginx with nchan, ws and websockets for the benchmark peers), so it works on a fresh Debian
+# machine with the Rust toolchain.
 #
 #   scripts/test.sh            everything
 #   LIVEHUB_SKIP_AUTOBAHN=1    skip the Autobahn suite (quick local runs)
 #   LIVEHUB_SKIP_JS=1          skip the TypeScript client suite
 #   LIVEHUB_SKIP_BROWSER=1     skip the dashboard's bundle check and browser tests
+#   LIVEHUB_SKIP_BENCH=1       skip the quick benchmark comparison (nchan, Node ws, Python websockets)
 #
 # The dashboard's browser tests save screenshots of every page under target/artifacts/dashboard/.
 set -euo pipefail
@@ -74,6 +76,12 @@ if [[ "${LIVEHUB_SKIP_AUTOBAHN:-0}" != 1 ]]; then
   kill "$server"
   wait "$server" 2>/dev/null || true
   trap - EXIT
+fi
+
+if [[ "${LIVEHUB_SKIP_BENCH:-0}" != 1 ]]; then
+  # Tiny sizes: this checks that every peer and scenario still runs, it measures nothing.
+  step "Benchmarks: every scenario against livehub and each peer server, with tiny sizes"
+  bench/compare.sh --quick
 fi
 
 step "all test suites passed"

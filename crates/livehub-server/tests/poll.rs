@@ -278,3 +278,38 @@ async fn a_poll_without_channels_waits_out_its_timeout() {
     let response = reqwest::get(server.url("/poll?timeout=1")).await.expect("poll");
     assert_eq!(response.status(), 204);
 }
+
+#[tokio::test]
+async fn polls_do_not_republish_presence() {
+    // A regression: every long poll counted as a connection coming and going.
+    let server = TestServer::start().await;
+    let mut watcher = server.ws().await;
+    watcher.subscribe(&["$sys/presence"]).await;
+    // The watcher's own arrival may still be announced; let it pass.
+    let settle = Duration::from_millis(600);
+    let _ = tokio::time::timeout(settle, async {
+        loop {
+            watcher.recv().await;
+        }
+    })
+    .await;
+    for _ in 0..5 {
+        empty_poll(&server, "channel=p/x&timeout=0").await;
+    }
+    let held = tokio::spawn({
+        let url = server.url("/poll?channel=p/x&timeout=5");
+        async move { reqwest::get(url).await.expect("poll").status() }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.publish("p/x", json!(1)).await;
+    assert_eq!(held.await.expect("poll task"), 200);
+    // Presence is published at most every 250 ms, so a change would show within this wait.
+    let republished = tokio::time::timeout(settle, watcher.recv()).await;
+    assert!(republished.is_err(), "polls changed presence: {republished:?}");
+    let presence = server_presence(&server).await;
+    assert_eq!(presence["transports"], json!({"websocket": 1}), "{presence}");
+}
+
+async fn server_presence(server: &TestServer) -> Value {
+    reqwest::get(server.url("/api/presence")).await.expect("presence").json().await.expect("json")
+}

@@ -395,3 +395,20 @@ async fn raw_bytes_stream_over_plain_tcp() {
     }
     assert!(text.contains("\nid: "), "{text}");
 }
+
+#[tokio::test]
+async fn a_cursor_from_before_a_restart_gets_the_whole_new_epoch() {
+    // A regression: the new epoch's replay was cut to its last item.
+    let server = TestServer::start().await;
+    for n in 1..=3 {
+        publish_n(&server, "restart/a", n).await;
+    }
+    let channel = ChannelName::new("restart/a").expect("valid channel");
+    let before = Epoch::from_client("before-restart");
+    let cursor = Cursor::encode([(&channel, 57, &before)].into_iter());
+    let mut sse = Sse::open(&server.url("/sse?channel=restart/a"), Some(&cursor)).await;
+    let hello = connected(&mut sse).await;
+    assert_eq!(hello["channels"]["restart/a"]["recovered"], false, "{hello}");
+    let got = until_marker(&server, &mut sse, "restart/a", 4).await;
+    assert_eq!(got, pairs(&[("restart/a", 1), ("restart/a", 2), ("restart/a", 3), ("restart/a", 4)]));
+}
