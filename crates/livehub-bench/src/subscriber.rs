@@ -11,8 +11,9 @@ use bytes::{Buf, BytesMut};
 use tokio::net::TcpStream;
 
 use crate::http::{self, invalid, Dechunker, Framing};
+use crate::marker::now_micros;
 use crate::marker::{self, Encoding};
-use crate::tally::{receipt_time, Tally};
+use crate::tally::Tally;
 use crate::ws::{self, WsClient};
 use crate::{Target, Transport};
 
@@ -110,7 +111,7 @@ impl Subscriber {
                 if let Err(e) = http::fill(&mut stream, &mut buf).await {
                     break Err(e);
                 }
-                let now = receipt_time();
+                let now = now_micros();
                 match &mut chunks {
                     Some(decoder) => match decoder.decode(&mut buf, &mut body) {
                         Ok(false) => {}
@@ -128,7 +129,7 @@ impl Subscriber {
             Self::Longpoll(mut poll) => loop {
                 match poll.next().await {
                     Ok(body) => {
-                        let now = receipt_time();
+                        let now = now_micros();
                         marker::scan(&body, Encoding::Json, |seq, ts| tally.receive(seq, ts, now));
                     }
                     Err(e) => break Err(e),
@@ -146,7 +147,7 @@ async fn read_ws(client: &mut WsClient, encoding: Encoding, tally: &Tally) -> io
     loop {
         let mut frame = client.next_frame().await?;
         // One timestamp for everything one read brought in.
-        let now = receipt_time();
+        let now = now_micros();
         loop {
             match frame.opcode {
                 ws::PING => client.pong(frame).await?,

@@ -8,8 +8,6 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use tokio::sync::Notify;
 
-use crate::marker::now_micros;
-
 /// Publications tracked at once, by sequence number modulo this. The closed loop keeps at most
 /// `window` outstanding, far below it.
 pub(crate) const SLOTS: usize = 1 << 16;
@@ -210,11 +208,6 @@ impl Tally {
     pub(crate) fn latency(&self) -> Option<Histogram<u64>> {
         self.latency.lock().ok().map(|h| h.clone())
     }
-}
-
-/// Now, for receipts read together.
-pub(crate) fn receipt_time() -> u64 {
-    now_micros()
 }
 
 #[cfg(test)]

@@ -180,16 +180,8 @@ pub async fn serve_node(
         let served = match listener {
             // axum gives `ConnectInfo` for its own listeners and for `tap_io` wrappers only.
             Listen::Tls(tls) => axum::serve(tls.tap_io(|_| {}), service).with_graceful_shutdown(stop).await,
-            // Without TCP_NODELAY, Nagle's algorithm holds a small frame written while an earlier
-            // one is unacknowledged until the peer's delayed ACK (about 40 ms): every live
-            // message would risk that wait.
             Listen::Plain(plain) => {
-                let plain = plain.tap_io(|tcp| {
-                    if let Err(e) = tcp.set_nodelay(true) {
-                        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-                    }
-                });
-                axum::serve(plain, service).with_graceful_shutdown(stop).await
+                axum::serve(plain.tap_io(no_delay), service).with_graceful_shutdown(stop).await
             }
         };
         upgraded.close();
@@ -206,5 +198,14 @@ pub async fn serve_node(
             tracing::warn!(grace_secs = grace.as_secs(), "connections still open after the grace period; exiting anyway");
             Ok(())
         }
+    }
+}
+
+/// Turns off Nagle's algorithm on an accepted connection. With it on, a small frame written
+/// while an earlier one is unacknowledged waits for the peer's delayed ACK (about 40 ms): every
+/// live message would risk that wait.
+pub(crate) fn no_delay(tcp: &mut tokio::net::TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
     }
 }

@@ -79,10 +79,7 @@ pub(crate) async fn poll(
                 _ = &mut deadline => break,
                 _ = shutdown.cancelled() => break,
                 _ = session.disconnected() => break,
-                n = receiver.recv_many(&mut batch, MAX_BATCH) => {
-                    if n == 0 {
-                        break;
-                    }
+                _ = receiver.recv_many(&mut batch, MAX_BATCH) => {
                     for publication in batch.drain(..) {
                         if tracker.admit(&publication) {
                             messages.push(message_frame(Format::Json, &publication));

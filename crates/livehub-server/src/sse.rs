@@ -156,10 +156,7 @@ impl SseStream {
                 _ = self.shutdown.cancelled() => self.end(&mut out, &Disconnect::SHUTDOWN),
                 reason = session.disconnected() => self.end(&mut out, &reason),
                 () = expired(&mut self.expiry) => self.end(&mut out, &access::TOKEN_EXPIRED),
-                n = self.receiver.recv_many(&mut self.batch, WRITE_BATCH) => {
-                    if n == 0 {
-                        return None;
-                    }
+                _ = self.receiver.recv_many(&mut self.batch, WRITE_BATCH) => {
                     let mut batch = std::mem::take(&mut self.batch);
                     for publication in batch.drain(..) {
                         if self.tracker.admit(&publication) {

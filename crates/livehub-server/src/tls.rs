@@ -253,7 +253,7 @@ async fn accept_loop(
                 Err(_) => return,
             },
         };
-        let (stream, peer) = tokio::select! {
+        let (mut stream, peer) = tokio::select! {
             _ = stop.cancelled() => return,
             result = tcp.accept() => match result {
                 Ok(connection) => connection,
@@ -263,10 +263,7 @@ async fn accept_loop(
                 }
             },
         };
-        // Small live frames must not wait for Nagle's algorithm (see `serve_node`).
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
+        crate::no_delay(&mut stream);
         let task = handshake(acceptor.clone(), stream, peer, accepted.clone(), stop.clone(), permit);
         tokio::spawn(task);
     }

@@ -204,10 +204,7 @@ impl Connection {
             // refills while other tasks run, after this one has polled the socket below.
             tokio::select! {
                 biased;
-                n = self.receiver.recv_many(&mut self.batch, WRITE_BATCH) => {
-                    if n == 0 {
-                        break End::Gone;
-                    }
+                _ = self.receiver.recv_many(&mut self.batch, WRITE_BATCH) => {
                     // A client that stopped reading blocks this write; the slow-consumer signal
                     // (its queue filled up meanwhile) or shutdown must still get through.
                     tokio::select! {

@@ -293,21 +293,23 @@ async fn polls_do_not_republish_presence() {
         }
     })
     .await;
+    let mut cursor = String::new();
     for _ in 0..5 {
-        empty_poll(&server, "channel=p/x&timeout=0").await;
+        cursor = empty_poll(&server, "channel=p/x&timeout=0").await;
     }
+    // From the cursor, so the publication below is answered whether or not the poll is held yet.
     let held = tokio::spawn({
-        let url = server.url("/poll?channel=p/x&timeout=5");
+        let url = server.url(&format!("/poll?channel=p/x&timeout=5&cursor={cursor}"));
         async move { reqwest::get(url).await.expect("poll").status() }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    server.publish("p/x", json!(1)).await;
-    assert_eq!(held.await.expect("poll task"), 200);
-    // Presence is published at most every 250 ms, so a change would show within this wait.
+    // Presence is published at most every 250 ms, so a change, even one held for the length of
+    // the poll, would show within this wait.
     let republished = tokio::time::timeout(settle, watcher.recv()).await;
     assert!(republished.is_err(), "polls changed presence: {republished:?}");
     let presence = server_presence(&server).await;
     assert_eq!(presence["transports"], json!({"websocket": 1}), "{presence}");
+    server.publish("p/x", json!(1)).await;
+    assert_eq!(held.await.expect("poll task"), 200);
 }
 
 async fn server_presence(server: &TestServer) -> Value {
