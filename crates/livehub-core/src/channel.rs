@@ -25,8 +25,22 @@ pub const MAX_CHANNEL_LEVELS: usize = 16;
 pub const SYSTEM_PREFIX: char = '$';
 
 /// A validated, concrete channel name (no wildcards). Cheap to clone.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Eq, PartialOrd, Ord)]
 pub struct ChannelName(Arc<str>);
+
+impl std::hash::Hash for ChannelName {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl PartialEq for ChannelName {
+    /// Publications of one channel share one name (the broker's), so fan-out's comparisons are
+    /// settled by the pointer; the characters are compared only for names from elsewhere.
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
 
 impl ChannelName {
     /// Validates `name` as a concrete channel name.

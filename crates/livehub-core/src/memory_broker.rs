@@ -41,6 +41,9 @@ type Shard = HashMap<ChannelName, Arc<Mutex<Stream>>>;
 
 /// One channel's stream.
 struct Stream {
+    /// The name every publication of the stream shares: one allocation, and equal by pointer,
+    /// which is what each subscriber's [`DeliveryTracker`](crate::DeliveryTracker) compares.
+    name: ChannelName,
     epoch: Epoch,
     offset: u64,
     history: VecDeque<Arc<Publication>>,
@@ -51,8 +54,9 @@ struct Stream {
 }
 
 impl Stream {
-    fn new() -> Self {
+    fn new(name: ChannelName) -> Self {
         Self {
+            name,
             epoch: Epoch::random(),
             offset: 0,
             history: VecDeque::new(),
@@ -100,7 +104,10 @@ impl MemoryBroker {
 
     fn stream(&self, channel: &ChannelName) -> Arc<Mutex<Stream>> {
         let mut shard = lock(self.shard(channel));
-        shard.entry(channel.clone()).or_insert_with(|| Arc::new(Mutex::new(Stream::new()))).clone()
+        shard
+            .entry(channel.clone())
+            .or_insert_with(|| Arc::new(Mutex::new(Stream::new(channel.clone()))))
+            .clone()
     }
 
     /// Drops the state of channels idle for longer than [`CHANNEL_IDLE_TTL`] and history older
@@ -135,7 +142,7 @@ impl Broker for MemoryBroker {
         }
         stream.offset += 1;
         let position = stream.position();
-        let publication = Arc::new(Publication::new(channel.clone(), data, position.clone()));
+        let publication = Arc::new(Publication::new(stream.name.clone(), data, position.clone()));
         stream.touched_ms = publication.ts;
         if policy.size > 0 {
             stream.history.push_back(publication.clone());

@@ -6,7 +6,7 @@ use std::fmt;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 
 use tokio::sync::Notify;
 
@@ -185,21 +185,29 @@ impl SessionReceiver {
     /// Waits for queued publications and moves up to `limit` of them into `buf`; returns how many
     /// (at least one). Cancel-safe: nothing is taken from the queue unless it returns.
     pub async fn recv_many(&mut self, buf: &mut Vec<Arc<Publication>>, limit: usize) -> usize {
+        poll_fn(|cx| self.poll_recv_many(cx, buf, limit)).await
+    }
+
+    /// [`recv_many`](Self::recv_many) as a poll, for connection loops that poll their wake-up
+    /// sources by hand.
+    pub fn poll_recv_many(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut Vec<Arc<Publication>>,
+        limit: usize,
+    ) -> Poll<usize> {
         let limit = limit.max(1);
-        poll_fn(|cx| {
-            let mut queue = lock(&self.session.inner.queue);
-            if queue.items.is_empty() {
-                match &queue.waker {
-                    Some(waker) if waker.will_wake(cx.waker()) => {}
-                    _ => queue.waker = Some(cx.waker().clone()),
-                }
-                return Poll::Pending;
+        let mut queue = lock(&self.session.inner.queue);
+        if queue.items.is_empty() {
+            match &queue.waker {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                _ => queue.waker = Some(cx.waker().clone()),
             }
-            let n = queue.items.len().min(limit);
-            buf.extend(queue.items.drain(..n));
-            Poll::Ready(n)
-        })
-        .await
+            return Poll::Pending;
+        }
+        let n = queue.items.len().min(limit);
+        buf.extend(queue.items.drain(..n));
+        Poll::Ready(n)
     }
 
     /// Takes queued publications without waiting.
@@ -213,7 +221,66 @@ impl SessionReceiver {
 /// once, and never out of order.
 #[derive(Default, Debug)]
 pub struct DeliveryTracker {
-    last: HashMap<ChannelName, (u64, Epoch)>,
+    /// Most connections follow a handful of channels, and every publication is checked here for
+    /// every subscriber: a short list compared by pointer first (publications of one channel
+    /// share its name) beats hashing the name. A pattern subscription may reach many channels,
+    /// so past [`FEW_CHANNELS`] the list becomes a map.
+    last: Positions,
+}
+
+/// Channels a [`DeliveryTracker`] keeps in a list before it switches to a map.
+const FEW_CHANNELS: usize = 8;
+
+#[derive(Debug)]
+enum Positions {
+    Few(Vec<(ChannelName, u64, Epoch)>),
+    Many(HashMap<ChannelName, (u64, Epoch)>),
+}
+
+impl Default for Positions {
+    fn default() -> Self {
+        Self::Few(Vec::new())
+    }
+}
+
+impl Positions {
+    fn get_mut(&mut self, channel: &ChannelName) -> Option<(&mut u64, &mut Epoch)> {
+        match self {
+            Self::Few(list) => list.iter_mut().find(|(c, ..)| c == channel).map(|(_, o, e)| (o, e)),
+            Self::Many(map) => map.get_mut(channel).map(|(o, e)| (o, e)),
+        }
+    }
+
+    fn insert(&mut self, channel: &ChannelName, offset: u64, epoch: &Epoch) {
+        if let Some((o, e)) = self.get_mut(channel) {
+            (*o, *e) = (offset, epoch.clone());
+            return;
+        }
+        match self {
+            Self::Few(list) if list.len() < FEW_CHANNELS => {
+                list.push((channel.clone(), offset, epoch.clone()))
+            }
+            Self::Few(list) => {
+                let mut map: HashMap<_, _> = list.drain(..).map(|(c, o, e)| (c, (o, e))).collect();
+                map.insert(channel.clone(), (offset, epoch.clone()));
+                *self = Self::Many(map);
+            }
+            Self::Many(map) => {
+                map.insert(channel.clone(), (offset, epoch.clone()));
+            }
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&ChannelName, u64, &Epoch)> {
+        // One of the two is empty; chaining them iterates without boxing.
+        let (few, many) = match self {
+            Self::Few(list) => (list.as_slice(), None),
+            Self::Many(map) => (&[][..], Some(map)),
+        };
+        few.iter()
+            .map(|(c, o, e)| (c, *o, e))
+            .chain(many.into_iter().flat_map(|map| map.iter().map(|(c, (o, e))| (c, *o, e))))
+    }
 }
 
 impl DeliveryTracker {
@@ -227,10 +294,8 @@ impl DeliveryTracker {
                 }
                 *offset = position.offset;
             }
-            Some(entry) => *entry = (position.offset, position.epoch.clone()),
-            None => {
-                self.last.insert(publication.channel.clone(), (position.offset, position.epoch.clone()));
-            }
+            Some((offset, epoch)) => (*offset, *epoch) = (position.offset, position.epoch.clone()),
+            None => self.last.insert(&publication.channel, position.offset, &position.epoch),
         }
         true
     }
@@ -240,20 +305,13 @@ impl DeliveryTracker {
     pub fn mark(&mut self, channel: &ChannelName, offset: u64, epoch: &Epoch) {
         match self.last.get_mut(channel) {
             Some((last, e)) if e == epoch => *last = (*last).max(offset),
-            _ => {
-                self.last.insert(channel.clone(), (offset, epoch.clone()));
-            }
+            _ => self.last.insert(channel, offset, epoch),
         }
-    }
-
-    /// Last delivered offset and epoch of `channel`.
-    pub fn last(&self, channel: &ChannelName) -> Option<(u64, &Epoch)> {
-        self.last.get(channel).map(|(o, e)| (*o, e))
     }
 
     /// Last delivered position per channel.
     pub fn positions(&self) -> impl Iterator<Item = (&ChannelName, u64, &Epoch)> {
-        self.last.iter().map(|(c, (o, e))| (c, *o, e))
+        self.last.iter()
     }
 }
 
@@ -281,6 +339,27 @@ mod tests {
         assert!(!t.admit(&publication("a", 1, &e1)));
         assert!(t.admit(&publication("b", 1, &e1)));
         assert!(t.admit(&publication("a", 1, &e2)));
+    }
+
+    #[test]
+    fn tracker_keeps_every_channel_past_the_short_list() {
+        let e = Epoch::random();
+        let mut t = DeliveryTracker::default();
+        let names: Vec<String> = (0..3 * FEW_CHANNELS).map(|n| format!("c{n}")).collect();
+        for name in &names {
+            assert!(t.admit(&publication(name, 5, &e)), "{name} first seen");
+        }
+        // Past the switch to a map: still deduplicated, and marks still never move backwards.
+        for name in &names {
+            assert!(!t.admit(&publication(name, 5, &e)), "{name} again");
+            t.mark(&ChannelName::new(name).expect("valid"), 3, &e);
+            assert!(t.admit(&publication(name, 6, &e)), "{name} next");
+        }
+        let mut seen: Vec<(String, u64)> = t.positions().map(|(c, o, _)| (c.to_string(), o)).collect();
+        seen.sort();
+        let mut want: Vec<(String, u64)> = names.iter().map(|n| (n.clone(), 6)).collect();
+        want.sort();
+        assert_eq!(seen, want);
     }
 
     #[tokio::test]
