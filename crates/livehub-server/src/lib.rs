@@ -10,6 +10,7 @@ mod cors;
 mod cursor;
 mod dashboard;
 mod error;
+mod gate;
 mod poll;
 mod protocol;
 mod resume;

@@ -2,30 +2,38 @@
 //!
 //! One task per connection runs [`Connection::run`]: it reads commands, drains the session's
 //! queue (several publications become one write), pings, and closes with a documented code.
+//! [`socket`] holds the handshake and the frame writer.
 
+mod socket;
+
+use std::future::{poll_fn, Future};
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
-use futures_util::SinkExt;
+use bytes::{BufMut, Bytes, BytesMut};
 use livehub_auth::{AuthError, Identity, IdentityKind, TokenBucket};
 use livehub_core::{
     ChannelFilter, ChannelName, DeliveryTracker, Disconnect, HistoryQuery, Publication, SessionReceiver,
-    SubscribeOptions,
+    SubscribeOptions, WireFormat,
 };
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use tokio::time::Sleep;
-use tokio_tungstenite::tungstenite;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
+
+use self::socket::{frame_header, Socket, Upgrade, OPCODE_BINARY, OPCODE_TEXT};
 
 use crate::access::{self, Admission};
 use crate::error::ApiError;
+use crate::gate::Gate;
 use crate::protocol::{
     encode, error_message, message_frame, message_value, position_value, Command, CommandData, Format,
     JSON_PROTOCOL, MSGPACK_PROTOCOL,
@@ -56,7 +64,7 @@ pub(crate) async fn upgrade(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    ws: Upgrade,
 ) -> Response {
     let config = app.config();
     if !config.websocket.enabled {
@@ -65,43 +73,50 @@ pub(crate) async fn upgrade(
     if app.shutting_down() {
         return ApiError::shutting_down().into_response();
     }
-    let format = if ws.requested_protocols().any(|p| p.as_bytes() == MSGPACK_PROTOCOL.as_bytes()) {
-        Format::MessagePack
+    // MessagePack when offered; the subprotocol is echoed only when the client named one.
+    let (format, protocol) = if ws.requested_protocols().any(|p| p == MSGPACK_PROTOCOL) {
+        (Format::MessagePack, Some(MSGPACK_PROTOCOL))
+    } else if ws.requested_protocols().any(|p| p == JSON_PROTOCOL) {
+        (Format::Json, Some(JSON_PROTOCOL))
     } else {
-        Format::Json
+        (Format::Json, None)
     };
     let admission = app.access().admit(&headers, query.as_deref(), peer.ip());
     let max = config.limits.max_message_size;
-    ws.protocols([MSGPACK_PROTOCOL, JSON_PROTOCOL])
-        .max_message_size(max)
-        .max_frame_size(max)
-        .read_buffer_size(READ_BUFFER_SIZE)
-        .on_upgrade(move |mut socket| async move {
-            match admission {
-                Ok(admission) => {
-                    let receiver = app.node().connect("websocket");
-                    let tracker = app.upgraded().clone();
-                    let connection = Connection::new(app, socket, format, receiver, admission, peer.ip());
-                    tracker.track_future(connection.run()).await;
-                }
-                Err(e) => {
-                    tracing::debug!(%peer, code = e.code(), "websocket refused");
-                    let reason = access::disconnect_for(&e);
-                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, close(&mut socket, &reason)).await;
-                }
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
+        .read_buffer_size(READ_BUFFER_SIZE);
+    ws.accept(protocol, config, move |mut socket| async move {
+        match admission {
+            Ok(admission) => {
+                let receiver = app.node().connect("websocket");
+                let tracker = app.upgraded().clone();
+                let connection = Connection::new(app, socket, format, receiver, admission, peer.ip());
+                tracker.track_future(connection.run()).await;
             }
-        })
+            Err(e) => {
+                tracing::debug!(%peer, code = e.code(), "websocket refused");
+                let reason = access::disconnect_for(&e);
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, close(&mut socket, &reason)).await;
+            }
+        }
+    })
 }
 
 /// `GET /_test/echo`: echoes every message, for the Autobahn conformance suite only.
-pub(crate) async fn echo(ws: WebSocketUpgrade) -> Response {
+///
+/// Replies go through the same frame writer as publications, so the suite also checks that
+/// writer's framing and its interleaving with tungstenite's pongs and closes.
+pub(crate) async fn echo(ws: Upgrade) -> Response {
     // Autobahn's largest messages are 16 MiB (cases 9.1.6 and 9.2.6).
     const ECHO_MAX: usize = 32 * 1024 * 1024;
-    ws.max_message_size(ECHO_MAX).max_frame_size(ECHO_MAX).on_upgrade(|mut socket| async move {
+    let config = WebSocketConfig::default().max_message_size(Some(ECHO_MAX)).max_frame_size(Some(ECHO_MAX));
+    ws.accept(None, config, |mut socket| async move {
         while let Some(msg) = socket.recv().await {
-            let reply = match msg {
-                Ok(Message::Text(t)) => Message::Text(t),
-                Ok(Message::Binary(b)) => Message::Binary(b),
+            let (opcode, payload) = match msg {
+                Ok(Message::Text(t)) => (OPCODE_TEXT, Bytes::from(t)),
+                Ok(Message::Binary(b)) => (OPCODE_BINARY, b),
                 Ok(_) => continue,
                 Err(e) => {
                     let _ =
@@ -110,7 +125,8 @@ pub(crate) async fn echo(ws: WebSocketUpgrade) -> Response {
                     return;
                 }
             };
-            if socket.send(reply).await.is_err() {
+            let (header, used) = frame_header(opcode, payload.len());
+            if socket.write_frames(&[&header[..used], &payload[..]], |part| part).await.is_err() {
                 return;
             }
         }
@@ -120,7 +136,7 @@ pub(crate) async fn echo(ws: WebSocketUpgrade) -> Response {
 /// One WebSocket connection's state, owned by its task.
 struct Connection {
     app: App,
-    socket: WebSocket,
+    socket: Socket,
     format: Format,
     receiver: SessionReceiver,
     tracker: DeliveryTracker,
@@ -138,6 +154,20 @@ struct Connection {
     over_budget: u32,
 }
 
+/// What woke the connection loop.
+enum Event {
+    /// Publications were moved from the queue into the batch.
+    Publications,
+    /// The server asked the connection to close (slow consumer, shutdown, kicked).
+    Disconnected(Disconnect),
+    /// The token expired.
+    Expired,
+    /// The client sent a message, or the stream ended (`None`).
+    Message(Option<Result<Message, tungstenite::Error>>),
+    /// Time to ping.
+    Ping,
+}
+
 /// Why the connection loop ended.
 enum End {
     /// Close with this reason.
@@ -149,7 +179,7 @@ enum End {
 impl Connection {
     fn new(
         app: App,
-        socket: WebSocket,
+        socket: Socket,
         format: Format,
         receiver: SessionReceiver,
         admission: Admission,
@@ -198,30 +228,61 @@ impl Connection {
         let disconnected = session.disconnected();
         tokio::pin!(cancelled, disconnected);
         let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+        // Everything but the queue: polled only when one of them woke the task.
+        let rare = Gate::new();
         let end = loop {
-            // Biased, publications first: a wake-up for a publication then polls nothing else.
+            // Publications first: a wake-up for a publication then polls nothing else.
             // Commands are not starved by it: the queue is drained by each batch, and it only
-            // refills while other tasks run, after this one has polled the socket below.
-            tokio::select! {
-                biased;
-                _ = self.receiver.recv_many(&mut self.batch, WRITE_BATCH) => {
+            // refills while other tasks run, after this one has polled the socket.
+            let event = poll_fn(|cx| {
+                if self.receiver.poll_recv_many(cx, &mut self.batch, WRITE_BATCH).is_ready() {
+                    return Poll::Ready(Event::Publications);
+                }
+                rare.poll(cx, |cx| {
+                    if let Poll::Ready(reason) = disconnected.as_mut().poll(cx) {
+                        return Poll::Ready(Event::Disconnected(reason));
+                    }
+                    if cancelled.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Event::Disconnected(Disconnect::SHUTDOWN));
+                    }
+                    if let Some(expiry) = &mut self.expiry {
+                        if expiry.as_mut().poll(cx).is_ready() {
+                            return Poll::Ready(Event::Expired);
+                        }
+                    }
+                    if let Poll::Ready(message) = pin!(self.socket.recv()).poll(cx) {
+                        return Poll::Ready(Event::Message(message));
+                    }
+                    keepalive.poll_tick(cx).map(|_| Event::Ping)
+                })
+            })
+            .await;
+            match event {
+                Event::Publications => {
                     // A client that stopped reading blocks this write; the slow-consumer signal
                     // (its queue filled up meanwhile) or shutdown must still get through.
+                    let stopped = poll_fn(|cx| {
+                        rare.poll_part(cx, |cx| {
+                            if let Poll::Ready(reason) = disconnected.as_mut().poll(cx) {
+                                return Poll::Ready(reason);
+                            }
+                            cancelled.as_mut().poll(cx).map(|()| Disconnect::SHUTDOWN)
+                        })
+                    });
                     tokio::select! {
+                        biased;
                         written = self.write_batch() => if written.is_err() { break End::Gone },
-                        reason = &mut disconnected => break End::Close(reason),
-                        () = &mut cancelled => break End::Close(Disconnect::SHUTDOWN),
+                        reason = stopped => break End::Close(reason),
                     }
                 }
-                reason = &mut disconnected => break End::Close(reason),
-                () = &mut cancelled => break End::Close(Disconnect::SHUTDOWN),
-                () = expired(&mut self.expiry) => {
+                Event::Disconnected(reason) => break End::Close(reason),
+                Event::Expired => {
                     self.app.access().refuse(AuthError::TokenExpired);
                     break End::Close(access::TOKEN_EXPIRED);
                 }
-                msg = self.socket.recv() => {
+                Event::Message(message) => {
                     self.awaiting_pong = false;
-                    match msg {
+                    match message {
                         None => break End::Gone,
                         Some(Err(e)) => {
                             let reason = read_error_disconnect(e);
@@ -239,7 +300,7 @@ impl Connection {
                         },
                     }
                 }
-                _ = keepalive.tick() => {
+                Event::Ping => {
                     if self.awaiting_pong {
                         break End::Close(Disconnect::NO_PONG);
                     }
@@ -257,17 +318,14 @@ impl Connection {
         }
     }
 
-    /// Writes the queued publications the client has not seen, as one flush.
-    async fn write_batch(&mut self) -> Result<(), axum::Error> {
-        let mut batch = std::mem::take(&mut self.batch);
-        for publication in batch.drain(..) {
-            if self.tracker.admit(&publication) {
-                let frame = frame(self.format, message_frame(self.format, &publication));
-                self.socket.feed(frame).await?;
-            }
-        }
-        self.batch = batch;
-        self.socket.flush().await
+    /// Writes the queued publications the client has not seen, in one write when it can.
+    async fn write_batch(&mut self) -> Result<(), tungstenite::Error> {
+        let tracker = &mut self.tracker;
+        self.batch.retain(|publication| tracker.admit(publication));
+        let format = self.format;
+        let written = self.socket.write_frames(&self.batch, |p| websocket_frame(format, p)).await;
+        self.batch.clear();
+        written
     }
 
     async fn handle(&mut self, msg: Message) -> Result<(), End> {
@@ -299,7 +357,8 @@ impl Connection {
                 self.send(&error_message(None, None, "bad_request", &message)).await
             }
             // The client's close is answered by the library; reading on lets it flush the reply.
-            (Message::Close(_) | Message::Ping(_) | Message::Pong(_), _) => Ok(()),
+            // (`Frame` is for writing raw frames; reading never yields one.)
+            (Message::Close(_) | Message::Ping(_) | Message::Pong(_) | Message::Frame(_), _) => Ok(()),
         };
         result.map_err(|_| End::Gone)
     }
@@ -319,7 +378,7 @@ impl Connection {
     async fn command<D: CommandData + DeserializeOwned>(
         &mut self,
         cmd: Command<D>,
-    ) -> Result<(), axum::Error> {
+    ) -> Result<(), tungstenite::Error> {
         match cmd.action.as_str() {
             "subscribe" => self.subscribe(cmd).await,
             "unsubscribe" => self.unsubscribe(cmd).await,
@@ -334,7 +393,7 @@ impl Connection {
         }
     }
 
-    async fn subscribe<D>(&mut self, cmd: Command<D>) -> Result<(), axum::Error> {
+    async fn subscribe<D>(&mut self, cmd: Command<D>) -> Result<(), tungstenite::Error> {
         if cmd.channels.is_empty() {
             return self
                 .send(&error_message(cmd.id, None, "bad_request", "subscribe needs \"channels\""))
@@ -408,16 +467,14 @@ impl Connection {
         self.socket.flush().await
     }
 
-    async fn replay(&mut self, publications: &[Arc<Publication>]) -> Result<(), axum::Error> {
-        for publication in publications {
-            if self.tracker.admit(publication) {
-                self.socket.feed(frame(self.format, message_frame(self.format, publication))).await?;
-            }
-        }
-        Ok(())
+    async fn replay(&mut self, publications: &[Arc<Publication>]) -> Result<(), tungstenite::Error> {
+        let tracker = &mut self.tracker;
+        let fresh: Vec<&Arc<Publication>> = publications.iter().filter(|p| tracker.admit(p)).collect();
+        let format = self.format;
+        self.socket.write_frames(&fresh, |p| websocket_frame(format, p)).await
     }
 
-    async fn unsubscribe<D>(&mut self, cmd: Command<D>) -> Result<(), axum::Error> {
+    async fn unsubscribe<D>(&mut self, cmd: Command<D>) -> Result<(), tungstenite::Error> {
         if cmd.channels.is_empty() {
             return self
                 .send(&error_message(cmd.id, None, "bad_request", "unsubscribe needs \"channels\""))
@@ -438,7 +495,7 @@ impl Connection {
         self.socket.flush().await
     }
 
-    async fn publish<D: CommandData>(&mut self, cmd: Command<D>) -> Result<(), axum::Error> {
+    async fn publish<D: CommandData>(&mut self, cmd: Command<D>) -> Result<(), tungstenite::Error> {
         let (app, identity, peer) = (&self.app, &self.admission.identity, self.peer);
         let result = async {
             let channel = cmd.channel.as_deref().ok_or(CommandError::Missing("channel"))?;
@@ -469,7 +526,7 @@ impl Connection {
         }
     }
 
-    async fn history<D>(&mut self, cmd: Command<D>) -> Result<(), axum::Error> {
+    async fn history<D>(&mut self, cmd: Command<D>) -> Result<(), tungstenite::Error> {
         let (app, identity) = (&self.app, &self.admission.identity);
         let result = async {
             let channel = cmd.channel.as_deref().ok_or(CommandError::Missing("channel"))?;
@@ -504,7 +561,7 @@ impl Connection {
 
     /// `refresh`: replaces the connection's token before it expires. The new token must name the
     /// same subject; subscriptions it no longer allows are dropped, each with an `error`.
-    async fn refresh<D>(&mut self, cmd: Command<D>) -> Result<(), axum::Error> {
+    async fn refresh<D>(&mut self, cmd: Command<D>) -> Result<(), tungstenite::Error> {
         let verified = (|| {
             let token = cmd.token.as_deref().ok_or(CommandError::Missing("token"))?;
             let identity = self.app.access().refresh(token)?;
@@ -537,11 +594,11 @@ impl Connection {
         self.send(&json!({ "type": "ack", "id": cmd.id, "expires": expires })).await
     }
 
-    async fn feed(&mut self, message: &Value) -> Result<(), axum::Error> {
+    async fn feed(&mut self, message: &Value) -> Result<(), tungstenite::Error> {
         self.socket.feed(frame(self.format, encode(self.format, message))).await
     }
 
-    async fn send(&mut self, message: &Value) -> Result<(), axum::Error> {
+    async fn send(&mut self, message: &Value) -> Result<(), tungstenite::Error> {
         self.feed(message).await?;
         self.socket.flush().await
     }
@@ -584,14 +641,6 @@ fn expiry(identity: &Identity) -> Option<Pin<Box<Sleep>>> {
     access::time_left(identity).map(|left| Box::pin(tokio::time::sleep(left)))
 }
 
-/// Waits for `expiry`, or forever when there is none.
-async fn expired(expiry: &mut Option<Pin<Box<Sleep>>>) {
-    match expiry {
-        Some(sleep) => sleep.as_mut().await,
-        None => std::future::pending().await,
-    }
-}
-
 fn unix_millis(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
@@ -601,6 +650,35 @@ fn unix_millis(at: SystemTime) -> u64 {
 fn parse_error(detail: &str, well_formed: bool) -> Value {
     let code = if well_formed { "bad_request" } else { "invalid_message" };
     error_message(None, None, code, detail)
+}
+
+/// A publication as one whole WebSocket frame in `format`, header included: encoded once per
+/// publication and format, however many connections write it.
+fn websocket_frame(format: Format, publication: &Publication) -> &[u8] {
+    match format {
+        Format::Json => publication.frame_ref(WireFormat::WebSocketText, |p| {
+            let json = message_frame(Format::Json, p);
+            // Our JSON encoder only produces UTF-8 (validated payloads and names); checked once
+            // here so that a bug there yields an error message, not an invalid text frame.
+            let json = match std::str::from_utf8(&json) {
+                Ok(_) => json,
+                Err(_) => Bytes::from_static(b"{\"type\":\"error\",\"code\":\"internal\"}"),
+            };
+            with_header(OPCODE_TEXT, &json)
+        }),
+        Format::MessagePack => publication.frame_ref(WireFormat::WebSocketBinary, |p| {
+            with_header(OPCODE_BINARY, &message_frame(Format::MessagePack, p))
+        }),
+    }
+}
+
+/// `payload` as one whole frame with `opcode`.
+fn with_header(opcode: u8, payload: &[u8]) -> Bytes {
+    let (header, used) = frame_header(opcode, payload.len());
+    let mut frame = BytesMut::with_capacity(used + payload.len());
+    frame.put_slice(&header[..used]);
+    frame.put_slice(payload);
+    frame.freeze()
 }
 
 /// Wraps an encoded message in the frame type of `format`.
@@ -617,14 +695,13 @@ fn frame(format: Format, bytes: Bytes) -> Message {
 }
 
 /// The close code for a read error: too big, invalid UTF-8 or a protocol violation.
-fn read_error_disconnect(e: axum::Error) -> Disconnect {
-    let inner = e.into_inner();
-    match inner.downcast_ref::<tungstenite::Error>() {
-        Some(tungstenite::Error::Capacity(_)) => Disconnect::MESSAGE_TOO_BIG,
-        Some(tungstenite::Error::Utf8(_)) => {
+fn read_error_disconnect(e: tungstenite::Error) -> Disconnect {
+    match e {
+        tungstenite::Error::Capacity(_) => Disconnect::MESSAGE_TOO_BIG,
+        tungstenite::Error::Utf8(_) => {
             Disconnect { code: 1007, reason: "invalid UTF-8 in a text message".into(), reconnect: false }
         }
-        Some(tungstenite::Error::Protocol(p)) => {
+        tungstenite::Error::Protocol(p) => {
             Disconnect { code: 1002, reason: truncate(p.to_string()).into(), reconnect: false }
         }
         _ => Disconnect::PROTOCOL,
@@ -644,9 +721,11 @@ fn truncate(mut s: String) -> String {
 }
 
 /// Sends a close frame and waits briefly for the client's, so the close handshake completes.
-async fn close(socket: &mut WebSocket, reason: &Disconnect) -> Result<(), axum::Error> {
-    let frame =
-        CloseFrame { code: reason.code, reason: Utf8Bytes::from(truncate(reason.reason.to_string())) };
+async fn close(socket: &mut Socket, reason: &Disconnect) -> Result<(), tungstenite::Error> {
+    let frame = CloseFrame {
+        code: CloseCode::from(reason.code),
+        reason: Utf8Bytes::from(truncate(reason.reason.to_string())),
+    };
     socket.send(Message::Close(Some(frame))).await?;
     let _ =
         tokio::time::timeout(CLOSE_TIMEOUT, async { while let Some(Ok(_)) = socket.recv().await {} }).await;

@@ -505,3 +505,56 @@ async fn a_pattern_recovers_the_named_channels_but_never_claims_completeness() {
     let m = ws.recv_type("message").await;
     assert_eq!((m["channel"].as_str(), m["offset"].as_u64()), (Some("p/a"), Some(2)));
 }
+
+/// Sends a handshake with `headers` over a raw socket; the status line and the headers of the
+/// answer, header names in lowercase.
+async fn handshake(server: &TestServer, headers: &str) -> (u16, Vec<(String, String)>) {
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.expect("connect");
+    let request = format!("GET /ws HTTP/1.1\r\nHost: {}\r\n{headers}\r\n", server.addr);
+    tcp.write_all(request.as_bytes()).await.expect("write");
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let byte = tokio::time::timeout(WAIT, tcp.read_u8()).await.expect("answer in time").expect("read");
+        head.push(byte);
+    }
+    let head = String::from_utf8(head).expect("ascii head");
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).expect("status");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers)
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+#[tokio::test]
+async fn handshakes_are_checked_and_the_subprotocol_is_chosen_by_the_server() {
+    let server = TestServer::start().await;
+    const UPGRADE: &str = "Connection: keep-alive, Upgrade\r\nUpgrade: WebSocket\r\n";
+    const KEY: &str = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+
+    let (status, headers) = handshake(&server, "").await;
+    assert_eq!((status, header(&headers, "upgrade")), (426, Some("websocket")), "a plain GET");
+    let (status, headers) = handshake(&server, &format!("{UPGRADE}Sec-WebSocket-Version: 8\r\n{KEY}")).await;
+    assert_eq!((status, header(&headers, "sec-websocket-version")), (426, Some("13")), "version 8");
+    let (status, _) = handshake(&server, &format!("{UPGRADE}Sec-WebSocket-Version: 13\r\n")).await;
+    assert_eq!(status, 400, "no key");
+
+    // RFC 6455's own example key and answer; token matching is case-insensitive.
+    let ok = format!("{UPGRADE}Sec-WebSocket-Version: 13\r\n{KEY}");
+    for (offered, chosen) in [
+        ("", None),
+        ("Sec-WebSocket-Protocol: other\r\n", None),
+        ("Sec-WebSocket-Protocol: other, livehub.json\r\n", Some("livehub.json")),
+        ("Sec-WebSocket-Protocol: livehub.json\r\nSec-WebSocket-Protocol: livehub.msgpack\r\n", Some("livehub.msgpack")),
+    ] {
+        let (status, headers) = handshake(&server, &format!("{ok}{offered}")).await;
+        assert_eq!(status, 101, "{offered:?}");
+        assert_eq!(header(&headers, "sec-websocket-accept"), Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+        assert_eq!(header(&headers, "sec-websocket-protocol"), chosen, "{offered:?}");
+    }
+}
