@@ -43,6 +43,11 @@ impl PartialEq for ChannelName {
 }
 
 impl ChannelName {
+    /// Whether both are the same allocation (not just equal names).
+    pub(crate) fn same(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     /// Validates `name` as a concrete channel name.
     pub fn new(name: &str) -> Result<Self, Error> {
         validate(name, false)?;

@@ -13,9 +13,23 @@ use crate::error::Error;
 /// Identifies one generation of a channel's history. It changes whenever the history is lost (a
 /// restart of the in-memory broker, an expired stream), so an offset is only meaningful together
 /// with its epoch.
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Epoch(Arc<str>);
+
+impl PartialEq for Epoch {
+    /// Every publication of a stream shares the stream's epoch: compared by pointer first, as
+    /// fan-out does for each subscriber.
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+impl std::hash::Hash for Epoch {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
 
 impl Epoch {
     /// A fresh random epoch.

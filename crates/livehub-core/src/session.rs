@@ -286,8 +286,19 @@ impl Positions {
 impl DeliveryTracker {
     /// Whether `publication` is new for this connection; records it if so.
     pub fn admit(&mut self, publication: &Publication) -> bool {
-        let position = &publication.position;
-        match self.last.get_mut(&publication.channel) {
+        let (channel, position) = (&publication.channel, &publication.position);
+        let entry = match &mut self.last {
+            Positions::Few(list) => list.iter_mut().find(|(c, ..)| c == channel).map(|(c, o, e)| {
+                // A name recorded from the client's subscribe is another allocation than the
+                // publications'; taking theirs lets the next comparisons stop at the pointer.
+                if !c.same(channel) {
+                    *c = channel.clone();
+                }
+                (o, e)
+            }),
+            Positions::Many(map) => map.get_mut(channel).map(|(o, e)| (o, e)),
+        };
+        match entry {
             Some((offset, epoch)) if *epoch == position.epoch => {
                 if position.offset <= *offset {
                     return false;
@@ -339,6 +350,17 @@ mod tests {
         assert!(!t.admit(&publication("a", 1, &e1)));
         assert!(t.admit(&publication("b", 1, &e1)));
         assert!(t.admit(&publication("a", 1, &e2)));
+    }
+
+    #[test]
+    fn tracker_takes_the_publications_name_so_later_comparisons_stop_at_the_pointer() {
+        let e = Epoch::random();
+        let mut t = DeliveryTracker::default();
+        t.mark(&ChannelName::new("a").expect("valid"), 0, &e);
+        let p = publication("a", 1, &e);
+        assert!(!t.positions().any(|(c, ..)| c.same(&p.channel)));
+        assert!(t.admit(&p));
+        assert!(t.positions().all(|(c, ..)| c.same(&p.channel)));
     }
 
     #[test]

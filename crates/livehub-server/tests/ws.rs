@@ -550,7 +550,10 @@ async fn handshakes_are_checked_and_the_subprotocol_is_chosen_by_the_server() {
         ("", None),
         ("Sec-WebSocket-Protocol: other\r\n", None),
         ("Sec-WebSocket-Protocol: other, livehub.json\r\n", Some("livehub.json")),
-        ("Sec-WebSocket-Protocol: livehub.json\r\nSec-WebSocket-Protocol: livehub.msgpack\r\n", Some("livehub.msgpack")),
+        (
+            "Sec-WebSocket-Protocol: livehub.json\r\nSec-WebSocket-Protocol: livehub.msgpack\r\n",
+            Some("livehub.msgpack"),
+        ),
     ] {
         let (status, headers) = handshake(&server, &format!("{ok}{offered}")).await;
         assert_eq!(status, 101, "{offered:?}");
