@@ -117,11 +117,24 @@ impl ServeArgs {
     }
 }
 
+/// The server's runtime: a worker per core the process may use, and on a single core (a small
+/// container, or `taskset`) the single-threaded scheduler, which has no cross-thread queues
+/// to pay for and keeps the accept loop on the one thread that runs the connections.
+fn server_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut builder = if cores == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    builder.enable_all().build().context("starting the async runtime")
+}
+
 fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let runtime = || tokio::runtime::Runtime::new().context("starting the async runtime");
     let done = match cli.command {
-        Command::Serve(args) => runtime()?.block_on(serve(args)),
+        Command::Serve(args) => server_runtime()?.block_on(serve(args)),
         Command::Publish(args) => {
             init_logging("warn");
             runtime()?.block_on(client::publish(args))
