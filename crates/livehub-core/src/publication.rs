@@ -127,9 +127,13 @@ pub enum WireFormat {
     WebSocketText = 3,
     /// A whole WebSocket frame, header included, of the MessagePack form.
     WebSocketBinary = 4,
+    /// A transport-specific form that also depends on the subscriber's position, cached for the
+    /// common case where it is the same for every subscriber (an SSE event with the `id:` of a
+    /// one-channel stream).
+    EventStreamPositioned = 5,
 }
 
-const WIRE_FORMATS: usize = 5;
+const WIRE_FORMATS: usize = 6;
 
 /// One message published on one channel, shared by every subscriber that receives it.
 pub struct Publication {

@@ -320,6 +320,19 @@ impl DeliveryTracker {
         }
     }
 
+    /// How many channels it has positions for.
+    pub fn len(&self) -> usize {
+        match &self.last {
+            Positions::Few(list) => list.len(),
+            Positions::Many(map) => map.len(),
+        }
+    }
+
+    /// Whether it has no positions yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Last delivered position per channel.
     pub fn positions(&self) -> impl Iterator<Item = (&ChannelName, u64, &Epoch)> {
         self.last.iter()

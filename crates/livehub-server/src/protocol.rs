@@ -10,6 +10,8 @@ use livehub_core::{Payload, Publication, StreamPosition, WireFormat};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::cursor::Cursor;
+
 /// The WebSocket subprotocol that selects MessagePack binary frames.
 pub const MSGPACK_PROTOCOL: &str = "livehub.msgpack";
 
@@ -125,6 +127,22 @@ pub(crate) fn sse_event(publication: &Publication) -> Bytes {
     })
 }
 
+/// A publication as a whole SSE event of a stream of its channel alone: the `id:` is the cursor
+/// of that one channel at this publication, the same for every such stream, so it is encoded
+/// once too.
+pub(crate) fn sse_event_positioned(publication: &Publication) -> &Bytes {
+    publication.frame_ref(WireFormat::EventStreamPositioned, |p| {
+        let event = sse_event(p);
+        let cursor = Cursor::encode(std::iter::once((&p.channel, p.position.offset, &p.position.epoch)));
+        let mut out = BytesMut::with_capacity(event.len() + cursor.len() + 6);
+        out.put_slice(&event);
+        out.put_slice(b"id: ");
+        out.put_slice(cursor.as_bytes());
+        out.put_slice(b"\n\n");
+        out.freeze()
+    })
+}
+
 /// The JSON form of a `message`, built by hand: channel names and epochs need no escaping
 /// (validated characters, server-made), and JSON data is already compact JSON text.
 fn json_message(p: &Publication) -> Bytes {
@@ -235,6 +253,17 @@ mod tests {
         let text = std::str::from_utf8(&event).expect("utf8");
         assert!(text.starts_with("event: stocks/AAPL\ndata: {\"type\":\"message\""), "{text}");
         assert!(text.ends_with("}\n"));
+    }
+
+    #[test]
+    fn a_positioned_sse_event_carries_the_one_channel_cursor() {
+        let p = publication(Payload::json("1").expect("valid"));
+        let text = std::str::from_utf8(sse_event_positioned(&p)).expect("utf8").to_owned();
+        let plain = std::str::from_utf8(&sse_event(&p)).expect("utf8").to_owned();
+        let id =
+            text.strip_prefix(plain.as_str()).and_then(|rest| rest.strip_prefix("id: ")).expect("id line");
+        let position = (&p.channel, p.position.offset, &p.position.epoch);
+        assert_eq!(id, format!("{}\n\n", Cursor::encode(std::iter::once(position))));
     }
 
     #[test]

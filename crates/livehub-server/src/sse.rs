@@ -4,9 +4,11 @@
 //! `id:` is a cursor over every channel of the stream, so `Last-Event-ID` resumes all of them.
 
 use std::convert::Infallible;
+use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -17,12 +19,13 @@ use bytes::{BufMut, Bytes, BytesMut};
 use livehub_core::{DeliveryTracker, Disconnect, Publication, SessionReceiver};
 use serde_json::{json, Value};
 use tokio::time::{Interval, Sleep};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::access::{self, Admission};
 use crate::cursor::Cursor;
 use crate::error::ApiError;
-use crate::protocol::sse_event;
+use crate::gate::Gate;
+use crate::protocol::{sse_event, sse_event_positioned};
 use crate::resume::{self, StreamRequest};
 use crate::App;
 
@@ -92,7 +95,9 @@ async fn open(
         "channels": opened.channels,
     });
     put_event(&mut first, "connected", &connected);
+    let session = receiver.session().clone();
     let mut stream = SseStream {
+        disconnected: Box::pin(async move { session.disconnected().await }),
         receiver,
         tracker,
         batch: Vec::new(),
@@ -100,7 +105,8 @@ async fn open(
             tokio::time::Instant::now() + Duration::from_secs(config.sse.heartbeat_secs.max(1)),
             Duration::from_secs(config.sse.heartbeat_secs.max(1)),
         ),
-        shutdown: app.shutdown_token(),
+        shutdown: Box::pin(app.shutdown_token().cancelled_owned()),
+        rare: Gate::new(),
         expiry: access::time_left(&admission.identity).map(|left| Box::pin(tokio::time::sleep(left))),
         _admission: admission,
         done: false,
@@ -135,7 +141,12 @@ struct SseStream {
     tracker: DeliveryTracker,
     batch: Vec<Arc<Publication>>,
     heartbeat: Interval,
-    shutdown: CancellationToken,
+    // The wake-up futures live as long as the stream: made per chunk, each would register and
+    // unregister a waiter under a lock for every batch of publications.
+    disconnected: Pin<Box<dyn Future<Output = Disconnect> + Send>>,
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Everything but the queue: polled only when one of them woke the stream.
+    rare: Gate,
     /// Ends the stream with `token_expired` when the token runs out.
     expiry: Option<Pin<Box<Sleep>>>,
     /// Holds the address's connection slot for as long as the stream lives.
@@ -149,14 +160,31 @@ impl SseStream {
         if self.done {
             return None;
         }
-        let session = self.receiver.session().clone();
         loop {
+            let event = poll_fn(|cx| {
+                // Publications first, as on WebSocket: a wake-up for them polls nothing else.
+                if self.receiver.poll_recv_many(cx, &mut self.batch, WRITE_BATCH).is_ready() {
+                    return Poll::Ready(Wake::Publications);
+                }
+                self.rare.poll(cx, |cx| {
+                    if self.shutdown.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Wake::End(Disconnect::SHUTDOWN));
+                    }
+                    if let Poll::Ready(reason) = self.disconnected.as_mut().poll(cx) {
+                        return Poll::Ready(Wake::End(reason));
+                    }
+                    if let Some(expiry) = &mut self.expiry {
+                        if expiry.as_mut().poll(cx).is_ready() {
+                            return Poll::Ready(Wake::End(access::TOKEN_EXPIRED));
+                        }
+                    }
+                    self.heartbeat.poll_tick(cx).map(|_| Wake::Heartbeat)
+                })
+            })
+            .await;
             let mut out = BytesMut::new();
-            tokio::select! {
-                _ = self.shutdown.cancelled() => self.end(&mut out, &Disconnect::SHUTDOWN),
-                reason = session.disconnected() => self.end(&mut out, &reason),
-                () = expired(&mut self.expiry) => self.end(&mut out, &access::TOKEN_EXPIRED),
-                _ = self.receiver.recv_many(&mut self.batch, WRITE_BATCH) => {
+            match event {
+                Wake::Publications => {
                     let mut batch = std::mem::take(&mut self.batch);
                     for publication in batch.drain(..) {
                         if self.tracker.admit(&publication) {
@@ -165,7 +193,8 @@ impl SseStream {
                     }
                     self.batch = batch;
                 }
-                _ = self.heartbeat.tick() => out.put_slice(b": ping\n\n"),
+                Wake::End(reason) => self.end(&mut out, &reason),
+                Wake::Heartbeat => out.put_slice(b": ping\n\n"),
             }
             if !out.is_empty() {
                 return Some(out.freeze());
@@ -175,6 +204,11 @@ impl SseStream {
 
     /// Appends the shared event text and this stream's cursor as its `id:`.
     fn put_publication(&self, out: &mut BytesMut, publication: &Publication) {
+        // A stream of one channel has the cursor every such stream has at this publication.
+        if self.tracker.len() == 1 {
+            out.put_slice(sse_event_positioned(publication));
+            return;
+        }
         out.put_slice(&sse_event(publication));
         out.put_slice(b"id: ");
         out.put_slice(Cursor::encode(self.tracker.positions()).as_bytes());
@@ -189,12 +223,14 @@ impl SseStream {
     }
 }
 
-/// Waits for `expiry`, or forever when there is none.
-async fn expired(expiry: &mut Option<Pin<Box<Sleep>>>) {
-    match expiry {
-        Some(sleep) => sleep.as_mut().await,
-        None => std::future::pending().await,
-    }
+/// What woke an SSE stream.
+enum Wake {
+    /// Publications were moved into the batch.
+    Publications,
+    /// The stream ends with this reason.
+    End(Disconnect),
+    /// Time for a comment line that keeps proxies from timing the stream out.
+    Heartbeat,
 }
 
 fn put_event(out: &mut BytesMut, name: &str, data: &Value) {
