@@ -118,8 +118,12 @@ class Results:
         self.all = results
 
     def find(self, scenario, target, transport="ws", connections=None, rated=False, channels=None):
-        """The last result matching; `rated` picks fixed-rate runs instead of closed loops."""
-        match = None
+        """The result matching; `rated` picks fixed-rate runs instead of closed loops.
+
+        Of runs repeated with the same settings, the median one by delivered msg/s (the whole run,
+        so that its latencies go with its rate); otherwise the last.
+        """
+        matches = []
         for r in self.all:
             if (r.get("scenario"), r.get("target"), r.get("transport")) != (scenario, target, transport):
                 continue
@@ -129,8 +133,11 @@ class Results:
                 continue
             if scenario in ("fanout", "channels") and bool(r.get("rate")) != rated:
                 continue
-            match = r
-        return match
+            matches.append(r)
+        if len(matches) > 2 and all(ok(r) for r in matches):
+            matches.sort(key=lambda r: value(r, "delivered_per_sec") or 0)
+            return matches[len(matches) // 2]
+        return matches[-1] if matches else None
 
     def sizes(self, scenario, target, transport="ws"):
         return sorted({r.get("connections") for r in self.all
