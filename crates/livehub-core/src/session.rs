@@ -244,9 +244,17 @@ impl Default for Positions {
 }
 
 impl Positions {
+    /// The position of `channel`. The short list also takes `channel`'s allocation of the name:
+    /// a name recorded from the client's subscribe is another allocation than the
+    /// publications', and after the first publication the comparisons stop at the pointer.
     fn get_mut(&mut self, channel: &ChannelName) -> Option<(&mut u64, &mut Epoch)> {
         match self {
-            Self::Few(list) => list.iter_mut().find(|(c, ..)| c == channel).map(|(_, o, e)| (o, e)),
+            Self::Few(list) => list.iter_mut().find(|(c, ..)| c == channel).map(|(c, o, e)| {
+                if !c.same(channel) {
+                    *c = channel.clone();
+                }
+                (o, e)
+            }),
             Self::Many(map) => map.get_mut(channel).map(|(o, e)| (o, e)),
         }
     }
@@ -286,19 +294,8 @@ impl Positions {
 impl DeliveryTracker {
     /// Whether `publication` is new for this connection; records it if so.
     pub fn admit(&mut self, publication: &Publication) -> bool {
-        let (channel, position) = (&publication.channel, &publication.position);
-        let entry = match &mut self.last {
-            Positions::Few(list) => list.iter_mut().find(|(c, ..)| c == channel).map(|(c, o, e)| {
-                // A name recorded from the client's subscribe is another allocation than the
-                // publications'; taking theirs lets the next comparisons stop at the pointer.
-                if !c.same(channel) {
-                    *c = channel.clone();
-                }
-                (o, e)
-            }),
-            Positions::Many(map) => map.get_mut(channel).map(|(o, e)| (o, e)),
-        };
-        match entry {
+        let position = &publication.position;
+        match self.last.get_mut(&publication.channel) {
             Some((offset, epoch)) if *epoch == position.epoch => {
                 if position.offset <= *offset {
                     return false;

@@ -47,6 +47,9 @@ const WRITE_BATCH: usize = 64;
 /// Most publications one `history` command returns.
 const MAX_HISTORY_LIMIT: usize = 1000;
 
+/// What a client gets instead of a message our encoder failed to make valid UTF-8 (a bug).
+const INTERNAL_ERROR: &str = "{\"type\":\"error\",\"code\":\"internal\"}";
+
 /// How long to wait for the client's close frame after sending ours.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -662,7 +665,7 @@ fn websocket_frame(format: Format, publication: &Publication) -> &[u8] {
             // here so that a bug there yields an error message, not an invalid text frame.
             let json = match std::str::from_utf8(&json) {
                 Ok(_) => json,
-                Err(_) => Bytes::from_static(b"{\"type\":\"error\",\"code\":\"internal\"}"),
+                Err(_) => Bytes::from_static(INTERNAL_ERROR.as_bytes()),
             };
             with_header(OPCODE_TEXT, &json)
         }),
@@ -688,7 +691,7 @@ fn frame(format: Format, bytes: Bytes) -> Message {
             Ok(text) => Message::Text(text),
             // Our JSON encoders only produce UTF-8; this arm exists so that a bug there cannot
             // panic the connection task.
-            Err(_) => Message::Text(Utf8Bytes::from_static("{\"type\":\"error\",\"code\":\"internal\"}")),
+            Err(_) => Message::Text(Utf8Bytes::from_static(INTERNAL_ERROR)),
         },
         Format::MessagePack => Message::Binary(bytes),
     }
