@@ -9,8 +9,10 @@ mod config;
 mod cors;
 mod cursor;
 mod dashboard;
+mod direct;
 mod error;
 mod gate;
+mod listen;
 mod poll;
 mod protocol;
 mod resume;
@@ -18,13 +20,11 @@ mod sse;
 mod tls;
 mod ws;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use axum::Router;
 use livehub_core::Node;
 use tokio::net::TcpListener;
@@ -54,8 +54,7 @@ struct AppInner {
     config: Config,
     shutdown: CancellationToken,
     access: access::Access,
-    /// Upgraded WebSocket tasks: axum's graceful shutdown stops waiting for a connection once it
-    /// is upgraded, so `serve_node` waits for these itself, or they would be cut off before
+    /// Upgraded WebSocket tasks: hyper's connection future ends at the upgrade, so `serve_node` waits for these itself, or they would be cut off before
     /// their close frame is written.
     upgraded: TaskTracker,
 }
@@ -126,12 +125,6 @@ impl App {
     }
 }
 
-/// The socket the server accepts on.
-enum Listen {
-    Plain(TcpListener),
-    Tls(TlsListener),
-}
-
 /// Drops idle per-address limiter state until shutdown.
 async fn sweep_limits(app: App) {
     let mut every = tokio::time::interval(access::SWEEP_INTERVAL);
@@ -166,28 +159,28 @@ pub async fn serve_node(
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     // Certificates are read before anything starts, so bad files fail at start-up.
     let listener = match &config.tls {
-        Some(settings) => Listen::Tls(TlsListener::new(listener, settings).map_err(std::io::Error::other)?),
-        None => Listen::Plain(listener),
+        Some(settings) => {
+            listen::Listen::Tls(TlsListener::new(listener, settings).map_err(std::io::Error::other)?)
+        }
+        None => listen::Listen::Plain(listener),
     };
     let app = App::new(node.clone(), config, shutdown.clone()).map_err(std::io::Error::other)?;
     // The sources stop with the shutdown token; their tasks are not awaited, since they only
     // publish into the node.
     let _sources = livehub_sources::spawn(&node, &app.config().sources, &shutdown);
     tokio::spawn(sweep_limits(app.clone()));
-    let service = app.router().into_make_service_with_connect_info::<SocketAddr>();
-    let stop = shutdown.clone().cancelled_owned();
+    let router = app.router();
     let upgraded = app.upgraded().clone();
+    let accepting = shutdown.clone();
     let server = async move {
-        let served = match listener {
-            // axum gives `ConnectInfo` for its own listeners and for `tap_io` wrappers only.
-            Listen::Tls(tls) => axum::serve(tls.tap_io(|_| {}), service).with_graceful_shutdown(stop).await,
-            Listen::Plain(plain) => {
-                axum::serve(plain.tap_io(no_delay), service).with_graceful_shutdown(stop).await
-            }
-        };
+        let connections = TaskTracker::new();
+        listen::run(listener, router, accepting, connections.clone()).await;
+        connections.close();
+        connections.wait().await;
+        // Upgraded WebSocket tasks outlive the connection task that answered the handshake.
         upgraded.close();
         upgraded.wait().await;
-        served
+        Ok(())
     };
     let deadline = async {
         shutdown.cancelled().await;
@@ -199,14 +192,5 @@ pub async fn serve_node(
             tracing::warn!(grace_secs = grace.as_secs(), "connections still open after the grace period; exiting anyway");
             Ok(())
         }
-    }
-}
-
-/// Turns off Nagle's algorithm on an accepted connection. With it on, a small frame written
-/// while an earlier one is unacknowledged waits for the peer's delayed ACK (about 40 ms): every
-/// live message would risk that wait.
-pub(crate) fn no_delay(tcp: &mut tokio::net::TcpStream) {
-    if let Err(e) = tcp.set_nodelay(true) {
-        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
     }
 }

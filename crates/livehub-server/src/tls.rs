@@ -263,7 +263,7 @@ async fn accept_loop(
                 }
             },
         };
-        crate::no_delay(&mut stream);
+        crate::listen::no_delay(&mut stream);
         let task = handshake(acceptor.clone(), stream, peer, accepted.clone(), stop.clone(), permit);
         tokio::spawn(task);
     }

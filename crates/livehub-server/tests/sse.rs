@@ -1,7 +1,9 @@
 //! Server-Sent Events over real HTTP: the stream's framing (`retry:`, `connected`, one event per
 //! publication with an `id:`), the path form, several channels in one stream, resuming with
 //! `Last-Event-ID` (header or query) without loss or duplicates, epochs, `latest`, wildcards,
-//! bad input, the disabled transport, heartbeats and graceful shutdown.
+//! bad input, the disabled transport, heartbeats and graceful shutdown; and, over raw TCP, the
+//! connection itself: how a stream's body is framed and ended, heads in pieces or too long for
+//! the SSE fast path, errors, streams on a reused connection, and closing.
 
 mod common;
 
@@ -411,4 +413,155 @@ async fn a_cursor_from_before_a_restart_gets_the_whole_new_epoch() {
     assert_eq!(hello["channels"]["restart/a"]["recovered"], false, "{hello}");
     let got = until_marker(&server, &mut sse, "restart/a", 4).await;
     assert_eq!(got, pairs(&[("restart/a", 1), ("restart/a", 2), ("restart/a", 3), ("restart/a", 4)]));
+}
+
+// The connection: a connection whose first request is a plain `GET /sse…` is served without
+// hyper (see `direct.rs`); everything else still is. Both must look the same to clients.
+
+/// A raw connection to `server` that has sent `request`.
+async fn raw(server: &TestServer, request: &[u8]) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.expect("connect");
+    tcp.write_all(request).await.expect("write");
+    tcp
+}
+
+/// Reads until `done` holds for the text read so far, failing if the connection ends first.
+async fn raw_until(tcp: &mut tokio::net::TcpStream, text: &mut String, done: impl Fn(&str) -> bool) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    while !done(text) {
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut buf)).await.expect("in time").expect("read");
+        assert!(n > 0, "the connection ended early: {text:?}");
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+}
+
+/// Reads until the server closes the connection, and returns everything read.
+async fn raw_to_end(tcp: &mut tokio::net::TcpStream, mut text: String) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut rest = Vec::new();
+    tokio::time::timeout(WAIT, tcp.read_to_end(&mut rest)).await.expect("closed in time").expect("read");
+    text.push_str(&String::from_utf8_lossy(&rest));
+    text
+}
+
+/// The number of connections the node counts.
+async fn connections(server: &TestServer) -> i64 {
+    let metrics: Value =
+        reqwest::get(server.url("/api/metrics")).await.expect("metrics").json().await.expect("json");
+    metrics["connections"].as_i64().expect("a count")
+}
+
+#[tokio::test]
+async fn a_stream_ends_with_the_last_chunk_and_the_connection_closes() {
+    let config = Config { shutdown_grace_secs: 60, ..Config::default() };
+    let server = TestServer::with(config).await;
+    let mut tcp = raw(&server, b"GET /sse?channel=end HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let mut text = String::new();
+    raw_until(&mut tcp, &mut text, |t| t.contains("event: connected")).await;
+    let lower = text.to_lowercase();
+    assert!(lower.contains("\r\nconnection: close\r\n"), "{text}");
+    assert!(lower.contains("\r\ndate: "), "{text}");
+    server.shutdown.cancel();
+    let text = raw_to_end(&mut tcp, text).await;
+    assert!(text.contains("event: disconnect\n"), "{text}");
+    assert!(text.ends_with("\r\n0\r\n\r\n"), "the chunked body ends properly: {text:?}");
+}
+
+#[tokio::test]
+async fn an_http_1_0_stream_is_not_chunked_and_ends_with_the_connection() {
+    let config = Config { shutdown_grace_secs: 60, ..Config::default() };
+    let server = TestServer::with(config).await;
+    let mut tcp = raw(&server, b"GET /sse/old HTTP/1.0\r\n\r\n").await;
+    let mut text = String::new();
+    raw_until(&mut tcp, &mut text, |t| t.contains("event: connected")).await;
+    let lower = text.to_lowercase();
+    assert!(lower.starts_with("http/1.1 200 ok\r\n"), "{text}");
+    assert!(!lower.contains("transfer-encoding"), "{text}");
+    assert!(text.contains("\r\n\r\nretry: 2000\n\n"), "the body starts right after the head: {text:?}");
+    server.shutdown.cancel();
+    let text = raw_to_end(&mut tcp, text).await;
+    assert!(text.ends_with("\"type\":\"disconnect\"}\n\n"), "the body ends with the last event: {text:?}");
+}
+
+#[tokio::test]
+async fn a_request_head_arriving_in_pieces_is_served() {
+    use tokio::io::AsyncWriteExt;
+    let server = TestServer::start().await;
+    let mut tcp = raw(&server, b"GE").await;
+    for piece in [&b"T /s"[..], b"se/pie", b"ces HTTP/1.1\r\nHo", b"st: x\r\n", b"\r\n"] {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        tcp.write_all(piece).await.expect("write");
+    }
+    let mut text = String::new();
+    raw_until(&mut tcp, &mut text, |t| t.contains("event: connected")).await;
+    assert!(text.contains("\"pieces\""), "{text}");
+}
+
+#[tokio::test]
+async fn long_heads_are_served_whoever_parses_them() {
+    // 3 KiB outgrows the first read; 20 KiB is past this path's limit, so hyper answers.
+    let server = TestServer::start().await;
+    for size in [3 * 1024, 20 * 1024] {
+        let cookie = "c".repeat(size);
+        let request = format!("GET /sse/long HTTP/1.1\r\nHost: x\r\nCookie: a={cookie}\r\n\r\n");
+        let mut tcp = raw(&server, request.as_bytes()).await;
+        let mut text = String::new();
+        raw_until(&mut tcp, &mut text, |t| t.contains("event: connected")).await;
+        assert!(text.to_lowercase().starts_with("http/1.1 200 ok\r\n"), "{size}: {text}");
+    }
+}
+
+#[tokio::test]
+async fn an_error_on_a_stream_request_is_a_complete_response_then_a_close() {
+    let server = TestServer::start().await;
+    let mut tcp = raw(&server, b"GET /sse?channel=a//b HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let text = raw_to_end(&mut tcp, String::new()).await;
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
+    let head = head.to_lowercase();
+    assert!(head.starts_with("http/1.1 400 bad request\r\n"), "{text}");
+    assert!(head.contains(&format!("\r\ncontent-length: {}", body.len())), "{text}");
+    assert!(head.contains("\r\nconnection: close"), "{text}");
+    let error: Value = serde_json::from_str(body).expect("a JSON body");
+    assert_eq!(error["error"]["code"], "invalid_channel", "{error}");
+}
+
+#[tokio::test]
+async fn a_stream_after_another_request_on_the_same_connection_is_served() {
+    let server = TestServer::start().await;
+    let request = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /sse/second HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut tcp = raw(&server, request).await;
+    let mut text = String::new();
+    raw_until(&mut tcp, &mut text, |t| t.contains("event: connected")).await;
+    assert!(text.contains("\"second\""), "{text}");
+}
+
+#[tokio::test]
+async fn closing_a_stream_connection_releases_its_session() {
+    let server = TestServer::start().await;
+    let mut tcp = raw(&server, b"GET /sse/release HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let mut text = String::new();
+    raw_until(&mut tcp, &mut text, |t| t.contains("event: connected")).await;
+    assert_eq!(connections(&server).await, 1);
+    drop(tcp);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while connections(&server).await != 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the session outlived its connection");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn bytes_sent_behind_a_stream_are_ignored_and_it_keeps_streaming() {
+    use tokio::io::AsyncWriteExt;
+    let server = TestServer::start().await;
+    let mut tcp =
+        raw(&server, b"GET /sse/behind HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\n\r\n").await;
+    let mut text = String::new();
+    raw_until(&mut tcp, &mut text, |t| t.contains("event: connected")).await;
+    tcp.write_all(b"more bytes the server never answers").await.expect("write");
+    server.publish("behind", json!({"v": 1})).await;
+    raw_until(&mut tcp, &mut text, |t| t.contains("event: behind\n")).await;
+    assert!(!text.contains("\"status\""), "the pipelined request was not answered: {text}");
 }

@@ -264,14 +264,20 @@ async fn dropping_the_listener_closes_the_port() {
     timeout(WAIT, refused).await.expect("the port closes");
 }
 
-#[tokio::test]
-async fn serve_with_a_tls_section_answers_over_https_only() {
+/// `livehub_server::serve` with a `[tls]` section, as the binary runs it.
+async fn serve_with_tls() -> (SocketAddr, CancellationToken, JoinHandle<io::Result<()>>) {
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
     let addr = tcp.local_addr().expect("local addr");
     let mut config = tls_config(&cert_path("a.pem"), &cert_path("a.key"));
     config.sources = livehub_server::SourcesConfig::disabled();
     let shutdown = CancellationToken::new();
     let handle = tokio::spawn(livehub_server::serve(config, tcp, shutdown.clone()));
+    (addr, shutdown, handle)
+}
+
+#[tokio::test]
+async fn serve_with_a_tls_section_answers_over_https_only() {
+    let (addr, shutdown, handle) = serve_with_tls().await;
 
     let mut stream = connect(addr, &trusting()).await.expect("tls handshake");
     assert_eq!(health_status(&mut stream).await, "HTTP/1.1 200 OK");
@@ -283,5 +289,31 @@ async fn serve_with_a_tls_section_answers_over_https_only() {
     assert!(!answer.starts_with(b"HTTP/1.1 200"), "plain HTTP is not served");
 
     shutdown.cancel();
+    timeout(WAIT, handle).await.expect("stops in time").expect("task").expect("serve result");
+}
+
+#[tokio::test]
+async fn an_sse_stream_over_tls_streams_and_ends_cleanly() {
+    let (addr, shutdown, handle) = serve_with_tls().await;
+
+    let mut stream = connect(addr, &trusting()).await.expect("tls handshake");
+    stream.write_all(b"GET /sse/secure HTTP/1.1\r\nhost: localhost\r\n\r\n").await.expect("write request");
+    let mut text = String::new();
+    while !text.contains("event: connected") {
+        let mut chunk = [0u8; 4096];
+        let n = timeout(WAIT, stream.read(&mut chunk)).await.expect("in time").expect("read");
+        assert!(n > 0, "closed early: {text}");
+        text.push_str(&String::from_utf8_lossy(&chunk[..n]));
+    }
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.contains("\r\ntransfer-encoding: chunked\r\n"), "{text}");
+
+    // Shutdown ends the stream with its last event and chunk, and a TLS close_notify: a clean
+    // end of file rather than a truncation error.
+    shutdown.cancel();
+    let mut rest = Vec::new();
+    timeout(WAIT, stream.read_to_end(&mut rest)).await.expect("closed in time").expect("a clean close");
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.contains("event: disconnect\n") && rest.ends_with("\r\n0\r\n\r\n"), "{rest:?}");
     timeout(WAIT, handle).await.expect("stops in time").expect("task").expect("serve result");
 }

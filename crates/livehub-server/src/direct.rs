@@ -1,0 +1,341 @@
+//! A small HTTP/1.1 path for the responses that stay open: a connection whose first request is
+//! `GET /sse…` is parsed here and answered by the same router, and its response is written with
+//! nothing kept per connection but the socket and the body.
+//!
+//! Only the plain case is taken: a complete head within [`HEAD_LIMIT`] bytes, at most
+//! [`MAX_HEADERS`] headers, no request body. Anything else (a malformed or oversized head, a body,
+//! another method or path) goes to hyper with the bytes read so far, and gets hyper's answers.
+//!
+//! The response closes the connection when it ends (`Connection: close`): a stream's connection
+//! is not worth keeping for one more request, and an error is rare. HTTP/1.1 bodies are chunked;
+//! HTTP/1.0 bodies end when the connection does.
+
+use std::future::poll_fn;
+use std::io::{self, IoSlice, Write as _};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use axum::body::{Body, HttpBody};
+use axum::extract::ConnectInfo;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri, Version};
+use axum::Router;
+use bytes::{Bytes, BytesMut};
+use futures_util::{FutureExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tower_service::Service;
+
+use crate::gate::Gate;
+
+/// The largest request head this path reads; a longer one goes to hyper.
+const HEAD_LIMIT: usize = 16 * 1024;
+/// The most headers this path parses; more go to hyper.
+const MAX_HEADERS: usize = 64;
+/// The first read's buffer. A browser's request head usually fits.
+const FIRST_READ: usize = 1024;
+/// The request lines this path serves start with this, followed by `' '`, `'?'` or `'/'`.
+const STREAM_PREFIX: &[u8] = b"GET /sse";
+
+/// What a connection sent first.
+pub(crate) enum First {
+    /// A complete, plain `GET /sse…` request, for [`serve`].
+    Stream(Box<Request<Body>>),
+    /// Anything else: the bytes read so far, for hyper.
+    Other(Bytes),
+    /// The peer closed the connection before sending anything.
+    Closed,
+}
+
+/// Reads from a new connection until it is clear who serves it: for a stream request, its whole
+/// head; for anything else, the first bytes.
+pub(crate) async fn read_first(io: &mut (impl AsyncRead + Unpin)) -> io::Result<First> {
+    let mut read = BytesMut::with_capacity(FIRST_READ);
+    loop {
+        if read.len() == read.capacity() {
+            read.reserve(read.len());
+        }
+        if io.read_buf(&mut read).await? == 0 {
+            // hyper answers an incomplete request with nothing too, but let it decide.
+            return Ok(if read.is_empty() { First::Closed } else { First::Other(read.freeze()) });
+        }
+        let prefix = read.len().min(STREAM_PREFIX.len() + 1);
+        if !is_stream_request_line(&read[..prefix]) {
+            return Ok(First::Other(read.freeze()));
+        }
+        if prefix <= STREAM_PREFIX.len() {
+            continue;
+        }
+        match parse(&read) {
+            Parsed::Complete(request) => return Ok(First::Stream(request)),
+            Parsed::Partial if read.len() < HEAD_LIMIT => {}
+            Parsed::Partial | Parsed::Other => return Ok(First::Other(read.freeze())),
+        }
+    }
+}
+
+/// Whether `start`, the first bytes of a connection, may begin a stream request.
+fn is_stream_request_line(start: &[u8]) -> bool {
+    match start.split_at_checked(STREAM_PREFIX.len()) {
+        None => STREAM_PREFIX.starts_with(start),
+        Some((prefix, next)) => {
+            prefix == STREAM_PREFIX && matches!(next.first(), None | Some(b' ' | b'?' | b'/'))
+        }
+    }
+}
+
+enum Parsed {
+    Complete(Box<Request<Body>>),
+    Partial,
+    /// Not a request this path serves (or not a valid one): hyper's to answer.
+    Other,
+}
+
+fn parse(bytes: &[u8]) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut head = httparse::Request::new(&mut headers);
+    match head.parse(bytes) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::Other,
+    }
+    let version = match head.version {
+        Some(0) => Version::HTTP_10,
+        Some(1) => Version::HTTP_11,
+        _ => return Parsed::Other,
+    };
+    let Some(Ok(uri)) = head.path.map(Uri::try_from) else {
+        return Parsed::Other;
+    };
+    let mut map = HeaderMap::with_capacity(head.headers.len());
+    for h in head.headers.iter() {
+        let (Ok(name), Ok(value)) =
+            (HeaderName::from_bytes(h.name.as_bytes()), HeaderValue::from_bytes(h.value))
+        else {
+            return Parsed::Other;
+        };
+        map.append(name, value);
+    }
+    let has_body = map.contains_key(header::TRANSFER_ENCODING)
+        || map.get_all(header::CONTENT_LENGTH).iter().any(|length| length.as_bytes() != b"0");
+    if has_body {
+        return Parsed::Other;
+    }
+    let mut request = Request::new(Body::empty());
+    *request.method_mut() = Method::GET;
+    *request.uri_mut() = uri;
+    *request.version_mut() = version;
+    *request.headers_mut() = map;
+    Parsed::Complete(Box::new(request))
+}
+
+/// Answers `request` with `router` and writes the response, streaming its body until it ends or
+/// the peer goes away.
+pub(crate) async fn serve<I>(mut io: I, peer: SocketAddr, request: Box<Request<Body>>, mut router: Router)
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut request = *request;
+    let version = request.version();
+    request.extensions_mut().insert(ConnectInfo(peer));
+    let Ok(response) = router.call(request).await;
+    match write_response(&mut io, version, response).await {
+        Ok(()) => {
+            // Flushes a TLS close_notify; on TCP, sends FIN.
+            let _ = io.shutdown().await;
+        }
+        Err(e) => tracing::trace!(%peer, error = %e, "stream connection ended"),
+    }
+}
+
+/// How a response body's end is told.
+#[derive(Clone, Copy)]
+enum Framing {
+    Length(u64),
+    Chunked,
+    /// By closing the connection: HTTP/1.0 without a known length.
+    Close,
+}
+
+async fn write_response<I>(io: &mut I, version: Version, response: Response<Body>) -> io::Result<()>
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    let (parts, body) = response.into_parts();
+    let framing = match body.size_hint().exact() {
+        Some(length) => Framing::Length(length),
+        None if version == Version::HTTP_11 => Framing::Chunked,
+        None => Framing::Close,
+    };
+    let head = response_head(parts.status, &parts.headers, framing);
+    let mut body = body.into_data_stream();
+    // A stream's first part (`retry:`, `connected`, the replay) is ready at once: sent with the
+    // head, in one write.
+    if let Some(Some(first)) = body.next().now_or_never() {
+        let first = first.map_err(io::Error::other)?;
+        write_data(io, &head, framing, &first).await?;
+    } else {
+        write_all(io, &mut [IoSlice::new(&head)]).await?;
+    }
+    drop(head);
+
+    let closed = Gate::new();
+    loop {
+        let next = poll_fn(|cx| {
+            if let Poll::Ready(next) = body.poll_next_unpin(cx) {
+                return Poll::Ready(Some(next));
+            }
+            // The socket is polled only once it woke: at fan-out rates, the body wakes the task
+            // for every batch of publications, and checking the socket each time costs a lock.
+            closed.poll(cx, |cx| poll_closed(&mut *io, cx)).map(|()| None)
+        })
+        .await;
+        match next {
+            None => return Err(io::ErrorKind::ConnectionAborted.into()),
+            Some(None) => break,
+            Some(Some(data)) => write_data(io, &[], framing, &data.map_err(io::Error::other)?).await?,
+        }
+    }
+    if let Framing::Chunked = framing {
+        write_all(io, &mut [IoSlice::new(b"0\r\n\r\n")]).await?;
+    }
+    Ok(())
+}
+
+/// The status line and headers, with the framing headers this path decides.
+fn response_head(status: axum::http::StatusCode, headers: &HeaderMap, framing: Framing) -> Vec<u8> {
+    let mut head = Vec::with_capacity(256);
+    // Writes into a Vec cannot fail.
+    let _ = write!(head, "HTTP/1.1 {} {}\r\n", status.as_str(), status.canonical_reason().unwrap_or(""));
+    for (name, value) in headers {
+        if [header::CONNECTION, header::CONTENT_LENGTH, header::TRANSFER_ENCODING, header::DATE]
+            .contains(name)
+        {
+            continue;
+        }
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    let _ = write!(head, "date: {}\r\n", httpdate::fmt_http_date(SystemTime::now()));
+    match framing {
+        Framing::Length(length) => {
+            let _ = write!(head, "content-length: {length}\r\n");
+        }
+        Framing::Chunked => head.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        Framing::Close => {}
+    }
+    head.extend_from_slice(b"connection: close\r\n\r\n");
+    head
+}
+
+/// Writes `before` (the head, or nothing) and `data` framed as `framing` says.
+async fn write_data<I>(io: &mut I, before: &[u8], framing: Framing, data: &[u8]) -> io::Result<()>
+where
+    I: AsyncWrite + Unpin,
+{
+    if data.is_empty() {
+        // An empty chunk would end a chunked body.
+        return write_all(io, &mut [IoSlice::new(before)]).await;
+    }
+    let mut size = [0u8; 20];
+    let size_len = {
+        let mut line = &mut size[..];
+        // 16 hex digits and CRLF fit in 20 bytes.
+        let _ = write!(line, "{:x}\r\n", data.len());
+        20 - line.len()
+    };
+    match framing {
+        Framing::Chunked => {
+            let mut slices = [
+                IoSlice::new(before),
+                IoSlice::new(&size[..size_len]),
+                IoSlice::new(data),
+                IoSlice::new(b"\r\n"),
+            ];
+            write_all(io, &mut slices).await
+        }
+        Framing::Length(_) | Framing::Close => {
+            write_all(io, &mut [IoSlice::new(before), IoSlice::new(data)]).await
+        }
+    }
+}
+
+/// Writes every slice, then flushes (TLS may hold the last record until flushed).
+async fn write_all<I: AsyncWrite + Unpin>(io: &mut I, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+    IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        let n = io.write_vectored(slices).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut slices, n);
+    }
+    io.flush().await
+}
+
+/// Ready once the peer has closed its side (or the socket failed). Bytes it sends meanwhile, a
+/// request pipelined behind the stream, are read and dropped: the stream never ends to answer it.
+fn poll_closed(io: &mut (impl AsyncRead + Unpin), cx: &mut Context<'_>) -> Poll<()> {
+    let mut scratch = [0u8; 64];
+    loop {
+        let mut buf = ReadBuf::new(&mut scratch);
+        match Pin::new(&mut *io).poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(()),
+            Poll::Ready(Ok(())) => continue,
+            Poll::Ready(Err(_)) => return Poll::Ready(()),
+            Poll::Pending => return Poll::Pending,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_request_lines_are_told_apart_from_their_first_bytes() {
+        for start in ["", "G", "GET /ss", "GET /sse", "GET /sse ", "GET /sse?", "GET /sse/"] {
+            assert!(is_stream_request_line(start.as_bytes()), "{start:?}");
+        }
+        for start in ["P", "GET /w", "GET /ssex", "HEAD /sse", "get /sse "] {
+            assert!(!is_stream_request_line(start.as_bytes()), "{start:?}");
+        }
+    }
+
+    #[test]
+    fn only_plain_complete_heads_are_parsed_here() {
+        let Parsed::Complete(request) =
+            parse(b"GET /sse?channel=a HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 5\r\n\r\n")
+        else {
+            panic!("a plain head was not parsed");
+        };
+        assert_eq!(request.uri(), "/sse?channel=a");
+        assert_eq!(request.version(), Version::HTTP_11);
+        assert_eq!(request.headers()["last-event-id"], "5");
+
+        assert!(matches!(parse(b"GET /sse HTTP/1.1\r\nHost: x\r\n"), Parsed::Partial));
+        for other in [
+            &b"GET /sse HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"[..],
+            b"GET /sse HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET /sse HTTP/1.1\r\nBad Header: x\r\n\r\n",
+        ] {
+            assert!(matches!(parse(other), Parsed::Other), "{:?}", String::from_utf8_lossy(other));
+        }
+        let many: String = (0..MAX_HEADERS + 1).map(|i| format!("x-{i}: y\r\n")).collect();
+        assert!(matches!(parse(format!("GET /sse HTTP/1.1\r\n{many}\r\n").as_bytes()), Parsed::Other));
+    }
+
+    #[test]
+    fn the_head_carries_the_framing_this_path_decides() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("99"));
+        let head = String::from_utf8(response_head(axum::http::StatusCode::OK, &headers, Framing::Chunked))
+            .expect("the head is ASCII");
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ndate: "), "{head}");
+        assert!(head.ends_with("\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"), "{head}");
+        assert!(!head.contains("content-length"), "{head}");
+    }
+}

@@ -1,0 +1,175 @@
+//! The accept loop. A connection's first bytes decide who serves it: a `GET /sse…` request goes to
+//! [`direct`](crate::direct), a small HTTP/1.1 writer for responses that stay open, and
+//! everything else to hyper, with the bytes already read handed back in front of the socket.
+//!
+//! hyper gives every HTTP/1 connection an 8 KiB head buffer and an 8 KiB read buffer and keeps
+//! them while the connection lives; neither can be made smaller. A request answered at once does
+//! not notice. An SSE stream lives for hours, and those 16 KiB were two thirds of its memory.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::{pin, Pin};
+use std::task::{Context, Poll};
+
+use axum::extract::ConnectInfo;
+use axum::serve::{Listener, ListenerExt};
+use axum::Router;
+use bytes::{Buf, Bytes};
+use hyper::body::Incoming;
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_service::Service;
+
+use crate::direct::{self, First};
+use crate::tls::TlsListener;
+
+/// The socket the server accepts on.
+pub(crate) enum Listen {
+    Plain(TcpListener),
+    Tls(TlsListener),
+}
+
+/// Accepts connections until `shutdown` is cancelled, serving each with `router` in a task on
+/// `connections`. Connections in progress get a graceful shutdown: hyper finishes the request at
+/// hand and closes, an SSE stream ends itself.
+pub(crate) async fn run(
+    listen: Listen,
+    router: Router,
+    shutdown: CancellationToken,
+    connections: TaskTracker,
+) {
+    match listen {
+        Listen::Plain(plain) => accept(plain.tap_io(no_delay), router, shutdown, connections).await,
+        Listen::Tls(tls) => accept(tls, router, shutdown, connections).await,
+    }
+}
+
+async fn accept<L>(mut listener: L, router: Router, shutdown: CancellationToken, connections: TaskTracker)
+where
+    L: Listener<Addr = SocketAddr>,
+    L::Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    loop {
+        // Both listeners retry failed accepts themselves (after a pause when out of files).
+        let (io, peer) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shutdown.cancelled() => return,
+        };
+        connections.spawn(serve_connection(io, peer, router.clone(), shutdown.clone()));
+    }
+}
+
+async fn serve_connection<I>(mut io: I, peer: SocketAddr, router: Router, shutdown: CancellationToken)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let first = tokio::select! {
+        first = direct::read_first(&mut io) => first,
+        // Like hyper's graceful shutdown: a connection yet to send a request is closed.
+        () = shutdown.cancelled() => return,
+    };
+    match first {
+        Ok(First::Stream(request)) => direct::serve(io, peer, request, router).await,
+        // Boxed, so that the direct path's tasks do not carry hyper's larger future.
+        Ok(First::Other(read)) => Box::pin(serve_hyper(Replay::new(read, io), peer, router, shutdown)).await,
+        Ok(First::Closed) => {}
+        Err(e) => tracing::trace!(%peer, error = %e, "connection failed before its first request"),
+    }
+}
+
+/// Serves a connection with hyper's HTTP/1 server, upgrades included.
+async fn serve_hyper<I>(io: I, peer: SocketAddr, router: Router, shutdown: CancellationToken)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        // What axum's `into_make_service_with_connect_info` would insert.
+        request.extensions_mut().insert(ConnectInfo(peer));
+        router.clone().call(request)
+    });
+    let mut connection = pin!(hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades());
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::trace!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Turns off Nagle's algorithm on an accepted connection. With it on, a small frame written
+/// while an earlier one is unacknowledged waits for the peer's delayed ACK (about 40 ms): every
+/// live message would risk that wait.
+pub(crate) fn no_delay(tcp: &mut tokio::net::TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+    }
+}
+
+/// A connection with bytes already read from it, which reads return first.
+pub(crate) struct Replay<I> {
+    read: Bytes,
+    io: I,
+}
+
+impl<I> Replay<I> {
+    pub(crate) fn new(read: Bytes, io: I) -> Self {
+        Self { read, io }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Replay<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.read.is_empty() {
+            return Pin::new(&mut self.io).poll_read(cx, buf);
+        }
+        let n = self.read.len().min(buf.remaining());
+        buf.put_slice(&self.read[..n]);
+        self.read.advance(n);
+        if self.read.is_empty() {
+            // Frees the first read's buffer.
+            self.read = Bytes::new();
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Replay<I> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    // Forwarded: the WebSocket frame writer depends on vectored writes reaching the socket.
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
