@@ -37,6 +37,7 @@ pub use config::{
 };
 pub use cursor::{BadCursor, Cursor, MAX_CURSOR_LEN};
 pub use error::ApiError;
+pub use listen::bind;
 pub use livehub_auth::{AuthConfig, RateLimits};
 pub use livehub_sources::SourcesConfig;
 pub use poll::CURSOR_HEADER;

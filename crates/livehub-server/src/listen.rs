@@ -19,13 +19,29 @@ use hyper::body::Incoming;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_service::Service;
 
 use crate::direct::{self, First};
 use crate::tls::TlsListener;
+
+/// Connections the kernel queues for `accept` (capped by `net.core.somaxconn`). A reconnect storm
+/// after a restart, or a load generator opening hundreds at once, overflows a short queue, and
+/// each dropped SYN costs its client a one-second retransmit.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listening socket on `addr`, with [`LISTEN_BACKLOG`]. (`TcpListener::bind` listens with 128
+/// here.)
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    // As `TcpListener::bind` does: a restarted server can listen again while old connections
+    // are in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 /// The socket the server accepts on.
 pub(crate) enum Listen {
