@@ -55,8 +55,8 @@ struct AppInner {
     config: Config,
     shutdown: CancellationToken,
     access: access::Access,
-    /// Upgraded WebSocket tasks: hyper's connection future ends at the upgrade, so `serve_node` waits for these itself, or they would be cut off before
-    /// their close frame is written.
+    /// Upgraded WebSocket tasks: hyper's connection future ends at the upgrade, so `serve_node`
+    /// waits for these itself, or they would be cut off before their close frame is written.
     upgraded: TaskTracker,
 }
 
@@ -141,6 +141,8 @@ async fn sweep_limits(app: App) {
 /// Serves `config` on `listener` until `shutdown` is cancelled, then closes every connection
 /// (WebSocket clients are told to reconnect) and returns within `shutdown_grace_secs`. The
 /// built-in sources `config` enables publish until then.
+///
+/// Make `listener` with [`bind`], whose accept queue takes a burst of reconnects.
 pub async fn serve(
     config: Config,
     listener: TcpListener,

@@ -32,8 +32,8 @@ use crate::tls::TlsListener;
 /// each dropped SYN costs its client a one-second retransmit.
 const LISTEN_BACKLOG: u32 = 4096;
 
-/// A listening socket on `addr`, with [`LISTEN_BACKLOG`]. (`TcpListener::bind` listens with 128
-/// here.)
+/// A listening socket on `addr` whose accept queue holds 4096 connections, or
+/// `net.core.somaxconn` if that is lower (`TcpListener::bind` gives 128).
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     // As `TcpListener::bind` does: a restarted server can listen again while old connections
