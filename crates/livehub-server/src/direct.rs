@@ -177,6 +177,7 @@ where
     } else {
         write_all(io, &mut [IoSlice::new(&head)]).await?;
     }
+    // Not kept for the stream's life.
     drop(head);
 
     let closed = Gate::new();
@@ -235,19 +236,14 @@ async fn write_data<I>(io: &mut I, before: &[u8], framing: Framing, data: &[u8])
 where
     I: AsyncWrite + Unpin,
 {
-    if data.is_empty() {
-        // An empty chunk would end a chunked body.
-        return write_all(io, &mut [IoSlice::new(before)]).await;
-    }
-    let mut size = [0u8; 20];
-    let size_len = {
-        let mut line = &mut size[..];
-        // 16 hex digits and CRLF fit in 20 bytes.
-        let _ = write!(line, "{:x}\r\n", data.len());
-        20 - line.len()
-    };
     match framing {
-        Framing::Chunked => {
+        // An empty chunk would end a chunked body, so an empty `data` is written as nothing.
+        Framing::Chunked if !data.is_empty() => {
+            // 16 hex digits and CRLF at most.
+            let mut size = [0u8; 18];
+            let mut line = &mut size[..];
+            let _ = write!(line, "{:x}\r\n", data.len());
+            let size_len = 18 - line.len();
             let mut slices = [
                 IoSlice::new(before),
                 IoSlice::new(&size[..size_len]),
@@ -256,9 +252,7 @@ where
             ];
             write_all(io, &mut slices).await
         }
-        Framing::Length(_) | Framing::Close => {
-            write_all(io, &mut [IoSlice::new(before), IoSlice::new(data)]).await
-        }
+        _ => write_all(io, &mut [IoSlice::new(before), IoSlice::new(data)]).await,
     }
 }
 

@@ -149,14 +149,7 @@ async fn sigterm_closes_websockets_with_1001_and_exits() {
 /// What `livehub serve` with `args` logs up to and including its listening line; the server is
 /// killed after that. Start-up warnings come before the listening line, so this sees them all.
 fn startup_log(args: &[&str]) -> String {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--no-sources", "--log", "info"])
-        .args(args)
-        .env("NO_COLOR", "1")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn livehub serve");
+    let mut child = common::serve().args(args).spawn().expect("spawn livehub serve");
     let stderr = child.stderr.take().expect("stderr");
     let mut log = String::new();
     for line in BufReader::new(stderr).lines() {

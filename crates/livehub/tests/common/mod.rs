@@ -6,6 +6,17 @@ use std::process::{Child, Command, Stdio};
 /// The binary under test.
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_livehub");
 
+/// `livehub serve --no-sources --log info`, logging without colour to a piped stderr.
+pub(crate) fn serve() -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .args(["serve", "--no-sources", "--log", "info"])
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null());
+    command
+}
+
 /// A `livehub serve` process on 127.0.0.1:0, killed when dropped.
 pub(crate) struct Served {
     /// The process.
@@ -23,14 +34,8 @@ impl Served {
 
     /// `serve --no-sources` with `extra` arguments.
     pub(crate) fn with_args(extra: &[&str]) -> Self {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--log", "info", "--no-sources"])
-            .args(extra)
-            .env("NO_COLOR", "1")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn livehub serve");
+        let mut child =
+            serve().args(["--listen", "127.0.0.1:0"]).args(extra).spawn().expect("spawn livehub serve");
         let stderr = child.stderr.take().expect("stderr");
         let mut lines = BufReader::new(stderr).lines();
         // The listening line names the bound address, since the port was chosen by the OS.
