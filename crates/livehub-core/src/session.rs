@@ -6,7 +6,7 @@ use std::fmt;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Wake, Waker};
 
 use tokio::sync::Notify;
 
@@ -71,7 +71,9 @@ impl Session {
                 id: ClientId::next(),
                 transport,
                 in_presence,
-                queue: Mutex::new(Queue::default()),
+                // Set at first, so that the task's first look polls its sources once and they
+                // register the source waker.
+                queue: Mutex::new(Queue { sourced: true, ..Queue::default() }),
                 queue_capacity,
                 disconnect: OnceLock::new(),
                 disconnected: Notify::new(),
@@ -132,6 +134,29 @@ impl Session {
         }
     }
 
+    /// A waker for the connection task's other wake-up sources: its socket, timers and signals.
+    /// Waking it records that a source fired and wakes the task the way a publication does.
+    ///
+    /// The record sits next to the queue, so a task woken for publications learns that nothing
+    /// else needs polling from the memory it reads for the queue anyway. One task, with one group
+    /// of sources, per session.
+    pub fn source_waker(&self) -> Waker {
+        Waker::from(self.inner.clone())
+    }
+
+    /// Whether a source woke the task (through [`source_waker`](Self::source_waker)) since the
+    /// record was last cleared; clears it if `clear`. Either way the next wake, from a source or
+    /// a publication, goes to `cx`'s task.
+    pub fn poll_sources_woken(&self, cx: &Context<'_>, clear: bool) -> bool {
+        let mut queue = lock(&self.inner.queue);
+        register(&mut queue.waker, cx);
+        let woken = queue.sourced;
+        if clear {
+            queue.sourced = false;
+        }
+        woken
+    }
+
     /// The channels and patterns this session is subscribed to now.
     pub fn filters(&self) -> Vec<ChannelFilter> {
         self.with_filters(|filters| filters.iter().cloned().collect())
@@ -149,11 +174,39 @@ impl fmt::Debug for Session {
     }
 }
 
+impl Wake for SessionInner {
+    /// A source of the connection task's fired: see [`Session::source_waker`].
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let mut queue = lock(&self.queue);
+        queue.sourced = true;
+        let waker = queue.waker.take();
+        drop(queue);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
 /// Publications waiting for a connection, and the connection task to wake for them.
 #[derive(Default)]
 struct Queue {
     items: VecDeque<Arc<Publication>>,
+    /// The connection task, waiting for publications or for one of its other sources.
     waker: Option<Waker>,
+    /// Whether one of the task's other sources woke since the task last cleared this.
+    sourced: bool,
+}
+
+/// Makes `slot` hold `cx`'s waker, cloning only when it holds another.
+fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    match slot {
+        Some(waker) if waker.will_wake(cx.waker()) => {}
+        _ => *slot = Some(cx.waker().clone()),
+    }
 }
 
 /// The receiving side of a session, owned by its connection task.
@@ -199,10 +252,7 @@ impl SessionReceiver {
         let limit = limit.max(1);
         let mut queue = lock(&self.session.inner.queue);
         if queue.items.is_empty() {
-            match &queue.waker {
-                Some(waker) if waker.will_wake(cx.waker()) => {}
-                _ => queue.waker = Some(cx.waker().clone()),
-            }
+            register(&mut queue.waker, cx);
             return Poll::Pending;
         }
         let n = queue.items.len().min(limit);
@@ -231,15 +281,24 @@ pub struct DeliveryTracker {
 /// Channels a [`DeliveryTracker`] keeps in a list before it switches to a map.
 const FEW_CHANNELS: usize = 8;
 
+/// One channel's last delivered position.
+type Entry = (ChannelName, u64, Epoch);
+
 #[derive(Debug)]
 enum Positions {
-    Few(Vec<(ChannelName, u64, Epoch)>),
+    /// The first channel sits in the connection's own state, the others in a list. Most
+    /// connections follow one channel, and a wake-up for publications then reads no memory the
+    /// connection's task was not already touching.
+    Few {
+        first: Option<Entry>,
+        more: Vec<Entry>,
+    },
     Many(HashMap<ChannelName, (u64, Epoch)>),
 }
 
 impl Default for Positions {
     fn default() -> Self {
-        Self::Few(Vec::new())
+        Self::Few { first: None, more: Vec::new() }
     }
 }
 
@@ -249,12 +308,14 @@ impl Positions {
     /// publications', and after the first publication the comparisons stop at the pointer.
     fn get_mut(&mut self, channel: &ChannelName) -> Option<(&mut u64, &mut Epoch)> {
         match self {
-            Self::Few(list) => list.iter_mut().find(|(c, ..)| c == channel).map(|(c, o, e)| {
-                if !c.same(channel) {
-                    *c = channel.clone();
-                }
-                (o, e)
-            }),
+            Self::Few { first, more } => {
+                first.iter_mut().chain(more.iter_mut()).find(|(c, ..)| c == channel).map(|(c, o, e)| {
+                    if !c.same(channel) {
+                        *c = channel.clone();
+                    }
+                    (o, e)
+                })
+            }
             Self::Many(map) => map.get_mut(channel).map(|(o, e)| (o, e)),
         }
     }
@@ -264,28 +325,38 @@ impl Positions {
             (*o, *e) = (offset, epoch.clone());
             return;
         }
+        let entry = (channel.clone(), offset, epoch.clone());
         match self {
-            Self::Few(list) if list.len() < FEW_CHANNELS => {
-                list.push((channel.clone(), offset, epoch.clone()))
-            }
-            Self::Few(list) => {
-                let mut map: HashMap<_, _> = list.drain(..).map(|(c, o, e)| (c, (o, e))).collect();
-                map.insert(channel.clone(), (offset, epoch.clone()));
+            Self::Few { first: first @ None, .. } => *first = Some(entry),
+            Self::Few { more, .. } if more.len() + 1 < FEW_CHANNELS => more.push(entry),
+            Self::Few { first, more } => {
+                let mut map: HashMap<_, _> =
+                    first.take().into_iter().chain(more.drain(..)).map(|(c, o, e)| (c, (o, e))).collect();
+                map.insert(entry.0, (entry.1, entry.2));
                 *self = Self::Many(map);
             }
             Self::Many(map) => {
-                map.insert(channel.clone(), (offset, epoch.clone()));
+                map.insert(entry.0, (entry.1, entry.2));
             }
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Few { first, more } => usize::from(first.is_some()) + more.len(),
+            Self::Many(map) => map.len(),
         }
     }
 
     fn iter(&self) -> impl Iterator<Item = (&ChannelName, u64, &Epoch)> {
         // One of the two is empty; chaining them iterates without boxing.
-        let (few, many) = match self {
-            Self::Few(list) => (list.as_slice(), None),
-            Self::Many(map) => (&[][..], Some(map)),
+        let (first, more, many) = match self {
+            Self::Few { first, more } => (first.as_ref(), more.as_slice(), None),
+            Self::Many(map) => (None, &[][..], Some(map)),
         };
-        few.iter()
+        first
+            .into_iter()
+            .chain(more)
             .map(|(c, o, e)| (c, *o, e))
             .chain(many.into_iter().flat_map(|map| map.iter().map(|(c, (o, e))| (c, *o, e))))
     }
@@ -319,10 +390,7 @@ impl DeliveryTracker {
 
     /// How many channels it has positions for.
     pub fn len(&self) -> usize {
-        match &self.last {
-            Positions::Few(list) => list.len(),
-            Positions::Many(map) => map.len(),
-        }
+        self.last.len()
     }
 
     /// Whether it has no positions yet.

@@ -97,6 +97,7 @@ async fn open(
     put_event(&mut first, "connected", &connected);
     let session = receiver.session().clone();
     let mut stream = SseStream {
+        rare: Gate::for_session(&session),
         disconnected: Box::pin(async move { session.disconnected().await }),
         receiver,
         tracker,
@@ -106,7 +107,6 @@ async fn open(
             Duration::from_secs(config.sse.heartbeat_secs.max(1)),
         ),
         shutdown: Box::pin(app.shutdown_token().cancelled_owned()),
-        rare: Gate::new(),
         expiry: access::time_left(&admission.identity).map(|left| Box::pin(tokio::time::sleep(left))),
         _admission: admission,
         done: false,

@@ -232,7 +232,7 @@ impl Connection {
         tokio::pin!(cancelled, disconnected);
         let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
         // Everything but the queue: polled only when one of them woke the task.
-        let rare = Gate::new();
+        let mut rare = Gate::for_session(&session);
         let end = loop {
             // Publications first: a wake-up for a publication then polls nothing else.
             // Commands are not starved by it: the queue is drained by each batch, and it only
