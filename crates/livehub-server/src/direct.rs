@@ -27,6 +27,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tower_service::Service;
 
 use crate::gate::Gate;
+use crate::gather::{gather, GATHER_LIMIT};
 
 /// The largest request head this path reads; a longer one goes to hyper.
 const HEAD_LIMIT: usize = 16 * 1024;
@@ -180,7 +181,7 @@ where
     // Not kept for the stream's life.
     drop(head);
 
-    let closed = Gate::new();
+    let mut closed = Gate::new();
     loop {
         let next = poll_fn(|cx| {
             if let Poll::Ready(next) = body.poll_next_unpin(cx) {
@@ -256,8 +257,37 @@ where
     }
 }
 
-/// Writes every slice, then flushes (TLS may hold the last record until flushed).
+/// Writes every slice, then flushes (TLS may hold the last record until flushed). Slices that
+/// fit are [`gather`]ed into one plain write.
 async fn write_all<I: AsyncWrite + Unpin>(io: &mut I, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+    // Gathered within one poll, so the buffer is on the stack and not in the connection's
+    // future; what the socket does not take at once is kept on the heap until it does.
+    let mut rest = None;
+    let gathered = poll_fn(|cx| {
+        let mut buf = [0u8; GATHER_LIMIT];
+        let Some(bytes) = gather(slices.iter().map(|slice| &slice[..]), &mut buf) else {
+            return Poll::Ready(Ok(false));
+        };
+        let taken = match Pin::new(&mut *io).poll_write(cx, bytes) {
+            Poll::Ready(Ok(0)) if !bytes.is_empty() => {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()))
+            }
+            Poll::Ready(Ok(n)) => n,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => 0,
+        };
+        if taken < bytes.len() {
+            rest = Some(bytes[taken..].to_vec());
+        }
+        Poll::Ready(Ok(true))
+    })
+    .await?;
+    if let Some(rest) = rest {
+        io.write_all(&rest).await?;
+    }
+    if gathered {
+        return io.flush().await;
+    }
     IoSlice::advance_slices(&mut slices, 0);
     while !slices.is_empty() {
         let n = io.write_vectored(slices).await?;

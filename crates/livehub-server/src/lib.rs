@@ -12,6 +12,7 @@ mod dashboard;
 mod direct;
 mod error;
 mod gate;
+mod gather;
 mod listen;
 mod poll;
 mod protocol;

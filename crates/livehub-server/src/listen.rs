@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use axum::extract::ConnectInfo;
 use axum::serve::{Listener, ListenerExt};
 use axum::Router;
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use hyper::body::Incoming;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
@@ -140,6 +140,20 @@ pub(crate) struct Replay<I> {
 impl<I> Replay<I> {
     pub(crate) fn new(read: Bytes, io: I) -> Self {
         Self { read, io }
+    }
+
+    /// The same connection with `bytes` to be read before what it still holds.
+    pub(crate) fn prepend(self, bytes: Bytes) -> Self {
+        if bytes.is_empty() {
+            return self;
+        }
+        if self.read.is_empty() {
+            return Self { read: bytes, io: self.io };
+        }
+        let mut read = BytesMut::with_capacity(bytes.len() + self.read.len());
+        read.extend_from_slice(&bytes);
+        read.extend_from_slice(&self.read);
+        Self { read: read.freeze(), io: self.io }
     }
 }
 

@@ -441,18 +441,49 @@ async fn raw_bytes_handshake_and_first_frame() {
     let payload: Value = serde_json::from_slice(&buf[head_end + 2..head_end + 2 + len]).expect("json");
     assert_eq!(payload["type"], "connected");
 
-    // A masked text frame with a ping command: {"action":"ping"}.
-    let body = br#"{"action":"ping"}"#;
-    let mask = [1u8, 2, 3, 4];
-    let mut out = vec![0x81, 0x80 | body.len() as u8];
-    out.extend_from_slice(&mask);
-    out.extend(body.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    tcp.write_all(&out).await.expect("write frame");
+    tcp.write_all(&masked_text(br#"{"action":"ping"}"#)).await.expect("write frame");
     let mut reply = vec![0u8; 256];
     let n = tokio::time::timeout(WAIT, tcp.read(&mut reply)).await.expect("in time").expect("read");
     assert_eq!(reply[0], 0x81);
     let text = String::from_utf8_lossy(&reply[2..n]);
     assert!(text.contains("\"pong\""), "{text}");
+}
+
+/// A client frame as a client sends it: final, text, masked (`body` under 126 bytes).
+fn masked_text(body: &[u8]) -> Vec<u8> {
+    let mask = [1u8, 2, 3, 4];
+    let mut out = vec![0x81, 0x80 | body.len() as u8];
+    out.extend_from_slice(&mask);
+    out.extend(body.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+/// A client may send its first frames right behind the handshake, before the 101 comes back.
+/// They arrive with the request, so the server has read them before the upgrade; the connection
+/// must still see them.
+#[tokio::test]
+async fn frames_sent_with_the_handshake_are_not_lost() {
+    let server = TestServer::start().await;
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.expect("connect");
+    let mut out = format!(
+        "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        server.addr
+    )
+    .into_bytes();
+    out.extend(masked_text(br#"{"id":7,"action":"ping"}"#));
+    out.extend(masked_text(br#"{"id":8,"action":"ping"}"#));
+    tcp.write_all(&out).await.expect("one write");
+    let mut text = String::new();
+    let mut buf = vec![0u8; 4096];
+    while !text.contains(r#""id":8"#) {
+        let n =
+            tokio::time::timeout(WAIT, tcp.read(&mut buf)).await.expect("both pongs in time").expect("read");
+        assert!(n > 0, "closed early: {text}");
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let first = text.find(r#""id":7"#).expect("the first pong");
+    assert!(first < text.find(r#""id":8"#).expect("the second"), "in order: {text}");
 }
 
 #[tokio::test]

@@ -23,13 +23,16 @@ use bytes::{Buf, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncWrite;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::error::ApiError;
+use crate::gather::{gather, GATHER_LIMIT};
+use crate::listen::Replay;
 
 /// Frames one vectored write takes at most; the rest go in the next write.
 const MAX_SLICES: usize = 64;
@@ -96,7 +99,7 @@ impl Upgrade {
             // Fails only when the client went away before the 101 was written.
             let Ok(upgraded) = on_upgrade.await else { return };
             let stream =
-                WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+                WebSocketStream::from_raw_socket(Io::new(upgraded), Role::Server, Some(config)).await;
             serve(Socket { stream, tungstenite_unflushed: false, unwritten: BytesMut::new() }).await;
         });
         let mut response = Response::new(Body::empty());
@@ -132,9 +135,80 @@ fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
+/// The connection under a WebSocket.
+pub(crate) enum Io {
+    /// A plain TCP connection, taken back from hyper: every frame batch is written to it
+    /// directly, not through hyper's boxed trait object and its rewind buffer.
+    Tcp(Replay<TcpStream>),
+    /// Any other connection (TLS), as hyper hands it over.
+    Upgraded(TokioIo<Upgraded>),
+}
+
+impl Io {
+    fn new(upgraded: Upgraded) -> Self {
+        // The type `listen` serves plain connections with.
+        match upgraded.downcast::<TokioIo<Replay<TcpStream>>>() {
+            // Bytes hyper read past the handshake (a client that did not wait for the 101) come
+            // first.
+            Ok(parts) => Self::Tcp(parts.io.into_inner().prepend(parts.read_buf)),
+            Err(upgraded) => Self::Upgraded(TokioIo::new(upgraded)),
+        }
+    }
+}
+
+impl AsyncRead for Io {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(io) => Pin::new(io).poll_read(cx, buf),
+            Self::Upgraded(io) => Pin::new(io).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Tcp(io) => Pin::new(io).poll_write(cx, buf),
+            Self::Upgraded(io) => Pin::new(io).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Tcp(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+            Self::Upgraded(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Tcp(io) => io.is_write_vectored(),
+            Self::Upgraded(io) => io.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(io) => Pin::new(io).poll_flush(cx),
+            Self::Upgraded(io) => Pin::new(io).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(io) => Pin::new(io).poll_shutdown(cx),
+            Self::Upgraded(io) => Pin::new(io).poll_shutdown(cx),
+        }
+    }
+}
+
 /// An accepted WebSocket: tungstenite for reading and replies, plus the direct frame writer.
 pub(crate) struct Socket {
-    stream: WebSocketStream<TokioIo<Upgraded>>,
+    stream: WebSocketStream<Io>,
     /// Whether tungstenite may hold bytes not yet written: a message fed but not flushed, or the
     /// pong it queues when it reads a ping.
     tungstenite_unflushed: bool,
@@ -233,8 +307,9 @@ impl Socket {
     }
 }
 
-/// Writes as much of the frames of `items` as `io` takes without waiting, [`MAX_SLICES`] frames
-/// per write, and copies the rest into `unwritten`.
+/// Writes as much of the frames of `items` as `io` takes without waiting, and copies the rest
+/// into `unwritten`: one frame as it is, a small batch [`gather`]ed into one buffer, a larger one
+/// [`MAX_SLICES`] frames per vectored write.
 fn write_now<T>(
     mut io: Pin<&mut impl AsyncWrite>,
     cx: &mut Context<'_>,
@@ -242,6 +317,13 @@ fn write_now<T>(
     frame: &impl Fn(&T) -> &[u8],
     unwritten: &mut BytesMut,
 ) -> io::Result<()> {
+    if let [item] = items {
+        return write_plain(io, cx, frame(item), unwritten);
+    }
+    let mut buf = [0u8; GATHER_LIMIT];
+    if let Some(gathered) = gather(items.iter().map(frame), &mut buf) {
+        return write_plain(io, cx, gathered, unwritten);
+    }
     let mut rest = items;
     while !rest.is_empty() {
         let (chunk, after) = rest.split_at(rest.len().min(MAX_SLICES));
@@ -266,6 +348,27 @@ fn write_now<T>(
                     }
                     return Ok(());
                 }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes as much of `bytes` as `io` takes without waiting, and copies the rest into `unwritten`.
+fn write_plain(
+    mut io: Pin<&mut impl AsyncWrite>,
+    cx: &mut Context<'_>,
+    mut bytes: &[u8],
+    unwritten: &mut BytesMut,
+) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match io.as_mut().poll_write(cx, bytes) {
+            Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+            Poll::Ready(Ok(n)) => bytes = &bytes[n..],
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => {
+                unwritten.extend_from_slice(bytes);
+                break;
             }
         }
     }
@@ -300,6 +403,36 @@ pub(crate) const OPCODE_BINARY: u8 = 0x2;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_are_written_in_order_and_what_the_stream_refuses_is_kept() {
+        // One frame, a batch gathered into one write, and batches past the gather limit and
+        // past the slices of one vectored write; to a stream that takes everything, and to one
+        // that fills up part way.
+        let batches: [Vec<usize>; 4] = [vec![10], vec![10, 20, 30], vec![3000, 3000], vec![100; 70]];
+        for sizes in batches {
+            let frames: Vec<Vec<u8>> = sizes.iter().enumerate().map(|(i, &n)| vec![i as u8; n]).collect();
+            let all = frames.concat();
+            for capacity in [1 << 20, 50] {
+                let (mut writer, mut reader) = tokio::io::duplex(capacity);
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                let mut unwritten = BytesMut::new();
+                write_now(Pin::new(&mut writer), &mut cx, &frames, &|f: &Vec<u8>| &f[..], &mut unwritten)
+                    .expect("written");
+                let mut got = vec![0u8; all.len()];
+                let mut read = tokio::io::ReadBuf::new(&mut got);
+                while let Poll::Ready(Ok(())) = Pin::new(&mut reader).poll_read(&mut cx, &mut read) {
+                    if read.remaining() == 0 || read.filled().len() == capacity {
+                        break;
+                    }
+                }
+                let mut written = read.filled().to_vec();
+                assert_eq!(written.len(), all.len().min(capacity), "{sizes:?} to {capacity}");
+                written.extend_from_slice(&unwritten);
+                assert!(written == all, "{sizes:?} to {capacity}: bytes in order, none twice");
+            }
+        }
+    }
 
     #[test]
     fn frame_headers_use_the_shortest_length_form() {
