@@ -289,7 +289,8 @@ run "fanout-nchan-ws-$BIG" nchan fanout ws "$BIG" --rate 0
 run "fanout-node-ws-ws-$BIG" node-ws fanout ws "$BIG" --rate 0
 PY_RATE=0 run "fanout-python-ws-ws-$BIG" python-ws fanout ws "$BIG" --rate 0
 
-# Latency at half of livehub's peak rate, where no queue should build up.
+# Latency at half of livehub's peak rate, where no queue should build up; the raw ceiling at the
+# same rate shows what the machine allows.
 half=$(python3 -c '
 import json, statistics, sys
 rates = []
@@ -303,6 +304,7 @@ for path in sys.argv[1:]:
 print(max(1, int(statistics.median(rates) / 2)) if rates else "")' "$RESULTS/fanout-livehub-ws-$BIG.json" "$RESULTS/fanout-livehub-ws-$BIG-run"*.json)
 if [[ -n "$half" ]]; then
     run fanout-half-peak livehub fanout ws "$BIG" --rate "$half"
+    run fanout-half-peak-raw raw fanout ws "$BIG" --rate "$half"
 else
     echo "fanout-half-peak skipped: fanout-livehub-ws-$BIG has no peak rate" >&2
     FAILED+=("fanout-half-peak (no peak to halve)")

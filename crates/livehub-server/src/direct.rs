@@ -318,6 +318,28 @@ fn poll_closed(io: &mut (impl AsyncRead + Unpin), cx: &mut Context<'_>) -> Poll<
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn chunks_arrive_whole_and_in_order_through_a_stream_that_fills_up() {
+        // Gathered (small) and vectored (past the gather limit) chunks, to a stream that takes
+        // 50 bytes at a time, so that most writes are cut short or refused.
+        let (mut writer, mut reader) = tokio::io::duplex(50);
+        let chunks: Vec<Vec<u8>> = [10, 3000, GATHER_LIMIT + 100, 1].iter().map(|&n| vec![b'a'; n]).collect();
+        let expected: Vec<u8> = chunks
+            .iter()
+            .flat_map(|c| [format!("{:x}\r\n", c.len()).into_bytes(), c.clone(), b"\r\n".to_vec()].concat())
+            .collect();
+        let reading = tokio::spawn(async move {
+            let mut got = Vec::new();
+            reader.read_to_end(&mut got).await.map(|_| got)
+        });
+        for chunk in &chunks {
+            write_data(&mut writer, &[], Framing::Chunked, chunk).await.expect("written");
+        }
+        drop(writer);
+        let got = reading.await.expect("reader").expect("read");
+        assert!(got == expected, "{} bytes, wanted {}", got.len(), expected.len());
+    }
+
     #[test]
     fn stream_request_lines_are_told_apart_from_their_first_bytes() {
         for start in ["", "G", "GET /ss", "GET /sse", "GET /sse ", "GET /sse?", "GET /sse/"] {
