@@ -175,7 +175,7 @@ impl fmt::Debug for Session {
 }
 
 impl Wake for SessionInner {
-    /// A source of the connection task's fired: see [`Session::source_waker`].
+    /// One of the connection task's other sources fired: see [`Session::source_waker`].
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }

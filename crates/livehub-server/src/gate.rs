@@ -33,6 +33,9 @@ enum Record {
     },
     /// Next to a session's queue (see [`Session::source_waker`]): a task woken for publications
     /// then finds the record in memory it has just read, instead of in another cache line.
+    /// Sources and publications share the queue's waker slot, so a task waiting on a slow
+    /// client's write is also woken by publications, once per registration; it finds nothing
+    /// to do and waits again.
     Session(Session),
 }
 
