@@ -11,12 +11,10 @@ use livehub_core::{ChannelFilter, ChannelName, HistoryQuery, Payload, PRESENCE_C
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::engine::{self, ClientError};
 use crate::error::ApiError;
 use crate::protocol::{message_value, position_value};
 use crate::App;
-
-/// Most publications one history request returns.
-const MAX_HISTORY_LIMIT: usize = 1000;
 
 /// Publications one `POST /api/publish` may carry.
 const MAX_BATCH: usize = 1000;
@@ -60,7 +58,8 @@ pub(crate) async fn publish(
     app.access().publish_allowed(peer.ip(), items.len())?;
     let mut results = Vec::with_capacity(items.len());
     for (channel, payload, key) in items {
-        let published = app.node().publish(&channel, payload, key.as_deref()).await?;
+        let published =
+            app.node().publish(&channel, payload, key.as_deref()).await.map_err(ClientError::from)?;
         results.push(json!({
             "channel": channel,
             "offset": published.position.offset,
@@ -195,18 +194,10 @@ pub(crate) async fn channel(
         |channel: &ChannelName| app.access().may_read(&identity, &ChannelFilter::Exact(channel.clone()));
     let node = app.node();
     if let Some(name) = path.strip_suffix("/history") {
-        let channel = ChannelName::new(name)?;
-        readable(&channel)?;
         let params: HistoryParams = history_params(query.as_deref())?;
-        let limit = params.limit.unwrap_or(100).min(MAX_HISTORY_LIMIT);
-        let history = node.history(&channel, HistoryQuery { after: params.since, limit }).await?;
-        if params.epoch.as_deref().is_some_and(|e| e != history.position.epoch.as_str()) {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "epoch_mismatch",
-                format!("the channel's history is now in epoch {}", history.position.epoch),
-            ));
-        }
+        let (channel, history) =
+            engine::read_history(&app, &identity, name, params.since, params.epoch.as_deref(), params.limit)
+                .await?;
         let publications: Vec<Value> = history.publications.iter().map(|p| message_value(p)).collect();
         return Ok(Json(json!({
             "channel": channel,

@@ -45,17 +45,9 @@ impl ApiError {
 }
 
 impl From<livehub_core::Error> for ApiError {
+    /// Through the command layer's error, so that a broker failure is logged and not shown.
     fn from(e: livehub_core::Error) -> Self {
-        let status = match e {
-            livehub_core::Error::Broker(_) => StatusCode::SERVICE_UNAVAILABLE,
-            livehub_core::Error::ReadOnlyChannel(_) => StatusCode::FORBIDDEN,
-            livehub_core::Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            tracing::error!(error = %e, "broker error");
-        }
-        Self::new(status, e.code(), e.to_string())
+        crate::engine::ClientError::from(e).into()
     }
 }
 

@@ -10,6 +10,7 @@ mod cors;
 mod cursor;
 mod dashboard;
 mod direct;
+mod engine;
 mod error;
 mod gate;
 mod gather;
@@ -19,6 +20,7 @@ mod protocol;
 mod resume;
 mod sse;
 mod tls;
+mod transport;
 mod ws;
 
 use std::sync::Arc;

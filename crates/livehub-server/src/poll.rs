@@ -4,21 +4,25 @@
 //! publication arrives or the timeout passes (`204`, with the cursor in a header). The cursor is
 //! self-contained: no session lives on the server between polls.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
-use livehub_core::DeliveryTracker;
-use serde_json::Value;
+use livehub_core::{DeliveryTracker, Disconnect, Publication};
+use serde_json::{Map, Value};
 
 use crate::access;
 use crate::cursor::Cursor;
+use crate::engine::{Client, ClientError, Reply};
 use crate::error::ApiError;
 use crate::protocol::{message_frame, Format};
-use crate::resume::{self, StreamRequest};
+use crate::resume::StreamRequest;
+use crate::transport::Transport;
 use crate::App;
 
 /// Header carrying the next cursor, on every answer (the only place for it on a `204`).
@@ -56,66 +60,101 @@ pub(crate) async fn poll(
         Some(t) => t.parse::<u64>().map_err(|_| ApiError::bad_request("timeout must be whole seconds"))?,
     }
     .min(config.long_polling.max_timeout_secs);
-    if let Err(e) = resume::authorize(&app, &admission.identity, &request) {
-        return Ok(access::refusal(e));
-    }
     let hold = access::time_left(&admission.identity)
         .map_or(Duration::from_secs(timeout), |left| left.min(Duration::from_secs(timeout)));
 
-    let mut receiver = app.node().connect_ephemeral("long-polling");
-    let mut tracker = DeliveryTracker::default();
-    let opened = resume::open(app.node(), receiver.session(), &request, &mut tracker).await?;
-    let mut messages: Vec<Bytes> =
-        opened.replay.iter().filter(|p| tracker.admit(p)).map(|p| message_frame(Format::Json, p)).collect();
+    let receiver = app.node().connect_ephemeral("long-polling");
+    let mut client = Client::new(app.clone(), receiver, admission, peer.ip(), false);
+    let opened = match client.open(&request.filters, &request.cursor.positions, request.latest).await {
+        Ok(opened) => opened,
+        Err(ClientError::Auth(e)) => return Ok(access::refusal(e)),
+        Err(e) => return Err(e.into()),
+    };
+    let mut body = Body::default();
+    let mut replay = opened.replay;
+    let Ok(()) = client.deliver(&mut replay, &mut body).await;
 
-    if messages.is_empty() && !hold.is_zero() {
-        let session = receiver.session().clone();
+    if body.messages.is_empty() && !hold.is_zero() {
+        let session = client.session().clone();
         let shutdown = app.shutdown_token();
         let mut batch = Vec::new();
         let deadline = tokio::time::sleep(hold);
         tokio::pin!(deadline);
-        while messages.is_empty() {
+        while body.messages.is_empty() {
             tokio::select! {
                 _ = &mut deadline => break,
                 _ = shutdown.cancelled() => break,
                 _ = session.disconnected() => break,
-                _ = receiver.recv_many(&mut batch, MAX_BATCH) => {
-                    for publication in batch.drain(..) {
-                        if tracker.admit(&publication) {
-                            messages.push(message_frame(Format::Json, &publication));
-                        }
-                    }
+                _ = client.receiver().recv_many(&mut batch, MAX_BATCH) => {
+                    let Ok(()) = client.deliver(&mut batch, &mut body).await;
                 }
             }
         }
     }
-    let cursor = Cursor::encode(tracker.positions());
+    let channels: Map<String, Value> =
+        opened.channels.iter().map(|(channel, start)| (channel.to_string(), start.value())).collect();
+    let cursor = Cursor::encode(client.tracker().positions());
     let cursor_header =
         HeaderValue::from_str(&cursor).map_err(|_| ApiError::bad_request("unencodable cursor"))?;
-    let mut response = if messages.is_empty() {
+    let mut response = if body.messages.is_empty() {
         StatusCode::NO_CONTENT.into_response()
     } else {
-        body(&messages, &cursor, &Value::Object(opened.channels)).into_response()
+        body.render(&cursor, &Value::Object(channels)).into_response()
     };
     response.headers_mut().insert(CURSOR_HEADER, cursor_header);
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
 }
 
-/// `{"messages": [...], "cursor": "...", "channels": {...}}`, splicing in the shared JSON frames.
-fn body(
-    messages: &[Bytes],
-    cursor: &str,
-    channels: &Value,
-) -> ([(header::HeaderName, HeaderValue); 1], Bytes) {
-    let mut out = BytesMut::with_capacity(messages.iter().map(Bytes::len).sum::<usize>() + 128);
-    out.put_slice(b"{\"messages\":[");
-    for (i, m) in messages.iter().enumerate() {
-        if i > 0 {
-            out.put_u8(b',');
+/// The write side of a long poll: the messages of its one answer.
+#[derive(Default)]
+struct Body {
+    /// The shared JSON frames of the publications to answer with.
+    messages: Vec<Bytes>,
+}
+
+impl Body {
+    /// `{"messages": [...], "cursor": "...", "channels": {...}}`, splicing in the shared frames.
+    fn render(&self, cursor: &str, channels: &Value) -> ([(header::HeaderName, HeaderValue); 1], Bytes) {
+        let messages = &self.messages;
+        let mut out = BytesMut::with_capacity(messages.iter().map(Bytes::len).sum::<usize>() + 128);
+        out.put_slice(b"{\"messages\":[");
+        for (i, m) in messages.iter().enumerate() {
+            if i > 0 {
+                out.put_u8(b',');
+            }
+            out.put_slice(m);
         }
-        out.put_slice(m);
+        out.put_slice(format!("],\"cursor\":\"{cursor}\",\"channels\":{channels}}}").as_bytes());
+        ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], out.freeze())
     }
-    out.put_slice(format!("],\"cursor\":\"{cursor}\",\"channels\":{channels}}}").as_bytes());
-    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], out.freeze())
+}
+
+impl Transport for Body {
+    type Error = Infallible;
+
+    /// A long poll answers with publications only; its errors are HTTP statuses.
+    async fn write(&mut self, _reply: &Reply<'_>) -> Result<(), Infallible> {
+        Ok(())
+    }
+
+    async fn write_many(
+        &mut self,
+        publications: &mut Vec<Arc<Publication>>,
+        tracker: &mut DeliveryTracker,
+    ) -> Result<(), Infallible> {
+        for publication in publications.iter() {
+            if tracker.admit(publication) {
+                self.messages.push(message_frame(Format::Json, publication));
+            }
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), Infallible> {
+        Ok(())
+    }
+
+    /// The answer ends the poll; there is nothing to close.
+    async fn close(&mut self, _reason: &Disconnect) {}
 }

@@ -1,13 +1,10 @@
 //! The native protocol's messages: client commands in, server messages out, as JSON text or
 //! MessagePack. `docs/protocol.md` is the reference; keep the two in step.
 
-use std::collections::HashMap;
-
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use bytes::{BufMut, Bytes, BytesMut};
 use livehub_core::{Payload, Publication, StreamPosition, WireFormat};
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::cursor::Cursor;
@@ -25,74 +22,6 @@ pub(crate) enum Format {
     Json,
     /// MessagePack binary frames.
     MessagePack,
-}
-
-/// A client command as it arrives; which fields matter depends on `action`. Unknown fields are
-/// ignored so that newer clients can talk to older servers.
-#[derive(Debug, Deserialize)]
-#[serde(bound(deserialize = "D: Deserialize<'de>"))]
-pub(crate) struct Command<D> {
-    /// Correlates the reply; commands without one get no `ack`.
-    #[serde(default)]
-    pub id: Option<u64>,
-    /// `subscribe`, `unsubscribe`, `publish`, `history`, `refresh` or `ping`.
-    pub action: String,
-    /// Channels or patterns to (un)subscribe.
-    #[serde(default)]
-    pub channels: Vec<String>,
-    /// The channel to publish to or read history of.
-    #[serde(default)]
-    pub channel: Option<String>,
-    /// Positions to recover from, per channel.
-    #[serde(default)]
-    pub recover: HashMap<String, StreamPosition>,
-    /// Send each channel's latest publication on subscribe.
-    #[serde(default)]
-    pub latest: bool,
-    /// What to publish; `null` is data like any other, only a missing field is an error.
-    #[serde(default, deserialize_with = "present")]
-    pub data: Option<D>,
-    /// Idempotency key of a publish: a retry with the same key is stored once.
-    #[serde(default)]
-    pub key: Option<String>,
-    /// History: publications after this position.
-    #[serde(default)]
-    pub since: Option<StreamPosition>,
-    /// History: most publications returned.
-    #[serde(default)]
-    pub limit: Option<usize>,
-    /// Refresh: the new token.
-    #[serde(default)]
-    pub token: Option<String>,
-}
-
-/// Deserializes a field that is present (even as `null`) into `Some`; serde's `default` makes an
-/// absent one `None`.
-fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
-    T::deserialize(d).map(Some)
-}
-
-/// Data carried in a command, in either encoding.
-pub(crate) trait CommandData {
-    /// Converts to a publication payload.
-    fn into_payload(self) -> Result<Payload, livehub_core::Error>;
-}
-
-impl CommandData for Box<serde_json::value::RawValue> {
-    fn into_payload(self) -> Result<Payload, livehub_core::Error> {
-        Payload::json(Bytes::from(self.get().to_owned()))
-    }
-}
-
-impl CommandData for rmpv::Value {
-    fn into_payload(self) -> Result<Payload, livehub_core::Error> {
-        match self {
-            rmpv::Value::Binary(bytes) => Ok(Payload::Binary(Bytes::from(bytes))),
-            other => serde_json::to_vec(&other)
-                .map(|v| Payload::Json(Bytes::from(v)))
-                .map_err(|e| livehub_core::Error::InvalidData(format!("not representable as JSON: {e}"))),
-        }
-    }
 }
 
 /// Encodes a control message (a JSON object with a `type`) in `format`.
@@ -198,18 +127,6 @@ pub(crate) fn position_value(position: &StreamPosition) -> Value {
     json!({ "offset": position.offset, "epoch": position.epoch })
 }
 
-/// An `error` message.
-pub(crate) fn error_message(id: Option<u64>, channel: Option<&str>, code: &str, message: &str) -> Value {
-    let mut m = json!({ "type": "error", "code": code, "message": message });
-    if let Some(id) = id {
-        m["id"] = id.into();
-    }
-    if let Some(channel) = channel {
-        m["channel"] = channel.into();
-    }
-    m
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,23 +181,5 @@ mod tests {
             text.strip_prefix(plain.as_str()).and_then(|rest| rest.strip_prefix("id: ")).expect("id line");
         let position = (&p.channel, p.position.offset, &p.position.epoch);
         assert_eq!(id, format!("{}\n\n", Cursor::encode(std::iter::once(position))));
-    }
-
-    #[test]
-    fn msgpack_commands_carry_binary_data() {
-        let cmd = rmpv::Value::Map(vec![
-            ("id".into(), 3.into()),
-            ("action".into(), "publish".into()),
-            ("channel".into(), "a".into()),
-            ("data".into(), rmpv::Value::Binary(vec![1, 2])),
-        ]);
-        let mut buf = Vec::new();
-        rmpv::encode::write_value(&mut buf, &cmd).expect("encode");
-        let parsed: Command<rmpv::Value> = rmp_serde::from_slice(&buf).expect("decode");
-        assert_eq!(parsed.id, Some(3));
-        assert_eq!(
-            parsed.data.expect("data").into_payload().expect("payload"),
-            Payload::Binary(Bytes::from_static(&[1, 2]))
-        );
     }
 }

@@ -16,17 +16,19 @@ use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
-use livehub_core::{DeliveryTracker, Disconnect, Publication, SessionReceiver};
-use serde_json::{json, Value};
-use tokio::time::{Interval, Sleep};
+use livehub_core::{DeliveryTracker, Disconnect, Publication};
+use serde_json::{json, Map, Value};
+use tokio::time::Interval;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
-use crate::access::{self, Admission};
+use crate::access;
 use crate::cursor::Cursor;
+use crate::engine::{Client, ClientError, Reply};
 use crate::error::ApiError;
 use crate::gate::Gate;
 use crate::protocol::{sse_event, sse_event_positioned};
-use crate::resume::{self, StreamRequest};
+use crate::resume::StreamRequest;
+use crate::transport::Transport;
 use crate::App;
 
 /// Publications written per chunk when a backlog exists.
@@ -79,45 +81,46 @@ async fn open(
     if let Some(id) = headers.get("last-event-id").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()) {
         request.cursor = Cursor::decode(id)?;
     }
-    if let Err(e) = resume::authorize(&app, &admission.identity, &request) {
-        return Ok(access::refusal(e));
-    }
     let receiver = app.node().connect("sse");
-    let mut tracker = DeliveryTracker::default();
-    let opened = resume::open(app.node(), receiver.session(), &request, &mut tracker).await?;
+    let session = receiver.session().clone();
+    let mut client = Client::new(app.clone(), receiver, admission, peer.ip(), false);
+    let opened = match client.open(&request.filters, &request.cursor.positions, request.latest).await {
+        Ok(opened) => opened,
+        Err(ClientError::Auth(e)) => return Ok(access::refusal(e)),
+        Err(e) => return Err(e.into()),
+    };
 
     let mut first = BytesMut::new();
     first.put_slice(format!("retry: {}\n\n", config.sse.retry_ms).as_bytes());
+    let channels: Map<String, Value> =
+        opened.channels.iter().map(|(channel, start)| (channel.to_string(), start.value())).collect();
     let connected = json!({
         "type": "connected",
-        "client": receiver.session().id().to_string(),
+        "client": client.id().to_string(),
         "version": env!("CARGO_PKG_VERSION"),
-        "channels": opened.channels,
+        "channels": channels,
     });
     put_event(&mut first, "connected", &connected);
-    let session = receiver.session().clone();
     let mut stream = SseStream {
         rare: Gate::for_session(&session),
         disconnected: Box::pin(async move { session.disconnected().await }),
-        receiver,
-        tracker,
+        client,
         batch: Vec::new(),
         heartbeat: tokio::time::interval_at(
             tokio::time::Instant::now() + Duration::from_secs(config.sse.heartbeat_secs.max(1)),
             Duration::from_secs(config.sse.heartbeat_secs.max(1)),
         ),
         shutdown: Box::pin(app.shutdown_token().cancelled_owned()),
-        expiry: access::time_left(&admission.identity).map(|left| Box::pin(tokio::time::sleep(left))),
-        _admission: admission,
         done: false,
     };
     // Each replayed event carries the cursor as of that event, so a stream cut off in the middle
     // of a long replay resumes right after the last event the client got.
-    for publication in &opened.replay {
-        if stream.tracker.admit(publication) {
-            stream.put_publication(&mut first, publication);
-        }
-    }
+    let mut replay = opened.replay;
+    stream
+        .client
+        .deliver(&mut replay, &mut Events { out: &mut first })
+        .await
+        .unwrap_or_else(|never| match never {});
     let first = first.freeze();
     let body = futures_util::stream::unfold((Some(first), stream), |(first, mut stream)| async move {
         if let Some(first) = first {
@@ -137,8 +140,7 @@ async fn open(
 
 /// One SSE stream's state, moved into the response body.
 struct SseStream {
-    receiver: SessionReceiver,
-    tracker: DeliveryTracker,
+    client: Client,
     batch: Vec<Arc<Publication>>,
     heartbeat: Interval,
     // The wake-up futures live as long as the stream: made per chunk, each would register and
@@ -147,10 +149,6 @@ struct SseStream {
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     /// Everything but the queue: polled only when one of them woke the stream.
     rare: Gate,
-    /// Ends the stream with `token_expired` when the token runs out.
-    expiry: Option<Pin<Box<Sleep>>>,
-    /// Holds the address's connection slot for as long as the stream lives.
-    _admission: Admission,
     done: bool,
 }
 
@@ -163,7 +161,7 @@ impl SseStream {
         loop {
             let event = poll_fn(|cx| {
                 // Publications first, as on WebSocket: a wake-up for them polls nothing else.
-                if self.receiver.poll_recv_many(cx, &mut self.batch, WRITE_BATCH).is_ready() {
+                if self.client.receiver().poll_recv_many(cx, &mut self.batch, WRITE_BATCH).is_ready() {
                     return Poll::Ready(Wake::Publications);
                 }
                 self.rare.poll(cx, |cx| {
@@ -173,27 +171,23 @@ impl SseStream {
                     if let Poll::Ready(reason) = self.disconnected.as_mut().poll(cx) {
                         return Poll::Ready(Wake::End(reason));
                     }
-                    if let Some(expiry) = &mut self.expiry {
-                        if expiry.as_mut().poll(cx).is_ready() {
-                            return Poll::Ready(Wake::End(access::TOKEN_EXPIRED));
-                        }
+                    if let Poll::Ready(reason) = self.client.poll_expired(cx) {
+                        return Poll::Ready(Wake::End(reason));
                     }
                     self.heartbeat.poll_tick(cx).map(|_| Wake::Heartbeat)
                 })
             })
             .await;
             let mut out = BytesMut::new();
+            let mut events = Events { out: &mut out };
             match event {
                 Wake::Publications => {
-                    let mut batch = std::mem::take(&mut self.batch);
-                    for publication in batch.drain(..) {
-                        if self.tracker.admit(&publication) {
-                            self.put_publication(&mut out, &publication);
-                        }
-                    }
-                    self.batch = batch;
+                    let Ok(()) = self.client.deliver(&mut self.batch, &mut events).await;
                 }
-                Wake::End(reason) => self.end(&mut out, &reason),
+                Wake::End(reason) => {
+                    self.done = true;
+                    events.close(&reason).await;
+                }
                 Wake::Heartbeat => out.put_slice(b": ping\n\n"),
             }
             if !out.is_empty() {
@@ -201,25 +195,54 @@ impl SseStream {
             }
         }
     }
+}
 
-    /// Appends the shared event text and this stream's cursor as its `id:`.
-    fn put_publication(&self, out: &mut BytesMut, publication: &Publication) {
-        // A stream of one channel has the cursor every such stream has at this publication.
-        if self.tracker.len() == 1 {
-            out.put_slice(sse_event_positioned(publication));
-            return;
+/// The write side of an SSE stream: events appended to the body's next chunk. Each publication
+/// is the shared event text plus the stream's cursor as its `id:`.
+struct Events<'a> {
+    out: &'a mut BytesMut,
+}
+
+impl Transport for Events<'_> {
+    type Error = Infallible;
+
+    async fn write(&mut self, reply: &Reply<'_>) -> Result<(), Infallible> {
+        let value = reply.value();
+        let name = value["type"].as_str().unwrap_or("message").to_owned();
+        put_event(self.out, &name, &value);
+        Ok(())
+    }
+
+    async fn write_many(
+        &mut self,
+        publications: &mut Vec<Arc<Publication>>,
+        tracker: &mut DeliveryTracker,
+    ) -> Result<(), Infallible> {
+        for publication in publications.iter() {
+            if !tracker.admit(publication) {
+                continue;
+            }
+            // A stream of one channel has the cursor every such stream has at this publication.
+            if tracker.len() == 1 {
+                self.out.put_slice(sse_event_positioned(publication));
+                continue;
+            }
+            self.out.put_slice(&sse_event(publication));
+            self.out.put_slice(b"id: ");
+            self.out.put_slice(Cursor::encode(tracker.positions()).as_bytes());
+            self.out.put_slice(b"\n\n");
         }
-        out.put_slice(&sse_event(publication));
-        out.put_slice(b"id: ");
-        out.put_slice(Cursor::encode(self.tracker.positions()).as_bytes());
-        out.put_slice(b"\n\n");
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), Infallible> {
+        Ok(())
     }
 
     /// A last `disconnect` event telling the client whether to come back.
-    fn end(&mut self, out: &mut BytesMut, reason: &Disconnect) {
-        self.done = true;
+    async fn close(&mut self, reason: &Disconnect) {
         let event = json!({ "type": "disconnect", "code": reason.code, "reason": reason.reason, "reconnect": reason.reconnect });
-        put_event(out, "disconnect", &event);
+        put_event(self.out, "disconnect", &event);
     }
 }
 
