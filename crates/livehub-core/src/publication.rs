@@ -1,7 +1,7 @@
 //! Publications and their positions in a channel's stream.
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::channel::ChannelName;
 use crate::error::Error;
+use crate::frames::{Encoding, FrameCache};
 
 /// Identifies one generation of a channel's history. It changes whenever the history is lost (a
 /// restart of the in-memory broker, an expired stream), so an offset is only meaningful together
@@ -113,28 +114,6 @@ impl Payload {
     }
 }
 
-/// The wire formats a publication is encoded in; each slot is encoded at most once per
-/// publication, however many subscribers receive it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WireFormat {
-    /// JSON text (WebSocket text frames, SSE, long polling).
-    Json = 0,
-    /// MessagePack (WebSocket binary frames).
-    MessagePack = 1,
-    /// A transport-specific pre-framed form (for example a whole SSE event without its id).
-    EventStream = 2,
-    /// A whole WebSocket frame, header included, of the JSON form.
-    WebSocketText = 3,
-    /// A whole WebSocket frame, header included, of the MessagePack form.
-    WebSocketBinary = 4,
-    /// A transport-specific form that also depends on the subscriber's position, cached for the
-    /// common case where it is the same for every subscriber (an SSE event with the `id:` of a
-    /// one-channel stream).
-    EventStreamPositioned = 5,
-}
-
-const WIRE_FORMATS: usize = 6;
-
 /// One message published on one channel, shared by every subscriber that receives it.
 pub struct Publication {
     /// The channel it was published on.
@@ -145,7 +124,7 @@ pub struct Publication {
     pub position: StreamPosition,
     /// Server time of publication, in milliseconds since the Unix epoch.
     pub ts: u64,
-    frames: [OnceLock<Bytes>; WIRE_FORMATS],
+    frames: FrameCache,
 }
 
 impl Publication {
@@ -156,18 +135,18 @@ impl Publication {
 
     /// A publication with an explicit timestamp (for brokers that store it).
     pub fn with_ts(channel: ChannelName, data: Payload, position: StreamPosition, ts: u64) -> Self {
-        Self { channel, data, position, ts, frames: Default::default() }
+        Self { channel, data, position, ts, frames: FrameCache::default() }
     }
 
-    /// The publication encoded in `format`, computed by `encode` on first use and shared after.
-    pub fn frame(&self, format: WireFormat, encode: impl FnOnce(&Publication) -> Bytes) -> Bytes {
-        self.frame_ref(format, encode).clone()
+    /// The publication in `encoding`, computed by `encode` on first use and shared after.
+    pub fn frame(&self, encoding: Encoding, encode: impl FnOnce(&Publication) -> Bytes) -> Bytes {
+        self.frame_ref(encoding, encode).clone()
     }
 
     /// Like [`frame`](Self::frame), borrowed: a writer that holds the publication while it
     /// writes saves the reference count's two atomic operations per subscriber.
-    pub fn frame_ref(&self, format: WireFormat, encode: impl FnOnce(&Publication) -> Bytes) -> &Bytes {
-        self.frames[format as usize].get_or_init(|| encode(self))
+    pub fn frame_ref(&self, encoding: Encoding, encode: impl FnOnce(&Publication) -> Bytes) -> &Bytes {
+        self.frames.get_or_encode(encoding, || encode(self))
     }
 }
 
@@ -210,9 +189,10 @@ mod tests {
             Payload::json("1").expect("valid"),
             position,
         );
+        let json = Encoding::register("test-json");
         let mut calls = 0;
         for _ in 0..3 {
-            let frame = p.frame(WireFormat::Json, |_| {
+            let frame = p.frame(json, |_| {
                 calls += 1;
                 Bytes::from_static(b"x")
             });

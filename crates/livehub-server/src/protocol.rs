@@ -4,7 +4,9 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use bytes::{BufMut, Bytes, BytesMut};
-use livehub_core::{Payload, Publication, StreamPosition, WireFormat};
+use std::sync::LazyLock;
+
+use livehub_core::{Encoding, Payload, Publication, StreamPosition};
 use serde_json::{json, Value};
 
 use crate::cursor::Cursor;
@@ -24,6 +26,16 @@ pub(crate) enum Format {
     MessagePack,
 }
 
+/// A publication's `message` as JSON text: WebSocket text frames, SSE `data:`, long-poll bodies.
+static JSON: LazyLock<Encoding> = LazyLock::new(|| Encoding::register("json"));
+/// A publication's `message` as MessagePack: WebSocket binary frames.
+static MSGPACK: LazyLock<Encoding> = LazyLock::new(|| Encoding::register("msgpack"));
+/// A whole SSE event without its `id:` line.
+static SSE_EVENT: LazyLock<Encoding> = LazyLock::new(|| Encoding::register("sse-event"));
+/// A whole SSE event of a one-channel stream, `id:` included.
+static SSE_EVENT_POSITIONED: LazyLock<Encoding> =
+    LazyLock::new(|| Encoding::register("sse-event-positioned"));
+
 /// Encodes a control message (a JSON object with a `type`) in `format`.
 pub(crate) fn encode(format: Format, message: &Value) -> Bytes {
     match format {
@@ -36,15 +48,15 @@ pub(crate) fn encode(format: Format, message: &Value) -> Bytes {
 /// A publication as a `message` in `format`, encoded once and shared by every subscriber.
 pub(crate) fn message_frame(format: Format, publication: &Publication) -> Bytes {
     match format {
-        Format::Json => publication.frame(WireFormat::Json, json_message),
-        Format::MessagePack => publication.frame(WireFormat::MessagePack, msgpack_message),
+        Format::Json => publication.frame(*JSON, json_message),
+        Format::MessagePack => publication.frame(*MSGPACK, msgpack_message),
     }
 }
 
 /// A publication as an SSE event without its `id:` line (which is per stream): `event:` is the
 /// channel, `data:` the JSON `message`.
 pub(crate) fn sse_event(publication: &Publication) -> Bytes {
-    publication.frame(WireFormat::EventStream, |p| {
+    publication.frame(*SSE_EVENT, |p| {
         let json = message_frame(Format::Json, p);
         let mut out = BytesMut::with_capacity(json.len() + p.channel.as_str().len() + 16);
         out.put_slice(b"event: ");
@@ -60,7 +72,7 @@ pub(crate) fn sse_event(publication: &Publication) -> Bytes {
 /// of that one channel at this publication, the same for every such stream, so it is encoded
 /// once too.
 pub(crate) fn sse_event_positioned(publication: &Publication) -> &Bytes {
-    publication.frame_ref(WireFormat::EventStreamPositioned, |p| {
+    publication.frame_ref(*SSE_EVENT_POSITIONED, |p| {
         let event = sse_event(p);
         let cursor = Cursor::encode(std::iter::once((&p.channel, p.position.offset, &p.position.epoch)));
         let mut out = BytesMut::with_capacity(event.len() + cursor.len() + 6);

@@ -9,7 +9,7 @@ mod socket;
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::pin::pin;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
-use livehub_core::{DeliveryTracker, Disconnect, Publication, WireFormat};
+use livehub_core::{DeliveryTracker, Disconnect, Encoding, Publication};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
@@ -338,11 +338,16 @@ impl Connection {
     }
 }
 
+/// A publication as one whole WebSocket text frame of its JSON `message`, header included.
+static TEXT_FRAME: LazyLock<Encoding> = LazyLock::new(|| Encoding::register("websocket-text"));
+/// A publication as one whole WebSocket binary frame of its MessagePack `message`.
+static BINARY_FRAME: LazyLock<Encoding> = LazyLock::new(|| Encoding::register("websocket-binary"));
+
 /// A publication as one whole WebSocket frame in `format`, header included: encoded once per
 /// publication and format, however many connections write it.
 fn websocket_frame(format: Format, publication: &Publication) -> &[u8] {
     match format {
-        Format::Json => publication.frame_ref(WireFormat::WebSocketText, |p| {
+        Format::Json => publication.frame_ref(*TEXT_FRAME, |p| {
             let json = message_frame(Format::Json, p);
             // Our JSON encoder only produces UTF-8 (validated payloads and names); checked once
             // here so that a bug there yields an error message, not an invalid text frame.
@@ -352,9 +357,8 @@ fn websocket_frame(format: Format, publication: &Publication) -> &[u8] {
             };
             with_header(OPCODE_TEXT, &json)
         }),
-        Format::MessagePack => publication.frame_ref(WireFormat::WebSocketBinary, |p| {
-            with_header(OPCODE_BINARY, &message_frame(Format::MessagePack, p))
-        }),
+        Format::MessagePack => publication
+            .frame_ref(*BINARY_FRAME, |p| with_header(OPCODE_BINARY, &message_frame(Format::MessagePack, p))),
     }
 }
 
