@@ -1,6 +1,7 @@
 //! The REST API: publishing over HTTP and reading channels (short polling).
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
@@ -160,6 +161,10 @@ pub(crate) async fn metrics(
         "publications": stats.publications,
         "deliveries": stats.deliveries,
         "refused": app.access().refused(),
+        "fast_paths": {
+            "direct_streams": app.fast_paths().direct_streams.load(Ordering::Relaxed),
+            "websocket_tcp": app.fast_paths().websocket_tcp.load(Ordering::Relaxed),
+        },
     })))
 }
 

@@ -1,14 +1,19 @@
-//! A small HTTP/1.1 path for the responses that stay open: a connection whose first request is
-//! `GET /sse…` is parsed here and answered by the same router, and its response is written with
-//! nothing kept per connection but the socket and the body.
+//! A small HTTP/1.1 path for the responses that stay open. A connection's first request, when
+//! it is a plain `GET` or `HEAD`, is parsed here and answered by the router; when the route
+//! answers with a stream (its response carries [`DirectStream`]), the response is written here,
+//! with nothing kept per connection but the socket and the body. Any other answer, and every later
+//! request of the connection, is hyper's (see `listen.rs`).
 //!
-//! Only the plain case is taken: a complete head within [`HEAD_LIMIT`] bytes, at most
-//! [`MAX_HEADERS`] headers, no request body. Anything else (a malformed or oversized head, a body,
-//! another method or path) goes to hyper with the bytes read so far, and gets hyper's answers.
+//! So the router decides what takes this path, not the bytes of a path: renaming the SSE route
+//! moves its fast path with it, and `/api/metrics` counts what took it (`fast_paths`).
 //!
-//! The response closes the connection when it ends (`Connection: close`): a stream's connection
-//! is not worth keeping for one more request, and an error is rare. HTTP/1.1 bodies are chunked;
-//! HTTP/1.0 bodies end when the connection does.
+//! Only the plain case is parsed: a complete head within [`HEAD_LIMIT`] bytes, at most
+//! [`MAX_HEADERS`] headers, no request body, no `Upgrade`. Anything else (a malformed or oversized
+//! head, a body, another method, a WebSocket handshake) goes to hyper with the bytes read so far.
+//!
+//! A stream closes the connection when it ends (`Connection: close`): a stream's connection is
+//! not worth keeping for one more request. HTTP/1.1 bodies are chunked; HTTP/1.0 bodies end when
+//! the connection does.
 
 use std::future::poll_fn;
 use std::io::{self, IoSlice, Write as _};
@@ -35,21 +40,27 @@ const HEAD_LIMIT: usize = 16 * 1024;
 const MAX_HEADERS: usize = 64;
 /// The first read's buffer. A browser's request head usually fits.
 const FIRST_READ: usize = 1024;
-/// The request lines this path serves start with this, followed by `' '`, `'?'` or `'/'`.
-const STREAM_PREFIX: &[u8] = b"GET /sse";
+/// The methods whose requests this path parses; anything else goes to hyper at its first bytes.
+const METHODS: [&[u8]; 2] = [b"GET ", b"HEAD "];
+
+/// Marks a response to be written by this path when it answers a connection's first request: a
+/// stream that stays open, whose connection is not worth hyper's buffers.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DirectStream;
 
 /// What a connection sent first.
 pub(crate) enum First {
-    /// A complete, plain `GET /sse…` request, for [`serve`].
-    Stream(Box<Request<Body>>),
+    /// A complete, plain `GET` or `HEAD` request, and every byte read so far (for hyper, should
+    /// the router's answer not be a stream).
+    Request(Box<Request<Body>>, Bytes),
     /// Anything else: the bytes read so far, for hyper.
     Other(Bytes),
     /// The peer closed the connection before sending anything.
     Closed,
 }
 
-/// Reads from a new connection until it is clear who serves it: for a stream request, its whole
-/// head; for anything else, the first bytes.
+/// Reads from a new connection until it is clear who serves it: for a plain `GET` or `HEAD`,
+/// its whole head; for anything else, the first bytes.
 pub(crate) async fn read_first(io: &mut (impl AsyncRead + Unpin)) -> io::Result<First> {
     let mut read = BytesMut::with_capacity(FIRST_READ);
     loop {
@@ -60,29 +71,23 @@ pub(crate) async fn read_first(io: &mut (impl AsyncRead + Unpin)) -> io::Result<
             // hyper answers an incomplete request with nothing too, but let it decide.
             return Ok(if read.is_empty() { First::Closed } else { First::Other(read.freeze()) });
         }
-        let prefix = read.len().min(STREAM_PREFIX.len() + 1);
-        if !is_stream_request_line(&read[..prefix]) {
+        if !may_be_plain(&read) {
             return Ok(First::Other(read.freeze()));
         }
-        if prefix <= STREAM_PREFIX.len() {
-            continue;
-        }
         match parse(&read) {
-            Parsed::Complete(request) => return Ok(First::Stream(request)),
+            Parsed::Complete(request) => return Ok(First::Request(request, read.freeze())),
             Parsed::Partial if read.len() < HEAD_LIMIT => {}
             Parsed::Partial | Parsed::Other => return Ok(First::Other(read.freeze())),
         }
     }
 }
 
-/// Whether `start`, the first bytes of a connection, may begin a stream request.
-fn is_stream_request_line(start: &[u8]) -> bool {
-    match start.split_at_checked(STREAM_PREFIX.len()) {
-        None => STREAM_PREFIX.starts_with(start),
-        Some((prefix, next)) => {
-            prefix == STREAM_PREFIX && matches!(next.first(), None | Some(b' ' | b'?' | b'/'))
-        }
-    }
+/// Whether `start`, the first bytes of a connection, may begin a request this path parses.
+fn may_be_plain(start: &[u8]) -> bool {
+    METHODS.iter().any(|method| {
+        let n = start.len().min(method.len());
+        start[..n] == method[..n]
+    })
 }
 
 enum Parsed {
@@ -119,27 +124,46 @@ fn parse(bytes: &[u8]) -> Parsed {
     }
     let has_body = map.contains_key(header::TRANSFER_ENCODING)
         || map.get_all(header::CONTENT_LENGTH).iter().any(|length| length.as_bytes() != b"0");
-    if has_body {
+    // A WebSocket handshake needs hyper's upgrade machinery.
+    if has_body || map.contains_key(header::UPGRADE) {
         return Parsed::Other;
     }
+    let method = match head.method {
+        Some("GET") => Method::GET,
+        Some("HEAD") => Method::HEAD,
+        _ => return Parsed::Other,
+    };
     let mut request = Request::new(Body::empty());
-    *request.method_mut() = Method::GET;
+    *request.method_mut() = method;
     *request.uri_mut() = uri;
     *request.version_mut() = version;
     *request.headers_mut() = map;
     Parsed::Complete(Box::new(request))
 }
 
-/// Answers `request` with `router` and writes the response, streaming its body until it ends or
-/// the peer goes away.
-pub(crate) async fn serve<I>(mut io: I, peer: SocketAddr, request: Box<Request<Body>>, mut router: Router)
+/// Answers a connection's first request with `router`, as hyper would: the request gets the
+/// peer's address.
+pub(crate) async fn answer(
+    peer: SocketAddr,
+    request: Box<Request<Body>>,
+    mut router: Router,
+) -> Response<Body> {
+    let mut request = *request;
+    request.extensions_mut().insert(ConnectInfo(peer));
+    let Ok(response) = router.call(request).await;
+    response
+}
+
+/// Whether the router marked `response` as a stream for this path.
+pub(crate) fn is_stream(response: &Response<Body>) -> bool {
+    response.extensions().get::<DirectStream>().is_some()
+}
+
+/// Writes a stream's response, until its body ends or the peer goes away, and closes.
+pub(crate) async fn serve<I>(mut io: I, peer: SocketAddr, version: Version, response: Response<Body>)
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut request = *request;
-    let version = request.version();
-    request.extensions_mut().insert(ConnectInfo(peer));
-    let Ok(response) = router.call(request).await;
     match write_response(&mut io, version, response).await {
         Ok(()) => {
             // Flushes a TLS close_notify; on TCP, sends FIN.
@@ -341,12 +365,12 @@ mod tests {
     }
 
     #[test]
-    fn stream_request_lines_are_told_apart_from_their_first_bytes() {
-        for start in ["", "G", "GET /ss", "GET /sse", "GET /sse ", "GET /sse?", "GET /sse/"] {
-            assert!(is_stream_request_line(start.as_bytes()), "{start:?}");
+    fn plain_requests_are_told_apart_from_their_first_bytes() {
+        for start in ["", "G", "GET", "GET /anything", "H", "HEAD /x"] {
+            assert!(may_be_plain(start.as_bytes()), "{start:?}");
         }
-        for start in ["P", "GET /w", "GET /ssex", "HEAD /sse", "get /sse "] {
-            assert!(!is_stream_request_line(start.as_bytes()), "{start:?}");
+        for start in ["P", "POST /api", "GETX", "get /sse ", "\x16\x03\x01"] {
+            assert!(!may_be_plain(start.as_bytes()), "{start:?}");
         }
     }
 
@@ -366,6 +390,7 @@ mod tests {
             &b"GET /sse HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"[..],
             b"GET /sse HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"GET /sse HTTP/1.1\r\nBad Header: x\r\n\r\n",
+            b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
         ] {
             assert!(matches!(parse(other), Parsed::Other), "{:?}", String::from_utf8_lossy(other));
         }

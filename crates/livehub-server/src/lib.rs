@@ -61,6 +61,8 @@ struct AppInner {
     /// Upgraded WebSocket tasks: hyper's connection future ends at the upgrade, so `serve_node`
     /// waits for these itself, or they would be cut off before their close frame is written.
     upgraded: TaskTracker,
+    /// What took the fast paths.
+    fast_paths: Arc<listen::FastPaths>,
 }
 
 impl App {
@@ -69,7 +71,12 @@ impl App {
     pub fn new(node: Node, config: Config, shutdown: CancellationToken) -> Result<Self, ConfigError> {
         let access = access::Access::new(&config)?;
         let upgraded = TaskTracker::new();
-        Ok(Self { inner: Arc::new(AppInner { node, config, shutdown, access, upgraded }) })
+        let fast_paths = Arc::default();
+        Ok(Self { inner: Arc::new(AppInner { node, config, shutdown, access, upgraded, fast_paths }) })
+    }
+
+    pub(crate) fn fast_paths(&self) -> &Arc<listen::FastPaths> {
+        &self.inner.fast_paths
     }
 
     pub(crate) fn upgraded(&self) -> &TaskTracker {
@@ -177,10 +184,11 @@ pub async fn serve_node(
     tokio::spawn(sweep_limits(app.clone()));
     let router = app.router();
     let upgraded = app.upgraded().clone();
+    let fast_paths = app.fast_paths().clone();
     let accepting = shutdown.clone();
     let server = async move {
         let connections = TaskTracker::new();
-        listen::run(listener, router, accepting, connections.clone()).await;
+        listen::run(listener, router, fast_paths, accepting, connections.clone()).await;
         connections.close();
         connections.wait().await;
         // Upgraded WebSocket tasks outlive the connection task that answered the handshake.

@@ -1,6 +1,7 @@
-//! The accept loop. A connection's first bytes decide who serves it: a `GET /sse…` request goes to
-//! [`direct`](crate::direct), a small HTTP/1.1 writer for responses that stay open, and
-//! everything else to hyper, with the bytes already read handed back in front of the socket.
+//! The accept loop. A connection's first request, when it is a plain `GET` or `HEAD`, is parsed
+//! by [`direct`](crate::direct) and answered by the router; a stream in answer is written by
+//! `direct`, any other answer by hyper, which serves the rest of the connection (upgrades
+//! included), with the bytes already read handed back in front of the socket.
 //!
 //! hyper gives every HTTP/1 connection an 8 KiB head buffer and an 8 KiB read buffer and keeps
 //! them while the connection lives; neither can be made smaller. A request answered at once does
@@ -9,17 +10,22 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use axum::body::Body;
 use axum::extract::ConnectInfo;
+use axum::http::Response;
 use axum::serve::{Listener, ListenerExt};
 use axum::Router;
 use bytes::{Buf, Bytes, BytesMut};
+use futures_util::future::Either;
 use hyper::body::Incoming;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_service::Service;
@@ -43,6 +49,28 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
+/// What hyper serves a plain TCP connection as. A WebSocket over it is taken back from hyper by
+/// downcasting to this type (`ws/socket.rs`); `FastPaths::websocket_tcp` counts the connections
+/// that were, so a test notices when a change of type turns that path off.
+pub(crate) type PlainIo = TokioIo<Replay<TcpStream>>;
+
+/// How many connections took each fast path; `/api/metrics` shows them, and tests check that
+/// each path is really taken.
+#[derive(Debug, Default)]
+pub(crate) struct FastPaths {
+    /// Streams written by `direct.rs` rather than hyper.
+    pub(crate) direct_streams: AtomicU64,
+    /// WebSockets whose frames go straight to the TCP socket.
+    pub(crate) websocket_tcp: AtomicU64,
+}
+
+impl FastPaths {
+    /// Counts one use of `path`.
+    pub(crate) fn taken(path: &AtomicU64) {
+        path.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// The socket the server accepts on.
 pub(crate) enum Listen {
     Plain(TcpListener),
@@ -55,17 +83,25 @@ pub(crate) enum Listen {
 pub(crate) async fn run(
     listen: Listen,
     router: Router,
+    fast_paths: Arc<FastPaths>,
     shutdown: CancellationToken,
     connections: TaskTracker,
 ) {
     match listen {
-        Listen::Plain(plain) => accept(plain.tap_io(no_delay), router, shutdown, connections).await,
-        Listen::Tls(tls) => accept(tls, router, shutdown, connections).await,
+        Listen::Plain(plain) => {
+            accept(plain.tap_io(no_delay), router, fast_paths, shutdown, connections).await
+        }
+        Listen::Tls(tls) => accept(tls, router, fast_paths, shutdown, connections).await,
     }
 }
 
-async fn accept<L>(mut listener: L, router: Router, shutdown: CancellationToken, connections: TaskTracker)
-where
+async fn accept<L>(
+    mut listener: L,
+    router: Router,
+    fast_paths: Arc<FastPaths>,
+    shutdown: CancellationToken,
+    connections: TaskTracker,
+) where
     L: Listener<Addr = SocketAddr>,
     L::Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -75,12 +111,17 @@ where
             accepted = listener.accept() => accepted,
             () = shutdown.cancelled() => return,
         };
-        connections.spawn(serve_connection(io, peer, router.clone(), shutdown.clone()));
+        connections.spawn(serve_connection(io, peer, router.clone(), fast_paths.clone(), shutdown.clone()));
     }
 }
 
-async fn serve_connection<I>(mut io: I, peer: SocketAddr, router: Router, shutdown: CancellationToken)
-where
+async fn serve_connection<I>(
+    mut io: I,
+    peer: SocketAddr,
+    router: Router,
+    fast_paths: Arc<FastPaths>,
+    shutdown: CancellationToken,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let first = tokio::select! {
@@ -89,23 +130,48 @@ where
         () = shutdown.cancelled() => return,
     };
     match first {
-        Ok(First::Stream(request)) => direct::serve(io, peer, request, router).await,
+        Ok(First::Request(request, read)) => {
+            let version = request.version();
+            let response = direct::answer(peer, request, router.clone()).await;
+            if direct::is_stream(&response) {
+                FastPaths::taken(&fast_paths.direct_streams);
+                direct::serve(io, peer, version, response).await;
+            } else {
+                // hyper reads the same request again and answers it with this response.
+                let replay = Replay::new(read, io);
+                Box::pin(serve_hyper(replay, peer, router, Some(response), shutdown)).await
+            }
+        }
         // Boxed, so that the direct path's tasks do not carry hyper's larger future.
-        Ok(First::Other(read)) => Box::pin(serve_hyper(Replay::new(read, io), peer, router, shutdown)).await,
+        Ok(First::Other(read)) => {
+            Box::pin(serve_hyper(Replay::new(read, io), peer, router, None, shutdown)).await
+        }
         Ok(First::Closed) => {}
         Err(e) => tracing::trace!(%peer, error = %e, "connection failed before its first request"),
     }
 }
 
-/// Serves a connection with hyper's HTTP/1 server, upgrades included.
-async fn serve_hyper<I>(io: I, peer: SocketAddr, router: Router, shutdown: CancellationToken)
-where
+/// Serves a connection with hyper's HTTP/1 server, upgrades included. With `first`, the first
+/// request was already answered (by the router, for `direct`): hyper writes that answer.
+async fn serve_hyper<I>(
+    io: I,
+    peer: SocketAddr,
+    router: Router,
+    first: Option<Response<Body>>,
+    shutdown: CancellationToken,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // A std mutex, taken once per request to see whether the first answer is still there.
+    let first = Arc::new(Mutex::new(first));
     let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        let answered = first.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(response) = answered {
+            return Either::Left(std::future::ready(Ok(response)));
+        }
         // What axum's `into_make_service_with_connect_info` would insert.
         request.extensions_mut().insert(ConnectInfo(peer));
-        router.clone().call(request)
+        Either::Right(router.clone().call(request))
     });
     let mut connection = pin!(hyper::server::conn::http1::Builder::new()
         .serve_connection(TokioIo::new(io), service)

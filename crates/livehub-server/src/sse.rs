@@ -23,6 +23,7 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::access;
 use crate::cursor::Cursor;
+use crate::direct::DirectStream;
 use crate::engine::{Client, ClientError, Reply};
 use crate::error::ApiError;
 use crate::gate::Gate;
@@ -135,6 +136,8 @@ async fn open(
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     // Tells nginx not to buffer the stream.
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    // Written without hyper when it answers a connection's first request.
+    response.extensions_mut().insert(DirectStream);
     Ok(response)
 }
 

@@ -28,6 +28,7 @@ use crate::access;
 use crate::engine::{Budget, Client, ClientError, Reply, Request};
 use crate::error::ApiError;
 use crate::gate::Gate;
+use crate::listen::FastPaths;
 use crate::protocol::{message_frame, Format, JSON_PROTOCOL, MSGPACK_PROTOCOL};
 use crate::transport::Transport;
 use crate::App;
@@ -82,6 +83,9 @@ pub(crate) async fn upgrade(
     ws.accept(protocol, config, move |mut socket| async move {
         match admission {
             Ok(admission) => {
+                if socket.is_direct() {
+                    FastPaths::taken(&app.fast_paths().websocket_tcp);
+                }
                 let receiver = app.node().connect("websocket");
                 let tracker = app.upgraded().clone();
                 let client = Client::new(app, receiver, admission, peer.ip(), true);

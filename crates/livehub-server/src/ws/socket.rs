@@ -32,7 +32,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::error::ApiError;
 use crate::gather::{gather, GATHER_LIMIT};
-use crate::listen::Replay;
+use crate::listen::{PlainIo, Replay};
 
 /// Frames one vectored write takes at most; the rest go in the next write.
 const MAX_SLICES: usize = 64;
@@ -146,8 +146,7 @@ pub(crate) enum Io {
 
 impl Io {
     fn new(upgraded: Upgraded) -> Self {
-        // The type `listen` serves plain connections with.
-        match upgraded.downcast::<TokioIo<Replay<TcpStream>>>() {
+        match upgraded.downcast::<PlainIo>() {
             // Bytes hyper read past the handshake (a client that did not wait for the 101) come
             // first.
             Ok(parts) => Self::Tcp(parts.io.into_inner().prepend(parts.read_buf)),
@@ -219,6 +218,11 @@ pub(crate) struct Socket {
 }
 
 impl Socket {
+    /// Whether frames go straight to the TCP socket (the connection was taken back from hyper).
+    pub(crate) fn is_direct(&self) -> bool {
+        matches!(self.stream.get_ref(), Io::Tcp(_))
+    }
+
     /// The next message; `None` once the stream has ended.
     pub(crate) async fn recv(&mut self) -> Option<Result<Message, tungstenite::Error>> {
         // Reading may write (a pong), so the tail of a frame batch goes first.
