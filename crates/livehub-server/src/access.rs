@@ -28,10 +28,6 @@ pub(crate) const TOKEN_PARAMS: [&str; 2] = ["token", "access_token"];
 /// How often idle per-address publish buckets are dropped.
 pub(crate) const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Close code for a token that expired on a live connection: reconnect with a fresh token.
-pub(crate) const TOKEN_EXPIRED: Disconnect =
-    Disconnect { code: 4003, reason: std::borrow::Cow::Borrowed("token_expired"), reconnect: true };
-
 /// Codes of the limits outside access control that `/api/metrics` counts with the refusals.
 const LIMIT_CODES: [&str; 4] = ["too_many_subscriptions", "invalid_channel", "too_large", "message_too_big"];
 
@@ -248,11 +244,9 @@ pub(crate) fn time_left(identity: &Identity) -> Option<Duration> {
 /// (try again later) for limits.
 pub(crate) fn disconnect_for(error: &AuthError) -> Disconnect {
     match error {
-        AuthError::TooManyConnections | AuthError::RateLimited => {
-            Disconnect { code: 4029, reason: error.code().into(), reconnect: true }
-        }
-        AuthError::TokenExpired => TOKEN_EXPIRED,
-        _ => Disconnect { code: 1008, reason: error.code().into(), reconnect: false },
+        AuthError::TooManyConnections | AuthError::RateLimited => Disconnect::try_again_later(error.code()),
+        AuthError::TokenExpired => Disconnect::TOKEN_EXPIRED,
+        _ => Disconnect::policy(error.code()),
     }
 }
 

@@ -392,12 +392,8 @@ fn frame(format: Format, bytes: Bytes) -> Message {
 fn read_error_disconnect(e: tungstenite::Error) -> Disconnect {
     match e {
         tungstenite::Error::Capacity(_) => Disconnect::MESSAGE_TOO_BIG,
-        tungstenite::Error::Utf8(_) => {
-            Disconnect { code: 1007, reason: "invalid UTF-8 in a text message".into(), reconnect: false }
-        }
-        tungstenite::Error::Protocol(p) => {
-            Disconnect { code: 1002, reason: truncate(p.to_string()).into(), reconnect: false }
-        }
+        tungstenite::Error::Utf8(_) => Disconnect::INVALID_UTF8,
+        tungstenite::Error::Protocol(p) => Disconnect::protocol_violation(truncate(p.to_string())),
         _ => Disconnect::PROTOCOL,
     }
 }

@@ -129,7 +129,7 @@ impl Client {
         }
         self.expiry = None;
         self.app.access().refuse(AuthError::TokenExpired);
-        Poll::Ready(access::TOKEN_EXPIRED)
+        Poll::Ready(livehub_core::Disconnect::TOKEN_EXPIRED)
     }
 
     /// Takes one message from the client's budget.
