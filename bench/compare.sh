@@ -2,8 +2,12 @@
 # Runs livehub and its peers through `livehub bench`, one server at a time, and writes the results
 # into docs/benchmarks.md (see that file for what is measured and why).
 #
-#   bench/compare.sh           # the full comparison (about 15 minutes)
-#   bench/compare.sh --quick   # every scenario and peer with 20 connections and 1 s runs
+#   bench/compare.sh              # the full comparison (about 15 minutes)
+#   bench/compare.sh --quick      # every scenario and peer with 20 connections and 1 s runs
+#   bench/compare.sh --against B  # this build against another livehub binary B (an earlier
+#                                 # commit's), three rounds of the fan-out and memory runs that a
+#                                 # change to the fan-out path must not make worse (about 12
+#                                 # minutes); prints medians and ratios, leaves the docs alone
 #
 # Environment: BENCH_DURATION, BENCH_WARMUP (seconds; default 10 and 2, or 1 and 0.5 with --quick).
 #
@@ -14,13 +18,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 QUICK=0
+BASELINE=""
 case "${1:-}" in
     "") ;;
     --quick) QUICK=1 ;;
-    *) echo "usage: bench/compare.sh [--quick]" >&2; exit 2 ;;
+    --against)
+        BASELINE=$(realpath "${2:?--against needs the path of a livehub binary}")
+        [[ -x "$BASELINE" ]] || { echo "$BASELINE is not an executable" >&2; exit 2; }
+        ;;
+    *) echo "usage: bench/compare.sh [--quick | --against BINARY]" >&2; exit 2 ;;
 esac
 
-if ((QUICK)); then
+if [[ -n "$BASELINE" ]]; then
+    DURATION=${BENCH_DURATION:-10}
+    WARMUP=${BENCH_WARMUP:-2}
+    RESULTS=target/bench/results-against
+elif ((QUICK)); then
     DURATION=${BENCH_DURATION:-1}
     WARMUP=${BENCH_WARMUP:-0.5}
     RESULTS=target/bench/results-quick # never mixes with (or replaces) a full run's results
@@ -158,8 +171,10 @@ EOF
 start_server() {
     local target=$1 port=$2 logfile=$3
     case "$target" in
-    livehub)
-        LIVEHUB_CONFIG=$LIVEHUB_TOML taskset -c 0 "$LIVEHUB" serve --no-sources \
+    livehub | baseline)
+        local binary=$LIVEHUB
+        [[ "$target" == baseline ]] && binary=$BASELINE
+        LIVEHUB_CONFIG=$LIVEHUB_TOML taskset -c 0 "$binary" serve --no-sources \
             --listen "127.0.0.1:$port" --log warn >"$logfile" 2>&1 &
         ;;
     raw)
@@ -225,7 +240,10 @@ run() {
         FAILED+=("$name (server did not start)")
         return 0
     fi
-    local args=(bench "$scenario" --target "$target" --transport "$transport"
+    # The baseline is another build of livehub, measured as livehub.
+    local bench_target=$target
+    [[ "$target" == baseline ]] && bench_target=livehub
+    local args=(bench "$scenario" --target "$bench_target" --transport "$transport"
         --url "http://127.0.0.1:$port" --connections "$connections"
         --duration "$DURATION" --warmup "$WARMUP" --payload "$PAYLOAD" --json)
     # One source address gives about 28,000 ports towards one server port; two leave room.
@@ -257,6 +275,30 @@ cargo build --release --bin livehub
 ulimit -n "$(ulimit -Hn)" # 15,000 connections need more descriptors than the usual 1024
 mkdir -p "$RESULTS" "$LOGS"
 rm -f "$RESULTS"/*.json # results of an earlier run must not mix with this one's
+
+if [[ -n "$BASELINE" ]]; then
+    # Interleaved rounds, so that a slow minute of the shared machine hits every target alike.
+    for round in 1 2 3; do
+        for target in livehub baseline raw; do
+            run "fanout-$target-ws-10000-round$round" "$target" fanout ws 10000 --rate 0
+        done
+        for target in livehub baseline; do
+            run "fanout-$target-ws-msgpack-10000-round$round" "$target" fanout ws-msgpack 10000 --rate 0
+            run "fanout-$target-sse-10000-round$round" "$target" fanout sse 10000 --rate 0
+        done
+    done
+    for target in livehub baseline; do
+        run "idle-$target-ws-10000" "$target" idle ws 10000
+        run "idle-$target-sse-10000" "$target" idle sse 10000
+    done
+    python3 bench/against.py "$RESULTS"
+    if ((${#FAILED[@]})); then
+        echo "failed runs:" >&2
+        printf '  %s\n' "${FAILED[@]}" >&2
+        exit 1
+    fi
+    exit 0
+fi
 
 if ((QUICK)); then
     SIZES=(20)      # fan-out scaling sizes for livehub and raw
