@@ -29,6 +29,10 @@ pub enum Error {
     /// The connection does not hold this subscription.
     #[error("not subscribed to {0}")]
     NotSubscribed(String),
+    /// No parked session answers to this resume token (unknown, expired, another owner's, or
+    /// overflowed while parked): subscribe afresh and recover from history.
+    #[error("no session to resume; subscribe again and recover from your positions")]
+    SessionNotFound,
     /// The broker failed (storage or network); the request may be retried.
     #[error("broker unavailable: {0}")]
     Broker(String),
@@ -45,6 +49,7 @@ impl Error {
             Self::TooManySubscriptions(_) => "too_many_subscriptions",
             Self::AlreadySubscribed(_) => "already_subscribed",
             Self::NotSubscribed(_) => "not_subscribed",
+            Self::SessionNotFound => "session_not_found",
             Self::Broker(_) => "unavailable",
         }
     }

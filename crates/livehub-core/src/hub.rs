@@ -120,14 +120,34 @@ impl Hub {
         }
         if session.in_presence() {
             let mut connections = lock(&self.connections);
-            if let Some(n) = connections.get_mut(session.transport()) {
-                *n -= 1;
-                if *n == 0 {
-                    connections.remove(session.transport());
-                }
+            // A parked session was no longer counted as a connection.
+            if !session.is_parked() {
+                uncount(&mut connections, session.transport());
             }
+            drop(connections);
             self.changed.notify_one();
         }
+    }
+
+    /// Parks `session` (its connection is gone, its subscriptions stay) or takes it back: it
+    /// counts as a connection only while it has one.
+    pub(crate) fn park(&self, session: &Session, parked: bool) {
+        if !session.in_presence() {
+            session.set_parked(parked);
+            return;
+        }
+        let mut connections = lock(&self.connections);
+        if session.is_parked() == parked {
+            return;
+        }
+        session.set_parked(parked);
+        if parked {
+            uncount(&mut connections, session.transport());
+        } else {
+            *connections.entry(session.transport()).or_default() += 1;
+        }
+        drop(connections);
+        self.changed.notify_one();
     }
 
     /// Adds `session` to the subscribers of `filter`.
@@ -200,6 +220,16 @@ impl Hub {
         let wild: usize =
             read(&self.wildcards).values().filter(|(f, _)| f.matches(channel)).map(|(_, s)| s.counted).sum();
         exact + wild
+    }
+}
+
+/// Takes one connection of `transport` off the counts.
+fn uncount(connections: &mut BTreeMap<&'static str, usize>, transport: &'static str) {
+    if let Some(n) = connections.get_mut(transport) {
+        *n -= 1;
+        if *n == 0 {
+            connections.remove(transport);
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod broker;
 mod channel;
+mod detached;
 mod disconnect;
 mod error;
 mod frames;
@@ -20,13 +21,17 @@ mod sync;
 
 pub use broker::{Broker, ChannelSummary, History, HistoryQuery, PublicationSink, Published};
 pub use channel::{ChannelFilter, ChannelName, MAX_CHANNEL_LEN, MAX_CHANNEL_LEVELS, SYSTEM_PREFIX};
+pub use detached::{ResumeToken, Resumed};
 pub use disconnect::Disconnect;
 pub use error::Error;
 pub use frames::Encoding;
 pub use history::{HistoryConfig, HistoryPolicy};
 pub use hub::{Hub, HubStats};
 pub use memory_broker::{MemoryBroker, CHANNEL_IDLE_TTL};
-pub use node::{ChannelInfo, Node, NodeConfig, Recovery, SubscribeOptions, Subscribed, MAX_RECOVERY};
+pub use node::{
+    ChannelInfo, Node, NodeConfig, Recovery, SubscribeOptions, Subscribed, MAX_DETACHED_SESSIONS,
+    MAX_RECOVERY,
+};
 pub use presence::{Presence, PRESENCE_CHANNEL, PRESENCE_MAX_CHANNELS, PRESENCE_MIN_INTERVAL};
 pub use publication::{now_millis, Epoch, Payload, Publication, StreamPosition};
 pub use session::{ClientId, DeliveryTracker, Session, SessionReceiver};

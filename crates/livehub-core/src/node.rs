@@ -5,17 +5,22 @@ use std::time::Duration;
 
 use crate::broker::{Broker, ChannelSummary, History, HistoryQuery, PublicationSink, Published};
 use crate::channel::{ChannelFilter, ChannelName};
+use crate::detached::{DetachedSessions, ResumeToken, Resumed};
 use crate::error::Error;
 use crate::history::HistoryConfig;
 use crate::hub::{Hub, HubStats};
 use crate::memory_broker::MemoryBroker;
 use crate::presence::{Presence, PRESENCE_CHANNEL, PRESENCE_MIN_INTERVAL};
 use crate::publication::{Payload, Publication, StreamPosition};
-use crate::session::{Session, SessionReceiver};
+use crate::session::{DeliveryTracker, Session, SessionReceiver};
 
 /// Most publications replayed by one recovery; a client that missed more is told
 /// `recovered: false` and reloads its state instead.
 pub const MAX_RECOVERY: usize = 10_000;
+
+/// Most sessions a node keeps parked for resumption; past it, a session whose connection goes
+/// away ends at once. Bounds what clients that never come back can hold.
+pub const MAX_DETACHED_SESSIONS: usize = 10_000;
 
 /// How often the in-memory broker drops expired history and idle channels.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
@@ -96,6 +101,7 @@ struct NodeInner {
     config: NodeConfig,
     hub: Arc<Hub>,
     broker: Arc<dyn Broker>,
+    detached: Arc<DetachedSessions>,
 }
 
 impl Node {
@@ -122,7 +128,8 @@ impl Node {
     ) -> Self {
         let hub = Arc::new(Hub::new(config.queue_capacity));
         let broker = make(hub.clone());
-        let node = Self { inner: Arc::new(NodeInner { config, hub, broker }) };
+        let detached = DetachedSessions::new(MAX_DETACHED_SESSIONS);
+        let node = Self { inner: Arc::new(NodeInner { config, hub, broker, detached }) };
         tokio::spawn(announce_presence(Arc::downgrade(&node.inner)));
         node
     }
@@ -141,6 +148,31 @@ impl Node {
     /// Registers a short-lived request (a long poll) that subscribes without counting in presence.
     pub fn connect_ephemeral(&self, transport: &'static str) -> SessionReceiver {
         self.inner.hub.connect(transport, false)
+    }
+
+    /// Keeps the session of a connection that went away for `ttl`: its subscriptions stay and
+    /// publications queue up (to the queue's capacity), until a connection of the same `owner`
+    /// resumes it with `token`, or it expires. False when the node holds
+    /// [`MAX_DETACHED_SESSIONS`] already (or `token` is in use); the session then ends at once.
+    pub fn detach(
+        &self,
+        token: ResumeToken,
+        receiver: SessionReceiver,
+        tracker: DeliveryTracker,
+        owner: Option<&str>,
+        ttl: Duration,
+    ) -> bool {
+        self.inner.detached.park(token, receiver, tracker, owner, ttl)
+    }
+
+    /// Takes over the session parked under `token` for a connection of `owner`.
+    pub fn resume(&self, token: &str, owner: Option<&str>) -> Result<Resumed, Error> {
+        self.inner.detached.resume(token, owner)
+    }
+
+    /// How many sessions are parked, waiting to be resumed.
+    pub fn detached_sessions(&self) -> usize {
+        self.inner.detached.len()
     }
 
     /// Subscribes `session` to `filter`, recovering or fetching the latest value as asked.

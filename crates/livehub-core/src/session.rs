@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
 
@@ -51,6 +51,9 @@ struct SessionInner {
     id: ClientId,
     transport: &'static str,
     in_presence: bool,
+    /// Whether the session is parked (its connection went away; see `detached.rs`): it is not
+    /// counted as a connection then. Written under the hub's connection-count lock.
+    parked: AtomicBool,
     /// The outbound queue. A std mutex around a deque rather than a tokio channel: fan-out
     /// takes it once per subscriber for a push, the connection once per batch, never across an
     /// await; an idle connection's empty deque allocates nothing, where a channel allocates its
@@ -71,6 +74,7 @@ impl Session {
                 id: ClientId::next(),
                 transport,
                 in_presence,
+                parked: AtomicBool::new(false),
                 // Set at first, so that the task's first look polls its sources once and they
                 // register the source waker.
                 queue: Mutex::new(Queue { sourced: true, ..Queue::default() }),
@@ -96,6 +100,20 @@ impl Session {
     /// Whether this session counts in presence (stateless polling requests do not).
     pub fn in_presence(&self) -> bool {
         self.inner.in_presence
+    }
+
+    /// Whether the session is parked, waiting for a connection to resume it.
+    pub fn is_parked(&self) -> bool {
+        self.inner.parked.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_parked(&self, parked: bool) {
+        self.inner.parked.store(parked, Ordering::Relaxed);
+    }
+
+    /// Why the server asked this session to disconnect, if it did.
+    pub fn disconnect_reason(&self) -> Option<Disconnect> {
+        self.inner.disconnect.get().cloned()
     }
 
     /// Queues a publication for this connection without ever waiting. A full queue means the
@@ -228,6 +246,21 @@ impl SessionReceiver {
     pub(crate) fn with_hub(mut self, hub: Arc<Hub>) -> Self {
         self.hub = Some(hub);
         self
+    }
+
+    /// Its connection went away and the session waits to be resumed: no longer a connection in
+    /// presence, still subscribed.
+    pub(crate) fn park(&self) {
+        if let Some(hub) = &self.hub {
+            hub.park(&self.session, true);
+        }
+    }
+
+    /// A new connection took the session over.
+    pub(crate) fn unpark(&self) {
+        if let Some(hub) = &self.hub {
+            hub.park(&self.session, false);
+        }
     }
 
     /// The session handle (to subscribe with).

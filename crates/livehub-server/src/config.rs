@@ -140,12 +140,17 @@ pub struct WebSocketSettings {
     /// Seconds between server pings; a client that has sent nothing (not even a pong) for a whole
     /// interval after a ping is disconnected.
     pub ping_interval_secs: u64,
+    /// Seconds a connection's session outlives a connection that drops without a close: its
+    /// subscriptions stay and publications queue up, and a new connection with
+    /// `?resume=<session>` takes it over. 0 (the default) turns it off; clients then recover
+    /// from their positions, which needs no state on the server.
+    pub session_ttl_secs: u64,
 }
 
 impl Default for WebSocketSettings {
     fn default() -> Self {
         // 25 s stays under the 30–60 s idle timeouts of common proxies and load balancers.
-        Self { enabled: true, ping_interval_secs: 25 }
+        Self { enabled: true, ping_interval_secs: 25, session_ttl_secs: 0 }
     }
 }
 

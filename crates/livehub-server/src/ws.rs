@@ -17,8 +17,9 @@ use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
-use livehub_core::{DeliveryTracker, Disconnect, Encoding, Publication};
+use livehub_core::{DeliveryTracker, Disconnect, Encoding, Publication, ResumeToken};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 
@@ -75,6 +76,9 @@ pub(crate) async fn upgrade(
         (Format::Json, None)
     };
     let admission = app.access().admit(&headers, query.as_deref(), peer.ip());
+    let resume = form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "resume")
+        .map(|(_, v)| v.into_owned());
     let max = config.limits.max_message_size;
     let config = WebSocketConfig::default()
         .max_message_size(Some(max))
@@ -86,10 +90,27 @@ pub(crate) async fn upgrade(
                 if socket.is_direct() {
                     FastPaths::taken(&app.fast_paths().websocket_tcp);
                 }
-                let receiver = app.node().connect("websocket");
-                let tracker = app.upgraded().clone();
-                let client = Client::new(app, receiver, admission, peer.ip(), true);
-                tracker.track_future(Connection::new(socket, format, client).run()).await;
+                let tasks = app.upgraded().clone();
+                let ttl = Duration::from_secs(app.config().websocket.session_ttl_secs);
+                let owner = admission.identity.subject().map(str::to_owned);
+                // Resumed when asked and possible; a fresh session otherwise, which the client
+                // learns from `resumed: false` and fills by subscribing with its positions.
+                let resumed = match resume.filter(|_| !ttl.is_zero()) {
+                    Some(token) => Some(app.node().resume(&token, owner.as_deref())),
+                    None => None,
+                };
+                let (client, resumed) = match resumed {
+                    Some(Ok(session)) => {
+                        (Client::resumed(app, session, admission, peer.ip(), true), Some(true))
+                    }
+                    other => {
+                        let receiver = app.node().connect("websocket");
+                        (Client::new(app, receiver, admission, peer.ip(), true), other.map(|_| false))
+                    }
+                };
+                let session = (!ttl.is_zero())
+                    .then(|| Box::new(Resumable { token: ResumeToken::random(), ttl, owner }));
+                tasks.track_future(Connection::new(socket, format, client, session).run(resumed)).await;
             }
             Err(e) => {
                 tracing::debug!(%peer, code = e.code(), "websocket refused");
@@ -138,6 +159,21 @@ struct Connection {
     batch: Vec<Arc<Publication>>,
     /// Whether a ping is out and nothing has come back since.
     awaiting_pong: bool,
+    /// Whether the client sent a close frame: it left on purpose, so its session is not parked.
+    client_closed: bool,
+    /// How the session outlives the connection, when it may (boxed: rare, and idle connections
+    /// should stay small).
+    resumable: Option<Box<Resumable>>,
+}
+
+/// What parks a session when its connection drops.
+struct Resumable {
+    /// The token the client resumes with, given to it in `connected`.
+    token: ResumeToken,
+    /// How long the session waits.
+    ttl: Duration,
+    /// The subject that may resume it.
+    owner: Option<String>,
 }
 
 /// The write side of a WebSocket connection: replies through tungstenite, publications as their
@@ -194,19 +230,28 @@ enum End {
 }
 
 impl Connection {
-    fn new(socket: Socket, format: Format, client: Client) -> Self {
-        Self { socket, format, client, batch: Vec::new(), awaiting_pong: false }
+    fn new(socket: Socket, format: Format, client: Client, resumable: Option<Box<Resumable>>) -> Self {
+        Self {
+            socket,
+            format,
+            client,
+            batch: Vec::new(),
+            awaiting_pong: false,
+            client_closed: false,
+            resumable,
+        }
     }
 
     fn writer(&mut self) -> Writer<'_> {
         Writer { socket: &mut self.socket, format: self.format }
     }
 
-    async fn run(mut self) {
+    async fn run(mut self, resumed: Option<bool>) {
         let session = self.client.session().clone();
-        tracing::debug!(client = %session.id(), format = ?self.format, "websocket connected");
+        tracing::debug!(client = %session.id(), format = ?self.format, ?resumed, "websocket connected");
         let ping_every = Duration::from_secs(self.client.app().config().websocket.ping_interval_secs.max(1));
-        let connected = self.client.connected(ping_every.as_secs());
+        let token = self.resumable.as_ref().map(|r| r.token.as_str().to_owned());
+        let connected = self.client.connected(ping_every.as_secs(), token.as_deref(), resumed);
         let mut writer = self.writer();
         if Box::pin(async {
             writer.write(&connected).await?;
@@ -275,6 +320,12 @@ impl Connection {
                     self.awaiting_pong = false;
                     match message {
                         None => break End::Gone,
+                        // The connection broke under us: nothing to close.
+                        Some(Err(
+                            tungstenite::Error::Io(_)
+                            | tungstenite::Error::ConnectionClosed
+                            | tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake),
+                        )) => break End::Gone,
                         Some(Err(e)) => {
                             let reason = read_error_disconnect(e);
                             if reason.code == Disconnect::MESSAGE_TOO_BIG.code {
@@ -302,9 +353,20 @@ impl Connection {
                 }
             }
         };
-        if let End::Close(reason) = end {
+        // A connection that dropped without a close (or stopped answering pings) may come back:
+        // its session waits for it, when the server keeps sessions.
+        let dropped = matches!(&end, End::Gone) && !self.client_closed
+            || matches!(&end, End::Close(reason) if *reason == Disconnect::NO_PONG);
+        if let End::Close(reason) = &end {
             tracing::debug!(client = %session.id(), code = reason.code, reason = %reason.reason, "closing websocket");
-            Box::pin(self.writer().close(&reason)).await;
+            Box::pin(self.writer().close(reason)).await;
+        }
+        if let (true, Some(resumable)) = (dropped, self.resumable.take()) {
+            let Resumable { token, ttl, owner } = *resumable;
+            let node = self.client.app().node().clone();
+            let (receiver, tracker) = self.client.into_session();
+            let parked = node.detach(token, receiver, tracker, owner.as_deref(), ttl);
+            tracing::debug!(client = %session.id(), parked, "websocket dropped");
         }
     }
 
@@ -326,8 +388,12 @@ impl Connection {
                 return written.map_err(|_| End::Gone);
             }
             // The client's close is answered by the library; reading on lets it flush the reply.
+            (Message::Close(_), _) => {
+                self.client_closed = true;
+                return Ok(());
+            }
             // (`Frame` is for writing raw frames; reading never yields one.)
-            (Message::Close(_) | Message::Ping(_) | Message::Pong(_) | Message::Frame(_), _) => return Ok(()),
+            (Message::Ping(_) | Message::Pong(_) | Message::Frame(_), _) => return Ok(()),
         };
         let mut writer = Writer { socket: &mut self.socket, format: self.format };
         let written = match self.client.take_budget() {

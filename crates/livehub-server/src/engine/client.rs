@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use livehub_auth::{AuthError, Identity, IdentityKind, TokenBucket};
 use livehub_core::{
-    ChannelFilter, ChannelName, ClientId, DeliveryTracker, Publication, Session, SessionReceiver,
+    ChannelFilter, ChannelName, ClientId, DeliveryTracker, Publication, Resumed, Session, SessionReceiver,
 };
 use tokio::time::Sleep;
 
@@ -82,6 +82,24 @@ impl Client {
         }
     }
 
+    /// A client over a session resumed from a parked one: it keeps what that session delivered.
+    pub(crate) fn resumed(
+        app: App,
+        resumed: Resumed,
+        admission: Admission,
+        peer: IpAddr,
+        commands: bool,
+    ) -> Self {
+        let mut client = Self::new(app, resumed.receiver, admission, peer, commands);
+        client.tracker = resumed.tracker;
+        client
+    }
+
+    /// The session and what it delivered, for parking it when the connection goes away.
+    pub(crate) fn into_session(self) -> (SessionReceiver, DeliveryTracker) {
+        (self.receiver, self.tracker)
+    }
+
     /// The session (for fan-out and presence).
     pub(crate) fn session(&self) -> &Session {
         self.receiver.session()
@@ -112,12 +130,20 @@ impl Client {
         &mut self.receiver
     }
 
-    /// The `connected` message.
-    pub(crate) fn connected(&self, ping_interval: u64) -> Reply<'static> {
+    /// The `connected` message, with the session's resume token when it can outlive the
+    /// connection, and whether it was resumed when that was asked for.
+    pub(crate) fn connected<'a>(
+        &self,
+        ping_interval: u64,
+        session: Option<&'a str>,
+        resumed: Option<bool>,
+    ) -> Reply<'a> {
         Reply::Connected {
             client: self.id(),
             ping_interval,
             expires: self.identity().expires_at().map(unix_millis),
+            session,
+            resumed,
         }
     }
 

@@ -43,6 +43,10 @@ pub(crate) enum Reply<'a> {
         ping_interval: u64,
         /// When the connection's token expires, in Unix ms.
         expires: Option<u64>,
+        /// The token that resumes this session after the connection drops, when it can.
+        session: Option<&'a str>,
+        /// Whether the session asked for with `resume` was taken over.
+        resumed: Option<bool>,
     },
     /// A subscribe to one channel or pattern succeeded.
     Subscribed {
@@ -111,13 +115,22 @@ impl Reply<'_> {
     /// The message as a JSON value (the one shape both formats share).
     pub(crate) fn value(&self) -> Value {
         match self {
-            Reply::Connected { client, ping_interval, expires } => json!({
-                "type": "connected",
-                "client": client.to_string(),
-                "version": env!("CARGO_PKG_VERSION"),
-                "ping_interval": ping_interval,
-                "expires": expires,
-            }),
+            Reply::Connected { client, ping_interval, expires, session, resumed } => {
+                let mut m = json!({
+                    "type": "connected",
+                    "client": client.to_string(),
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "ping_interval": ping_interval,
+                    "expires": expires,
+                });
+                if let Some(session) = session {
+                    m["session"] = (*session).into();
+                }
+                if let Some(resumed) = resumed {
+                    m["resumed"] = (*resumed).into();
+                }
+                m
+            }
             Reply::Subscribed { id, channel, exact, channels } => {
                 let mut reply = json!({ "type": "subscribed", "id": id, "channel": channel });
                 match exact {
