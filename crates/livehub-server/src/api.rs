@@ -159,6 +159,7 @@ pub(crate) async fn metrics(
         "subscriptions": presence.subscriptions,
         "publications": stats.publications,
         "deliveries": stats.deliveries,
+        "long_polls_held": app.held_polls().count(),
         "refused": app.access().refused(),
     })))
 }

@@ -61,6 +61,8 @@ struct AppInner {
     /// Upgraded WebSocket tasks: hyper's connection future ends at the upgrade, so `serve_node`
     /// waits for these itself, or they would be cut off before their close frame is written.
     upgraded: TaskTracker,
+    /// Long polls waiting for a publication now (`/api/metrics`).
+    held_polls: poll::HeldPolls,
 }
 
 impl App {
@@ -69,7 +71,12 @@ impl App {
     pub fn new(node: Node, config: Config, shutdown: CancellationToken) -> Result<Self, ConfigError> {
         let access = access::Access::new(&config)?;
         let upgraded = TaskTracker::new();
-        Ok(Self { inner: Arc::new(AppInner { node, config, shutdown, access, upgraded }) })
+        let held_polls = poll::HeldPolls::default();
+        Ok(Self { inner: Arc::new(AppInner { node, config, shutdown, access, upgraded, held_polls }) })
+    }
+
+    pub(crate) fn held_polls(&self) -> &poll::HeldPolls {
+        &self.inner.held_polls
     }
 
     pub(crate) fn upgraded(&self) -> &TaskTracker {
