@@ -160,6 +160,7 @@ pub(crate) async fn metrics(
         "subscriptions": presence.subscriptions,
         "publications": stats.publications,
         "deliveries": stats.deliveries,
+        "long_polls_held": app.held_polls().count(),
         "refused": app.access().refused(),
         "fast_paths": {
             "direct_streams": app.fast_paths().direct_streams.load(Ordering::Relaxed),

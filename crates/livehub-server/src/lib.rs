@@ -63,6 +63,8 @@ struct AppInner {
     upgraded: TaskTracker,
     /// What took the fast paths.
     fast_paths: Arc<listen::FastPaths>,
+    /// Long polls waiting for a publication now (`/api/metrics`).
+    held_polls: poll::HeldPolls,
 }
 
 impl App {
@@ -72,11 +74,17 @@ impl App {
         let access = access::Access::new(&config)?;
         let upgraded = TaskTracker::new();
         let fast_paths = Arc::default();
-        Ok(Self { inner: Arc::new(AppInner { node, config, shutdown, access, upgraded, fast_paths }) })
+        let held_polls = poll::HeldPolls::default();
+        let inner = AppInner { node, config, shutdown, access, upgraded, fast_paths, held_polls };
+        Ok(Self { inner: Arc::new(inner) })
     }
 
     pub(crate) fn fast_paths(&self) -> &Arc<listen::FastPaths> {
         &self.inner.fast_paths
+    }
+
+    pub(crate) fn held_polls(&self) -> &poll::HeldPolls {
+        &self.inner.held_polls
     }
 
     pub(crate) fn upgraded(&self) -> &TaskTracker {

@@ -6,6 +6,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -75,6 +76,9 @@ pub(crate) async fn poll(
     let Ok(()) = client.deliver(&mut replay, &mut body).await;
 
     if body.messages.is_empty() && !hold.is_zero() {
+        // Counted only now that the replay found nothing: from here, only a live publication (or
+        // the timeout) answers.
+        let _held = app.held_polls().hold();
         let session = client.session().clone();
         let shutdown = app.shutdown_token();
         let mut batch = Vec::new();
@@ -104,6 +108,35 @@ pub(crate) async fn poll(
     response.headers_mut().insert(CURSOR_HEADER, cursor_header);
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
+}
+
+/// How many long polls are held now, waiting for a publication: `long_polls_held` in
+/// `GET /api/metrics`. Polls are not in presence, so without this a held poll could not be seen
+/// from outside (a test that must publish only after its poll is held waits for it).
+#[derive(Debug, Default)]
+pub(crate) struct HeldPolls(AtomicUsize);
+
+impl HeldPolls {
+    /// Counts one poll as held until the guard is dropped.
+    fn hold(&self) -> Held<'_> {
+        // Relaxed: a gauge that nothing else is ordered by.
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Held(self)
+    }
+
+    /// Polls held now.
+    pub(crate) fn count(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// One held poll, counted in [`HeldPolls`] while it lives.
+struct Held<'a>(&'a HeldPolls);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0 .0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The write side of a long poll: the messages of its one answer.
@@ -157,4 +190,21 @@ impl Transport for Body {
 
     /// The answer ends the poll; there is nothing to close.
     async fn close(&mut self, _reason: &Disconnect) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_poll_counts_as_held_while_its_guard_lives() {
+        let held = HeldPolls::default();
+        let first = held.hold();
+        let second = held.hold();
+        assert_eq!(held.count(), 2);
+        drop(first);
+        assert_eq!(held.count(), 1);
+        drop(second);
+        assert_eq!(held.count(), 0);
+    }
 }

@@ -18,8 +18,8 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use livehub_core::{DeliveryTracker, Disconnect, Encoding, Publication, ResumeToken};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 
@@ -95,10 +95,9 @@ pub(crate) async fn upgrade(
                 let owner = admission.identity.subject().map(str::to_owned);
                 // Resumed when asked and possible; a fresh session otherwise, which the client
                 // learns from `resumed: false` and fills by subscribing with its positions.
-                let resumed = match resume.filter(|_| !ttl.is_zero()) {
-                    Some(token) => Some(app.node().resume(&token, owner.as_deref())),
-                    None => None,
-                };
+                let resumed = resume
+                    .filter(|_| !ttl.is_zero())
+                    .map(|token| app.node().resume(&token, owner.as_deref()));
                 let (client, resumed) = match resumed {
                     Some(Ok(session)) => {
                         (Client::resumed(app, session, admission, peer.ip(), true), Some(true))

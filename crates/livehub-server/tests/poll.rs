@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{TestServer, WAIT};
 use livehub_core::{ChannelName, Epoch};
 use livehub_server::{Config, Cursor, CURSOR_HEADER};
@@ -89,12 +87,15 @@ async fn poll_with_nothing_new_holds_then_answers_204_with_cursor_and_no_store()
 #[tokio::test]
 async fn held_poll_is_answered_when_a_publication_arrives() {
     let server = TestServer::start().await;
+    publish_n(&server, "a", 1).await;
+    // A cursor at the current position: nothing follows it, so no replay can answer the poll.
     let cursor = empty_poll(&server, "channel=a&timeout=0").await;
     let url = server.url(&format!("/poll?channel=a&timeout=10&cursor={cursor}"));
     let held = tokio::spawn(async move { reqwest::get(url).await });
-    // Give the poll time to be held; with the cursor, a publication before that is not lost.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let published = publish_n(&server, "a", 1).await;
+    server.wait_for_held_polls(1).await;
+    assert!(!held.is_finished(), "a held poll has not answered yet");
+    // Published only now that the poll is held: the answer can only come from the live queue.
+    let published = publish_n(&server, "a", 2).await;
     let response = tokio::time::timeout(WAIT, held)
         .await
         .expect("poll answered in time")
@@ -109,13 +110,14 @@ async fn held_poll_is_answered_when_a_publication_arrives() {
     assert_eq!(messages.len(), 1, "{body}");
     let m = &messages[0];
     assert_eq!((m["type"].as_str(), m["channel"].as_str()), (Some("message"), Some("a")), "{m}");
-    assert_eq!(m["data"], json!({"n": 1}));
+    assert_eq!(m["data"], json!({"n": 2}));
     assert_eq!(m["offset"], published["offset"]);
     assert_eq!(m["epoch"], published["epoch"]);
     assert!(m["ts"].as_u64().is_some(), "{m}");
     assert_eq!(body["cursor"], header.as_str(), "body and header carry the same cursor");
     assert!(body["channels"]["a"]["position"]["epoch"].is_string(), "{body}");
     assert_eq!(body["channels"]["a"]["recovered"], true, "{body}");
+    server.wait_for_held_polls(0).await;
 }
 
 #[tokio::test]
@@ -285,33 +287,39 @@ async fn polls_do_not_republish_presence() {
     let server = TestServer::start().await;
     let mut watcher = server.ws().await;
     watcher.subscribe(&["$sys/presence"]).await;
-    // The watcher's own arrival may still be announced; let it pass.
-    let settle = Duration::from_millis(600);
-    let _ = tokio::time::timeout(settle, async {
-        loop {
-            watcher.recv().await;
+    // The watcher's own arrival and subscription are announced; wait for that announcement.
+    loop {
+        let presence = presence_message(&mut watcher).await;
+        if presence["subscriptions"] == 1 {
+            break;
         }
-    })
-    .await;
+    }
     let mut cursor = String::new();
     for _ in 0..5 {
         cursor = empty_poll(&server, "channel=p/x&timeout=0").await;
     }
-    // From the cursor, so the publication below is answered whether or not the poll is held yet.
     let held = tokio::spawn({
-        let url = server.url(&format!("/poll?channel=p/x&timeout=5&cursor={cursor}"));
+        let url = server.url(&format!("/poll?channel=p/x&timeout=10&cursor={cursor}"));
         async move { reqwest::get(url).await.expect("poll").status() }
     });
-    // Presence is published at most every 250 ms, so a change, even one held for the length of
-    // the poll, would show within this wait.
-    let republished = tokio::time::timeout(settle, watcher.recv()).await;
-    assert!(republished.is_err(), "polls changed presence: {republished:?}");
-    let presence = server_presence(&server).await;
-    assert_eq!(presence["transports"], json!({"websocket": 1}), "{presence}");
+    server.wait_for_held_polls(1).await;
+    // A change of our own, made while the poll is held: its announcement must be the next one,
+    // and must count the WebSockets alone. Had the polls changed presence, their announcement
+    // would come first, or this one would count the held poll.
+    let _second = server.ws().await;
+    let next = presence_message(&mut watcher).await;
+    assert_eq!(next["transports"], json!({"websocket": 2}), "{next}");
+    assert_eq!(next["connections"], 2, "{next}");
+    let presence = server.presence().await;
+    assert_eq!(presence["transports"], json!({"websocket": 2}), "{presence}");
+    assert!(presence["channels"].get("p/x").is_none(), "a held poll is not a subscriber: {presence}");
     server.publish("p/x", json!(1)).await;
     assert_eq!(held.await.expect("poll task"), 200);
 }
 
-async fn server_presence(server: &TestServer) -> Value {
-    reqwest::get(server.url("/api/presence")).await.expect("presence").json().await.expect("json")
+/// The data of the next `$sys/presence` publication.
+async fn presence_message(watcher: &mut common::Ws) -> Value {
+    let message = watcher.recv_type("message").await;
+    assert_eq!(message["channel"], "$sys/presence", "{message}");
+    message["data"].clone()
 }

@@ -1,6 +1,7 @@
 //! Test support: a real server on 127.0.0.1:0 and small real clients for it.
 #![allow(dead_code, unreachable_pub)]
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -17,6 +18,27 @@ use tokio_util::sync::CancellationToken;
 
 /// How long a test waits for something that should happen promptly before failing.
 pub const WAIT: Duration = Duration::from_secs(10);
+
+/// How often a test re-checks a condition it is waiting for: short, so that waiting adds little
+/// to a test; [`WAIT`] bounds the whole wait.
+pub const RECHECK: Duration = Duration::from_millis(5);
+
+/// Waits until `check` gives `Some`, re-checking every [`RECHECK`]; fails the test, naming
+/// `what`, when it has not after [`WAIT`].
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still waiting for {what} after {WAIT:?}");
+        tokio::time::sleep(RECHECK).await;
+    }
+}
 
 /// A server running in this process on a free loopback port.
 pub struct TestServer {
@@ -66,6 +88,25 @@ impl TestServer {
             .expect("publish request");
         assert!(response.status().is_success(), "publish failed: {}", response.status());
         response.json().await.expect("publish answer")
+    }
+
+    /// `GET /api/metrics`.
+    pub async fn metrics(&self) -> Value {
+        reqwest::get(self.url("/api/metrics")).await.expect("metrics").json().await.expect("metrics JSON")
+    }
+
+    /// `GET /api/presence`.
+    pub async fn presence(&self) -> Value {
+        reqwest::get(self.url("/api/presence")).await.expect("presence").json().await.expect("presence JSON")
+    }
+
+    /// Waits until exactly `n` long polls are held, waiting for a publication: a poll counted here
+    /// has found nothing to replay after its cursor, so only a live publication can answer it.
+    pub async fn wait_for_held_polls(&self, n: u64) {
+        eventually(&format!("{n} held long polls"), || async {
+            (self.metrics().await["long_polls_held"].as_u64() == Some(n)).then_some(())
+        })
+        .await
     }
 
     pub async fn ws(&self) -> Ws {
