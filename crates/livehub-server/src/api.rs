@@ -199,7 +199,7 @@ pub(crate) async fn channel(
         readable(&channel)?;
         let params: HistoryParams = history_params(query.as_deref())?;
         let limit = params.limit.unwrap_or(100).min(MAX_HISTORY_LIMIT);
-        let history = node.history(&channel, HistoryQuery { after: params.since, limit }).await?;
+        let history = node.history(&channel, HistoryQuery::new(params.since, limit)).await?;
         if params.epoch.as_deref().is_some_and(|e| e != history.position.epoch.as_str()) {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -217,7 +217,7 @@ pub(crate) async fn channel(
     }
     let channel = ChannelName::new(&path)?;
     readable(&channel)?;
-    let history = node.history(&channel, HistoryQuery { after: None, limit: 0 }).await?;
+    let history = node.history(&channel, HistoryQuery::newest(0)).await?;
     Ok(Json(json!({
         "channel": channel,
         "position": position_value(&history.position),

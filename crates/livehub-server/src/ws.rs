@@ -538,7 +538,7 @@ impl Connection {
             app.access().may_read(identity, &filter)?;
             let limit = cmd.limit.unwrap_or(100).min(MAX_HISTORY_LIMIT);
             let after = cmd.since.as_ref().map(|s| s.offset);
-            let history = app.node().history(&channel, HistoryQuery { after, limit }).await?;
+            let history = app.node().history(&channel, HistoryQuery::new(after, limit)).await?;
             if let Some(since) = &cmd.since {
                 if since.epoch != history.position.epoch {
                     return Err(CommandError::EpochMismatch(history.position.epoch.to_string()));
