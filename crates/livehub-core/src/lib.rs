@@ -7,6 +7,8 @@
 mod broker;
 mod channel;
 mod clock;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod disconnect;
 mod error;
 mod history;
