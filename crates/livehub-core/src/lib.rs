@@ -32,7 +32,10 @@ pub use history_store::{HistoryStore, NullStore, StoredEntry, StoredHistory, Sto
 pub use hub::{Hub, HubStats};
 pub use memory_broker::{MemoryBroker, CHANNEL_IDLE_TTL};
 pub use node::{ChannelInfo, Node, NodeConfig, Recovery, SubscribeOptions, Subscribed, MAX_RECOVERY};
-pub use presence::{Presence, PRESENCE_CHANNEL, PRESENCE_MAX_CHANNELS, PRESENCE_MIN_INTERVAL};
+pub use presence::{
+    LocalPresence, Presence, PresenceBackend, PresenceCounts, PRESENCE_CHANNEL, PRESENCE_MAX_CHANNELS,
+    PRESENCE_MIN_INTERVAL,
+};
 pub use publication::{Epoch, Payload, Publication, StreamPosition, WireFormat};
 pub use session::{ClientId, DeliveryTracker, Session, SessionReceiver};
 pub use stream::IDEMPOTENCY_WINDOW;

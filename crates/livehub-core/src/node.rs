@@ -11,7 +11,9 @@ use crate::history::HistoryConfig;
 use crate::history_store::{HistoryStore, NullStore};
 use crate::hub::{Hub, HubStats};
 use crate::memory_broker::MemoryBroker;
-use crate::presence::{Presence, PRESENCE_CHANNEL, PRESENCE_MIN_INTERVAL};
+use crate::presence::{
+    LocalPresence, Presence, PresenceBackend, PresenceCounts, PRESENCE_CHANNEL, PRESENCE_MIN_INTERVAL,
+};
 use crate::publication::{Payload, Publication, StreamPosition};
 use crate::session::{Session, SessionReceiver};
 
@@ -35,6 +37,8 @@ pub struct NodeConfig {
     pub max_data_size: usize,
     /// The wall clock that timestamps publications and ages history (tests move it by hand).
     pub clock: Clock,
+    /// Where presence comes from: this node's counts, or (scaled out) every node's.
+    pub presence: Arc<dyn PresenceBackend>,
 }
 
 impl Default for NodeConfig {
@@ -47,6 +51,7 @@ impl Default for NodeConfig {
             max_subscriptions: 512,
             max_data_size: 64 * 1024,
             clock: Clock::system(),
+            presence: Arc::new(LocalPresence),
         }
     }
 }
@@ -265,10 +270,10 @@ impl Node {
         Ok(Recovery { position: history.position, recovered, publications })
     }
 
-    /// Presence on this node now.
+    /// Presence now, as the presence backend sees it (this node's alone by default).
     pub fn presence(&self) -> Presence {
         let (filters, transports) = self.inner.hub.counts();
-        Presence::from_counts(filters, transports)
+        self.inner.config.presence.snapshot(PresenceCounts { transports, filters })
     }
 
     /// Publications and deliveries on this node since it started.

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use livehub_core::{
     ChannelFilter, ChannelName, DeliveryTracker, Disconnect, Epoch, HistoryConfig, HistoryPolicy,
-    HistoryQuery, ManualClock, Node, NodeConfig, Payload, Publication, StreamPosition, SubscribeOptions,
-    PRESENCE_CHANNEL,
+    HistoryQuery, ManualClock, Node, NodeConfig, Payload, Presence, PresenceBackend, PresenceCounts,
+    Publication, StreamPosition, SubscribeOptions, PRESENCE_CHANNEL,
 };
 
 fn ch(s: &str) -> ChannelName {
@@ -203,6 +203,39 @@ async fn presence_is_counted_and_published() {
     drop(other);
     assert_eq!(node.presence().connections, 1);
     assert_eq!(node.presence().channels.get("metrics/system"), None);
+}
+
+/// A backend that adds the counts of another, imaginary node.
+#[derive(Debug)]
+struct TwoNodes;
+
+impl PresenceBackend for TwoNodes {
+    fn snapshot(&self, mut local: PresenceCounts) -> Presence {
+        *local.transports.entry("websocket").or_default() += 10;
+        *local.filters.entry("metrics/system".into()).or_default() += 4;
+        Presence::from_counts(local.filters, local.transports)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn presence_comes_from_the_backend() {
+    let node = Node::new(NodeConfig { presence: Arc::new(TwoNodes), ..NodeConfig::default() });
+    let mut watcher = node.connect("sse");
+    node.subscribe(watcher.session(), &filter(PRESENCE_CHANNEL), SubscribeOptions::default())
+        .await
+        .expect("subscribe");
+    let presence = node.presence();
+    assert_eq!(presence.connections, 11);
+    assert_eq!(presence.transports.get("sse"), Some(&1), "this node's own counts go in");
+    assert_eq!(presence.channels.get("metrics/system"), Some(&4));
+
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), watcher.recv_many(&mut buf, 10))
+        .await
+        .expect("presence published");
+    let Payload::Json(json) = &buf[0].data else { panic!("presence is JSON") };
+    let value: serde_json::Value = serde_json::from_slice(json).expect("json");
+    assert_eq!(value["connections"], 11, "what is published is the backend's view");
 }
 
 #[tokio::test]
