@@ -6,32 +6,43 @@
 
 mod broker;
 mod channel;
+mod clock;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod detached;
 mod disconnect;
 mod error;
 mod frames;
 mod history;
+mod history_store;
 mod hub;
 mod memory_broker;
 mod node;
 mod presence;
 mod publication;
 mod session;
+mod stream;
 mod sync;
 
 pub use broker::{Broker, ChannelSummary, History, HistoryQuery, PublicationSink, Published};
 pub use channel::{ChannelFilter, ChannelName, MAX_CHANNEL_LEN, MAX_CHANNEL_LEVELS, SYSTEM_PREFIX};
+pub use clock::{now_millis, Clock, ManualClock};
 pub use detached::{ResumeToken, Resumed};
 pub use disconnect::Disconnect;
 pub use error::Error;
 pub use frames::Encoding;
 pub use history::{HistoryConfig, HistoryPolicy};
+pub use history_store::{HistoryStore, NullStore, StoredEntry, StoredHistory, StoredStream};
 pub use hub::{Hub, HubStats};
 pub use memory_broker::{MemoryBroker, CHANNEL_IDLE_TTL};
 pub use node::{
     ChannelInfo, Node, NodeConfig, Recovery, SubscribeOptions, Subscribed, MAX_DETACHED_SESSIONS,
     MAX_RECOVERY,
 };
-pub use presence::{Presence, PRESENCE_CHANNEL, PRESENCE_MAX_CHANNELS, PRESENCE_MIN_INTERVAL};
-pub use publication::{now_millis, Epoch, Payload, Publication, StreamPosition};
+pub use presence::{
+    LocalPresence, Presence, PresenceBackend, PresenceCounts, PRESENCE_CHANNEL, PRESENCE_MAX_CHANNELS,
+    PRESENCE_MIN_INTERVAL,
+};
+pub use publication::{Epoch, Payload, Publication, StreamPosition};
 pub use session::{ClientId, DeliveryTracker, Session, SessionReceiver};
+pub use stream::IDEMPOTENCY_WINDOW;

@@ -1,8 +1,11 @@
-//! The in-memory broker: single node, nothing to install, history lost on restart (and the epoch
-//! changes, so clients are told).
+//! The broker of a single node: it sequences every channel in this process and fans out in offset
+//! order. Alone it keeps history in memory, lost on restart (and the epoch changes, so clients are
+//! told); with a durable [`HistoryStore`] history also goes to the store and survives restarts.
+//! How the two share one sequencing path without a lock across I/O is in
+//! [`history_store`](crate::HistoryStore)'s documentation.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,89 +14,62 @@ use async_trait::async_trait;
 
 use crate::broker::{Broker, ChannelSummary, History, HistoryQuery, PublicationSink, Published};
 use crate::channel::ChannelName;
+use crate::clock::Clock;
 use crate::error::Error;
-use crate::history::HistoryConfig;
-use crate::publication::{now_millis, Epoch, Payload, Publication, StreamPosition};
+use crate::history::{HistoryConfig, HistoryPolicy};
+use crate::history_store::{HistoryStore, NullStore, StoredEntry};
+use crate::publication::Payload;
+#[cfg(test)]
+use crate::stream::IDEMPOTENCY_WINDOW;
+use crate::stream::{min_ts, Stream};
 use crate::sync::lock;
 
 /// Number of independently locked parts of the channel map; spreads contention between
 /// publishers of different channels without costing memory per channel.
 const SHARDS: usize = 32;
 
-/// How many idempotency keys each channel remembers. A client retries an unacknowledged publish
-/// right after it reconnects, so a short window suffices.
-const IDEMPOTENCY_WINDOW: usize = 1024;
-
-/// A channel with no publication for this long loses its state (latest value and position) and
-/// starts over with a new epoch; bounds the memory of channels nobody uses any more.
+/// A channel with no publication for this long loses its in-memory state (latest value and
+/// position); bounds the memory of channels nobody uses any more. Without a store the channel
+/// then starts over with a new epoch; with one it is loaded again from the store.
 pub const CHANNEL_IDLE_TTL: Duration = Duration::from_secs(24 * 3600);
 
-/// Keeps every channel's history in this process.
-pub struct MemoryBroker {
+/// Sequences every channel in this process, keeps recent history in memory and hands
+/// publications to the sink; `S` is where history is also stored ([`NullStore`]: nowhere).
+pub struct MemoryBroker<S: HistoryStore = NullStore> {
     shards: Box<[Mutex<Shard>]>,
     history: HistoryConfig,
     sink: Arc<dyn PublicationSink>,
+    clock: Clock,
+    store: S,
 }
 
 /// Part of the channel map; each stream has its own lock so that fan-out on one channel does not
 /// hold up publishers of the others in the same shard.
 type Shard = HashMap<ChannelName, Arc<Mutex<Stream>>>;
 
-/// One channel's stream.
-struct Stream {
-    /// The name every publication of the stream shares: one allocation, and equal by pointer,
-    /// which is what each subscriber's [`DeliveryTracker`](crate::DeliveryTracker) compares.
-    name: ChannelName,
-    epoch: Epoch,
-    offset: u64,
-    history: VecDeque<Arc<Publication>>,
-    latest: Option<Arc<Publication>>,
-    keys: HashMap<Box<str>, StreamPosition>,
-    key_order: VecDeque<Box<str>>,
-    touched_ms: u64,
-}
-
-impl Stream {
-    fn new(name: ChannelName) -> Self {
-        Self {
-            name,
-            epoch: Epoch::random(),
-            offset: 0,
-            history: VecDeque::new(),
-            latest: None,
-            keys: HashMap::new(),
-            key_order: VecDeque::new(),
-            touched_ms: now_millis(),
-        }
-    }
-
-    fn position(&self) -> StreamPosition {
-        StreamPosition { offset: self.offset, epoch: self.epoch.clone() }
-    }
-
-    fn evict(&mut self, size: usize, max_age: Duration, now_ms: u64) {
-        let min_ts = now_ms.saturating_sub(max_age.as_millis() as u64);
-        while self.history.len() > size || self.history.front().is_some_and(|p| p.ts < min_ts) {
-            self.history.pop_front();
-        }
-    }
-
-    fn remember_key(&mut self, key: &str, position: StreamPosition) {
-        if self.key_order.len() == IDEMPOTENCY_WINDOW {
-            if let Some(old) = self.key_order.pop_front() {
-                self.keys.remove(&old);
-            }
-        }
-        self.key_order.push_back(key.into());
-        self.keys.insert(key.into(), position);
-    }
-}
-
 impl MemoryBroker {
-    /// A broker that keeps history per `history` and hands publications to `sink`.
-    pub fn new(history: HistoryConfig, sink: Arc<dyn PublicationSink>) -> Self {
+    /// A broker that keeps history in memory per `history`, timestamps by `clock` and hands
+    /// publications to `sink`.
+    pub fn new(history: HistoryConfig, clock: Clock, sink: Arc<dyn PublicationSink>) -> Self {
+        Self::with_store(history, clock, NullStore, sink)
+    }
+}
+
+impl<S: HistoryStore> MemoryBroker<S> {
+    /// A broker that also keeps history in `store`.
+    pub fn with_store(
+        history: HistoryConfig,
+        clock: Clock,
+        store: S,
+        sink: Arc<dyn PublicationSink>,
+    ) -> Self {
         let shards = (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect();
-        Self { shards, history, sink }
+        Self { shards, history, sink, clock, store }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
     }
 
     fn shard(&self, channel: &ChannelName) -> &Mutex<Shard> {
@@ -102,80 +78,200 @@ impl MemoryBroker {
         &self.shards[hasher.finish() as usize % SHARDS]
     }
 
+    fn policy(&self, channel: &ChannelName) -> HistoryPolicy {
+        self.history.policy_for(channel.as_str())
+    }
+
+    /// The in-memory stream of `channel`, made on first use.
     fn stream(&self, channel: &ChannelName) -> Arc<Mutex<Stream>> {
         let mut shard = lock(self.shard(channel));
         shard
             .entry(channel.clone())
-            .or_insert_with(|| Arc::new(Mutex::new(Stream::new(channel.clone()))))
+            .or_insert_with(|| Arc::new(Mutex::new(Stream::new(channel.clone(), self.clock.now_millis()))))
             .clone()
     }
 
-    /// Drops the state of channels idle for longer than [`CHANNEL_IDLE_TTL`] and history older
-    /// than each channel's age limit. Called periodically by the node.
-    pub fn sweep(&self) {
-        let now = now_millis();
+    /// The stream of `channel`, loaded from the store on first use.
+    async fn loaded(&self, channel: &ChannelName) -> Result<Arc<Mutex<Stream>>, Error> {
+        if let Some(stream) = lock(self.shard(channel)).get(channel).cloned() {
+            return Ok(stream);
+        }
+        // Loaded with no lock held. A racing load reads the same state, because nothing is
+        // appended to a channel before its stream is in the map; the first one in wins.
+        let stored = self.store.load(channel).await?;
+        let now = self.clock.now_millis();
+        let mut shard = lock(self.shard(channel));
+        let stream = shard
+            .entry(channel.clone())
+            .or_insert_with(|| Arc::new(Mutex::new(Stream::restore(channel.clone(), stored, now))));
+        Ok(stream.clone())
+    }
+
+    /// Drops history older than each channel's age limit and the in-memory state of channels
+    /// idle for longer than [`CHANNEL_IDLE_TTL`]; tells the store to evict likewise. Called
+    /// periodically by the node.
+    pub async fn sweep(&self) {
+        let now = self.clock.now_millis();
         let ttl = CHANNEL_IDLE_TTL.as_millis() as u64;
+        let durable = self.store.is_durable();
+        let mut stored = Vec::new();
         for shard in self.shards.iter() {
             lock(shard).retain(|channel, stream| {
+                // Streams are handed out under the shard lock, which this holds: a stream nobody
+                // else holds cannot be picked up by a publisher while it is dropped.
+                let held = Arc::strong_count(stream) > 1;
                 let mut stream = lock(stream);
-                let policy = self.history.policy_for(channel.as_str());
-                stream.evict(policy.size, policy.max_age, now);
-                now.saturating_sub(stream.touched_ms) < ttl
+                let policy = self.policy(channel);
+                stream.evict(policy, now);
+                if durable {
+                    stored.push((channel.clone(), policy));
+                }
+                held || !stream.is_settled() || now.saturating_sub(stream.touched_ms) < ttl
             });
         }
+        for (channel, policy) in stored {
+            match self.store.evict(&channel, policy.size, min_ts(policy, now)).await {
+                Ok(oldest) => {
+                    if let Some(stream) = lock(self.shard(&channel)).get(&channel) {
+                        lock(stream).retain_from(oldest);
+                    }
+                }
+                Err(e) => tracing::warn!(channel = %channel, error = %e, "could not evict stored history"),
+            }
+        }
+    }
+
+    /// Publishes through the store: sequenced under the stream's lock, written in a batch with
+    /// no lock held, delivered in offset order once written (see [`HistoryStore`]).
+    async fn publish_stored(
+        &self,
+        channel: &ChannelName,
+        data: Payload,
+        key: Option<&str>,
+    ) -> Result<Published, Error> {
+        let policy = self.policy(channel);
+        let stream = self.loaded(channel).await?;
+        let (position, duplicate, turn) = {
+            let mut s = lock(&stream);
+            let Some(turn) = s.turn() else {
+                return Err(Error::Broker("channel state without its store".into()));
+            };
+            match key.and_then(|k| s.duplicate(k)).cloned() {
+                // Committed, possibly in an earlier epoch: the original's position stands.
+                Some(position) if position.epoch != *s.epoch() || position.offset <= s.committed() => {
+                    return Ok(Published { position, duplicate: true });
+                }
+                // Still being written: its outcome is this publish's too.
+                Some(position) => (position, true, turn),
+                None => {
+                    let publication = s.next(data, key, self.clock.now_millis());
+                    let position = publication.position.clone();
+                    s.push_pending(StoredEntry { publication, key: key.map(Into::into) });
+                    (position, false, turn)
+                }
+            }
+        };
+        let _turn = turn.lock().await;
+        let batch = {
+            let mut s = lock(&stream);
+            if *s.epoch() != position.epoch {
+                return Err(Error::Broker("storing history failed; publish again".into()));
+            }
+            if s.committed() >= position.offset {
+                return Ok(Published { position, duplicate });
+            }
+            s.take_pending()
+        };
+        let written = self.store.append(channel, &batch).await;
+        let mut s = lock(&stream);
+        match written {
+            Ok(()) => {
+                for entry in &batch {
+                    s.commit(&entry.publication, policy);
+                    // Delivered under the stream's lock and the commit turn, batch after batch:
+                    // offset order, as in the in-memory path.
+                    self.sink.deliver(&entry.publication);
+                }
+                Ok(Published { position, duplicate })
+            }
+            Err(e) => {
+                tracing::error!(channel = %channel, error = %e, "storing history failed; new epoch");
+                s.restart_epoch(&batch);
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads history through the store when the hot window does not hold all of the answer.
+    async fn history_stored(&self, channel: &ChannelName, query: HistoryQuery) -> Result<History, Error> {
+        let policy = self.policy(channel);
+        let stream = self.loaded(channel).await?;
+        let now = self.clock.now_millis();
+        let (oldest, min_ts) = {
+            let mut s = lock(&stream);
+            s.evict(policy, now);
+            if s.covers(&query) {
+                return Ok(s.history(&query));
+            }
+            (s.oldest(), min_ts(policy, now))
+        };
+        let mut bounded = query;
+        if query.is_forward() {
+            // Start within what history retains, so that the store's `limit` counts only that.
+            bounded.after = Some(query.after.unwrap_or(0).max(oldest.saturating_sub(1)));
+            bounded.from_ms = Some(query.from_ms.unwrap_or(0).max(min_ts));
+        }
+        let stored = self.store.read(channel, bounded).await?;
+        let s = lock(&stream);
+        let position = s.position();
+        let publications = stored
+            .publications
+            .into_iter()
+            .filter(|p| {
+                p.position.epoch == position.epoch
+                    && (oldest..=position.offset).contains(&p.position.offset)
+                    && p.ts >= min_ts
+            })
+            .collect();
+        Ok(History { publications, position, oldest, latest: s.latest().cloned() })
     }
 }
 
 #[async_trait]
-impl Broker for MemoryBroker {
+impl<S: HistoryStore> Broker for MemoryBroker<S> {
     async fn publish(
         &self,
         channel: &ChannelName,
         data: Payload,
         idempotency_key: Option<&str>,
     ) -> Result<Published, Error> {
-        let policy = self.history.policy_for(channel.as_str());
+        if self.store.is_durable() {
+            // Boxed so that the in-memory path's future stays as small as it was.
+            return Box::pin(self.publish_stored(channel, data, idempotency_key)).await;
+        }
+        let policy = self.policy(channel);
         let stream = self.stream(channel);
         let mut stream = lock(&stream);
-        if let Some(position) = idempotency_key.and_then(|k| stream.keys.get(k)) {
+        if let Some(position) = idempotency_key.and_then(|k| stream.duplicate(k)) {
             return Ok(Published { position: position.clone(), duplicate: true });
         }
-        stream.offset += 1;
-        let position = stream.position();
-        let publication = Arc::new(Publication::new(stream.name.clone(), data, position.clone()));
-        stream.touched_ms = publication.ts;
-        if policy.size > 0 {
-            stream.history.push_back(publication.clone());
-        }
-        stream.evict(policy.size, policy.max_age, publication.ts);
-        stream.latest = Some(publication.clone());
-        if let Some(key) = idempotency_key {
-            stream.remember_key(key, position.clone());
-        }
+        let publication = stream.next(data, idempotency_key, self.clock.now_millis());
+        stream.commit(&publication, policy);
         // Fan out while the stream is locked: this is what keeps every subscriber's view of a
         // channel in offset order when several publishers race. Delivery only enqueues.
         self.sink.deliver(&publication);
-        Ok(Published { position, duplicate: false })
+        Ok(Published { position: publication.position.clone(), duplicate: false })
     }
 
     async fn history(&self, channel: &ChannelName, query: HistoryQuery) -> Result<History, Error> {
-        let policy = self.history.policy_for(channel.as_str());
+        if self.store.is_durable() {
+            return Box::pin(self.history_stored(channel, query)).await;
+        }
+        let policy = self.policy(channel);
         let stream = self.stream(channel);
         let mut stream = lock(&stream);
-        stream.evict(policy.size, policy.max_age, now_millis());
-        let oldest = stream.history.front().map_or(stream.offset + 1, |p| p.position.offset);
-        let publications = match query.after {
-            Some(after) => {
-                // Offsets in history are consecutive, so the start index is arithmetic.
-                let skip = (after + 1).saturating_sub(oldest) as usize;
-                stream.history.iter().skip(skip).take(query.limit).cloned().collect()
-            }
-            None => {
-                let skip = stream.history.len().saturating_sub(query.limit);
-                stream.history.iter().skip(skip).cloned().collect()
-            }
-        };
-        Ok(History { publications, position: stream.position(), oldest, latest: stream.latest.clone() })
+        stream.evict(policy, self.clock.now_millis());
+        Ok(stream.history(&query))
     }
 
     async fn channels(&self) -> Result<Vec<ChannelSummary>, Error> {
@@ -186,7 +282,7 @@ impl Broker for MemoryBroker {
                 out.push(ChannelSummary {
                     channel: channel.clone(),
                     position: stream.position(),
-                    last_ts: stream.latest.as_ref().map(|p| p.ts),
+                    last_ts: stream.latest().map(|p| p.ts),
                 });
             }
         }
@@ -198,7 +294,8 @@ impl Broker for MemoryBroker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::HistoryPolicy;
+    use crate::clock::ManualClock;
+    use crate::publication::Publication;
 
     #[derive(Default)]
     struct Collect(Mutex<Vec<u64>>);
@@ -209,10 +306,11 @@ mod tests {
         }
     }
 
-    fn broker(size: usize, max_age: Duration) -> (MemoryBroker, Arc<Collect>) {
+    fn broker(size: usize, max_age: Duration) -> (MemoryBroker, Arc<Collect>, ManualClock) {
         let sink = Arc::new(Collect::default());
+        let clock = ManualClock::new(1_000_000);
         let history = HistoryConfig { default: HistoryPolicy { size, max_age }, rules: vec![] };
-        (MemoryBroker::new(history, sink.clone()), sink)
+        (MemoryBroker::new(history, clock.clock(), sink.clone()), sink, clock)
     }
 
     fn ch(s: &str) -> ChannelName {
@@ -225,59 +323,65 @@ mod tests {
 
     #[tokio::test]
     async fn offsets_increase_and_history_is_bounded() {
-        let (broker, sink) = broker(3, Duration::from_secs(60));
+        let (broker, sink, _) = broker(3, Duration::from_secs(60));
         for n in 1..=5 {
             let published = broker.publish(&ch("a"), data(n), None).await.expect("publish");
             assert_eq!(published.position.offset, n);
         }
         assert_eq!(*lock(&sink.0), vec![1, 2, 3, 4, 5]);
-        let h = broker.history(&ch("a"), HistoryQuery { after: None, limit: 10 }).await.expect("history");
+        let h = broker.history(&ch("a"), HistoryQuery::newest(10)).await.expect("history");
         let offsets: Vec<u64> = h.publications.iter().map(|p| p.position.offset).collect();
         assert_eq!(offsets, vec![3, 4, 5]);
         assert_eq!(h.oldest, 3);
         assert_eq!(h.position.offset, 5);
-        let after =
-            broker.history(&ch("a"), HistoryQuery { after: Some(3), limit: 1 }).await.expect("history");
+        let after = broker.history(&ch("a"), HistoryQuery::after(3, 1)).await.expect("history");
         assert_eq!(after.publications[0].position.offset, 4);
         assert_eq!(after.publications.len(), 1);
     }
 
     #[tokio::test]
-    async fn size_zero_keeps_latest_only() {
-        let (broker, _) = broker(0, Duration::from_secs(60));
-        broker.publish(&ch("a"), data(1), None).await.expect("publish");
-        let h = broker.history(&ch("a"), HistoryQuery { after: Some(0), limit: 10 }).await.expect("history");
-        assert!(h.publications.is_empty());
-        assert_eq!(h.oldest, 2);
-        assert_eq!(h.latest.expect("latest").position.offset, 1);
-    }
-
-    #[tokio::test]
     async fn old_entries_expire() {
-        let (broker, _) = broker(100, Duration::from_millis(20));
+        let (broker, _, clock) = broker(100, Duration::from_millis(20));
         broker.publish(&ch("a"), data(1), None).await.expect("publish");
-        tokio::time::sleep(Duration::from_millis(40)).await;
+        clock.advance(Duration::from_millis(40));
         broker.publish(&ch("a"), data(2), None).await.expect("publish");
-        let h = broker.history(&ch("a"), HistoryQuery { after: Some(0), limit: 10 }).await.expect("history");
+        let h = broker.history(&ch("a"), HistoryQuery::after(0, 10)).await.expect("history");
         assert_eq!(h.publications.len(), 1);
         assert_eq!(h.oldest, 2);
     }
 
     #[tokio::test]
-    async fn idempotency_key_stores_once() {
-        let (broker, sink) = broker(10, Duration::from_secs(60));
-        let first = broker.publish(&ch("a"), data(1), Some("k1")).await.expect("publish");
-        let again = broker.publish(&ch("a"), data(1), Some("k1")).await.expect("publish");
-        assert!(!first.duplicate);
-        assert!(again.duplicate);
-        assert_eq!(first.position, again.position);
-        assert_eq!(lock(&sink.0).len(), 1);
+    async fn idle_channels_start_over_in_a_new_epoch() {
+        let (broker, _, clock) = broker(100, Duration::from_secs(60));
+        let first = broker.publish(&ch("a"), data(1), None).await.expect("publish");
+        clock.advance(CHANNEL_IDLE_TTL - Duration::from_millis(1));
+        broker.sweep().await;
+        let kept = broker.history(&ch("a"), HistoryQuery::newest(0)).await.expect("history");
+        assert_eq!(kept.position, first.position, "not idle for the whole TTL yet");
+        clock.advance(Duration::from_millis(1));
+        broker.sweep().await;
+        let fresh = broker.history(&ch("a"), HistoryQuery::newest(0)).await.expect("history");
+        assert_eq!(fresh.position.offset, 0);
+        assert_ne!(fresh.position.epoch, first.position.epoch, "history was lost, so the epoch changed");
+        assert!(fresh.latest.is_none());
+    }
+
+    #[tokio::test]
+    async fn keys_beyond_the_window_are_forgotten() {
+        let (broker, sink, _) = broker(10, Duration::from_secs(60));
+        broker.publish(&ch("a"), data(0), Some("k0")).await.expect("publish");
+        for n in 1..=IDEMPOTENCY_WINDOW as u64 {
+            broker.publish(&ch("a"), data(n), Some(&format!("k{n}"))).await.expect("publish");
+        }
+        let again = broker.publish(&ch("a"), data(0), Some("k0")).await.expect("publish");
+        assert!(!again.duplicate, "the window is {IDEMPOTENCY_WINDOW} keys");
+        assert_eq!(lock(&sink.0).len(), IDEMPOTENCY_WINDOW + 2);
     }
 
     #[tokio::test]
     async fn epochs_differ_between_brokers() {
-        let (a, _) = broker(10, Duration::from_secs(60));
-        let (b, _) = broker(10, Duration::from_secs(60));
+        let (a, _, _) = broker(10, Duration::from_secs(60));
+        let (b, _, _) = broker(10, Duration::from_secs(60));
         let pa = a.publish(&ch("x"), data(1), None).await.expect("publish");
         let pb = b.publish(&ch("x"), data(1), None).await.expect("publish");
         assert_ne!(pa.position.epoch, pb.position.epoch);

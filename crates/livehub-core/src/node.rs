@@ -5,12 +5,16 @@ use std::time::Duration;
 
 use crate::broker::{Broker, ChannelSummary, History, HistoryQuery, PublicationSink, Published};
 use crate::channel::{ChannelFilter, ChannelName};
+use crate::clock::Clock;
 use crate::detached::{DetachedSessions, ResumeToken, Resumed};
 use crate::error::Error;
 use crate::history::HistoryConfig;
+use crate::history_store::{HistoryStore, NullStore};
 use crate::hub::{Hub, HubStats};
 use crate::memory_broker::MemoryBroker;
-use crate::presence::{Presence, PRESENCE_CHANNEL, PRESENCE_MIN_INTERVAL};
+use crate::presence::{
+    LocalPresence, Presence, PresenceBackend, PresenceCounts, PRESENCE_CHANNEL, PRESENCE_MIN_INTERVAL,
+};
 use crate::publication::{Payload, Publication, StreamPosition};
 use crate::session::{DeliveryTracker, Session, SessionReceiver};
 
@@ -36,6 +40,10 @@ pub struct NodeConfig {
     pub max_subscriptions: usize,
     /// Largest publication data accepted, in bytes.
     pub max_data_size: usize,
+    /// The wall clock that timestamps publications and ages history (tests move it by hand).
+    pub clock: Clock,
+    /// Where presence comes from: this node's counts, or (scaled out) every node's.
+    pub presence: Arc<dyn PresenceBackend>,
 }
 
 impl Default for NodeConfig {
@@ -47,6 +55,8 @@ impl Default for NodeConfig {
             queue_capacity: 1024,
             max_subscriptions: 512,
             max_data_size: 64 * 1024,
+            clock: Clock::system(),
+            presence: Arc::new(LocalPresence),
         }
     }
 }
@@ -108,10 +118,16 @@ impl Node {
     /// A node with the in-memory broker. Spawns its housekeeping tasks, so call it inside a
     /// Tokio runtime; they end when the last clone of the node is dropped.
     pub fn new(config: NodeConfig) -> Self {
-        let history = config.history.clone();
+        Self::with_store(config, NullStore)
+    }
+
+    /// A node with the in-memory broker over `store`, which keeps history across restarts
+    /// ([`NullStore`]: nowhere). Spawns its housekeeping tasks, as [`new`](Self::new) does.
+    pub fn with_store<S: HistoryStore>(config: NodeConfig, store: S) -> Self {
+        let (history, clock) = (config.history.clone(), config.clock.clone());
         let mut memory = None;
         let node = Self::with_broker(config, |sink| {
-            let broker = Arc::new(MemoryBroker::new(history, sink));
+            let broker = Arc::new(MemoryBroker::with_store(history, clock, store, sink));
             memory = Some(Arc::downgrade(&broker));
             broker
         });
@@ -206,7 +222,7 @@ impl Node {
                 recovered: r.recovered,
                 publications: r.publications,
             }),
-            None => self.history(channel, HistoryQuery { after: None, limit: 0 }).await.map(|h| Subscribed {
+            None => self.history(channel, HistoryQuery::newest(0)).await.map(|h| Subscribed {
                 position: Some(h.position),
                 recovered: false,
                 publications: if options.latest { h.latest.into_iter().collect() } else { Vec::new() },
@@ -267,10 +283,9 @@ impl Node {
     /// is still complete from offset 1, all of it is sent: still `recovered: false`, because the
     /// old epoch's tail is gone, but nothing of the new epoch is skipped.
     pub async fn recover(&self, channel: &ChannelName, since: &StreamPosition) -> Result<Recovery, Error> {
-        let history =
-            self.history(channel, HistoryQuery { after: Some(since.offset), limit: MAX_RECOVERY }).await?;
+        let history = self.history(channel, HistoryQuery::after(since.offset, MAX_RECOVERY)).await?;
         if since.epoch != history.position.epoch {
-            let all = self.history(channel, HistoryQuery { after: Some(0), limit: MAX_RECOVERY }).await?;
+            let all = self.history(channel, HistoryQuery::after(0, MAX_RECOVERY)).await?;
             let complete = all.publications.len() as u64 == all.position.offset;
             let publications = if complete && !all.publications.is_empty() {
                 all.publications
@@ -287,10 +302,10 @@ impl Node {
         Ok(Recovery { position: history.position, recovered, publications })
     }
 
-    /// Presence on this node now.
+    /// Presence now, as the presence backend sees it (this node's alone by default).
     pub fn presence(&self) -> Presence {
         let (filters, transports) = self.inner.hub.counts();
-        Presence::from_counts(filters, transports)
+        self.inner.config.presence.snapshot(PresenceCounts { transports, filters })
     }
 
     /// Publications and deliveries on this node since it started.
@@ -353,12 +368,12 @@ async fn announce_presence(node: Weak<NodeInner>) {
     }
 }
 
-async fn sweep(broker: Weak<MemoryBroker>) {
+async fn sweep<S: HistoryStore>(broker: Weak<MemoryBroker<S>>) {
     let mut tick = tokio::time::interval(SWEEP_INTERVAL);
     loop {
         tick.tick().await;
         match broker.upgrade() {
-            Some(broker) => broker.sweep(),
+            Some(broker) => broker.sweep().await,
             None => return,
         }
     }

@@ -2,12 +2,12 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::channel::ChannelName;
+use crate::clock::Clock;
 use crate::error::Error;
 use crate::frames::{Encoding, FrameCache};
 
@@ -128,12 +128,13 @@ pub struct Publication {
 }
 
 impl Publication {
-    /// A publication at `position`, timestamped now.
+    /// A publication at `position`, timestamped now by the system clock (brokers timestamp by
+    /// their [`Clock`] with [`with_ts`](Self::with_ts)).
     pub fn new(channel: ChannelName, data: Payload, position: StreamPosition) -> Self {
-        Self::with_ts(channel, data, position, now_millis())
+        Self::with_ts(channel, data, position, Clock::system().now_millis())
     }
 
-    /// A publication with an explicit timestamp (for brokers that store it).
+    /// A publication with an explicit timestamp, in milliseconds since the Unix epoch.
     pub fn with_ts(channel: ChannelName, data: Payload, position: StreamPosition, ts: u64) -> Self {
         Self { channel, data, position, ts, frames: FrameCache::default() }
     }
@@ -159,11 +160,6 @@ impl fmt::Debug for Publication {
             .field("ts", &self.ts)
             .finish_non_exhaustive()
     }
-}
-
-/// Milliseconds since the Unix epoch, now.
-pub fn now_millis() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 #[cfg(test)]

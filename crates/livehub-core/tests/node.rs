@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use livehub_core::{
-    ChannelFilter, ChannelName, DeliveryTracker, Disconnect, Epoch, HistoryConfig, HistoryPolicy, Node,
-    NodeConfig, Payload, Publication, StreamPosition, SubscribeOptions, PRESENCE_CHANNEL,
+    ChannelFilter, ChannelName, DeliveryTracker, Disconnect, Epoch, HistoryConfig, HistoryPolicy,
+    HistoryQuery, ManualClock, Node, NodeConfig, Payload, Presence, PresenceBackend, PresenceCounts,
+    Publication, StreamPosition, SubscribeOptions, PRESENCE_CHANNEL,
 };
 
 fn ch(s: &str) -> ChannelName {
@@ -172,7 +173,8 @@ async fn clients_cannot_publish_to_system_channels() {
     assert_eq!(err.code(), "read_only_channel");
 }
 
-#[tokio::test]
+// Paused: the presence task's debounce sleep passes as soon as every task waits.
+#[tokio::test(start_paused = true)]
 async fn presence_is_counted_and_published() {
     let node = node_with(10, 64);
     let mut watcher = node.connect("websocket");
@@ -201,4 +203,59 @@ async fn presence_is_counted_and_published() {
     drop(other);
     assert_eq!(node.presence().connections, 1);
     assert_eq!(node.presence().channels.get("metrics/system"), None);
+}
+
+/// A backend that adds the counts of another, imaginary node.
+#[derive(Debug)]
+struct TwoNodes;
+
+impl PresenceBackend for TwoNodes {
+    fn snapshot(&self, mut local: PresenceCounts) -> Presence {
+        *local.transports.entry("websocket").or_default() += 10;
+        *local.filters.entry("metrics/system".into()).or_default() += 4;
+        Presence::from_counts(local.filters, local.transports)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn presence_comes_from_the_backend() {
+    let node = Node::new(NodeConfig { presence: Arc::new(TwoNodes), ..NodeConfig::default() });
+    let mut watcher = node.connect("sse");
+    node.subscribe(watcher.session(), &filter(PRESENCE_CHANNEL), SubscribeOptions::default())
+        .await
+        .expect("subscribe");
+    let presence = node.presence();
+    assert_eq!(presence.connections, 11);
+    assert_eq!(presence.transports.get("sse"), Some(&1), "this node's own counts go in");
+    assert_eq!(presence.channels.get("metrics/system"), Some(&4));
+
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), watcher.recv_many(&mut buf, 10))
+        .await
+        .expect("presence published");
+    let Payload::Json(json) = &buf[0].data else { panic!("presence is JSON") };
+    let value: serde_json::Value = serde_json::from_slice(json).expect("json");
+    assert_eq!(value["connections"], 11, "what is published is the backend's view");
+}
+
+#[tokio::test]
+async fn the_node_timestamps_and_ages_history_by_its_clock() {
+    let clock = ManualClock::new(1_000_000);
+    let node = Node::new(NodeConfig {
+        history: HistoryConfig {
+            default: HistoryPolicy { size: 10, max_age: Duration::from_secs(60) },
+            rules: vec![],
+        },
+        clock: clock.clock(),
+        ..NodeConfig::default()
+    });
+    node.publish(&ch("a"), n(1), None).await.expect("publish");
+    clock.advance(Duration::from_secs(59));
+    node.publish(&ch("a"), n(2), None).await.expect("publish");
+    let history = node.history(&ch("a"), HistoryQuery::after(0, 10)).await.expect("history");
+    let ts: Vec<u64> = history.publications.iter().map(|p| p.ts).collect();
+    assert_eq!(ts, vec![1_000_000, 1_059_000]);
+    clock.advance(Duration::from_secs(2));
+    let history = node.history(&ch("a"), HistoryQuery::after(0, 10)).await.expect("history");
+    assert_eq!(history.publications.len(), 1, "the first is now older than a minute");
 }

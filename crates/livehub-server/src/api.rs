@@ -214,7 +214,7 @@ pub(crate) async fn channel(
     }
     let channel = ChannelName::new(&path)?;
     readable(&channel)?;
-    let history = node.history(&channel, HistoryQuery { after: None, limit: 0 }).await?;
+    let history = node.history(&channel, HistoryQuery::newest(0)).await?;
     Ok(Json(json!({
         "channel": channel,
         "position": position_value(&history.position),

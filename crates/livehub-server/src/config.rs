@@ -301,6 +301,7 @@ impl Config {
             queue_capacity: self.limits.queue_capacity.max(1),
             max_subscriptions: self.limits.max_subscriptions,
             max_data_size: self.limits.max_data_size,
+            ..NodeConfig::default()
         }
     }
 }

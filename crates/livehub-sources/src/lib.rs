@@ -344,10 +344,7 @@ mod tests {
         .await;
         assert!(waited.is_ok(), "never published on {:?}", expected.difference(&seen).collect::<Vec<_>>());
         let history = node
-            .history(
-                &ChannelName::new("metrics/system").expect("valid"),
-                HistoryQuery { after: None, limit: 1 },
-            )
+            .history(&ChannelName::new("metrics/system").expect("valid"), HistoryQuery::newest(1))
             .await
             .expect("history");
         assert!(history.latest.is_some());

@@ -114,8 +114,7 @@ mod tests {
         let mut published = 0;
         for _ in 0..200 {
             tokio::time::sleep(Duration::from_millis(5)).await;
-            let history =
-                node.history(&channel, HistoryQuery { after: None, limit: 0 }).await.expect("history");
+            let history = node.history(&channel, HistoryQuery::newest(0)).await.expect("history");
             published = history.position.offset;
             if published >= 3 {
                 break;

@@ -62,7 +62,7 @@ pub(crate) async fn read_history(
     let channel = ChannelName::new(channel)?;
     app.access().may_read(identity, &ChannelFilter::Exact(channel.clone()))?;
     let limit = limit.unwrap_or(DEFAULT_HISTORY_LIMIT).min(MAX_HISTORY_LIMIT);
-    let history = app.node().history(&channel, HistoryQuery { after: since, limit }).await?;
+    let history = app.node().history(&channel, HistoryQuery::new(since, limit)).await?;
     if let Some(epoch) = epoch {
         if epoch != history.position.epoch.as_str() {
             return Err(ClientError::EpochMismatch(history.position.epoch.to_string()));
