@@ -18,7 +18,10 @@ mod session;
 mod sync;
 
 pub use broker::{Broker, ChannelSummary, History, HistoryQuery, PublicationSink, Published};
-pub use channel::{ChannelFilter, ChannelName, MAX_CHANNEL_LEN, MAX_CHANNEL_LEVELS, SYSTEM_PREFIX};
+pub use channel::{
+    ChannelFilter, ChannelLimits, ChannelName, DEFAULT_MAX_CHANNEL_LEN, DEFAULT_MAX_CHANNEL_LEVELS,
+    SYSTEM_PREFIX,
+};
 pub use disconnect::Disconnect;
 pub use error::Error;
 pub use history::{HistoryConfig, HistoryPolicy};

@@ -4,7 +4,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use crate::broker::{Broker, ChannelSummary, History, HistoryQuery, PublicationSink, Published};
-use crate::channel::{ChannelFilter, ChannelName};
+use crate::channel::{ChannelFilter, ChannelLimits, ChannelName};
 use crate::error::Error;
 use crate::history::HistoryConfig;
 use crate::hub::{Hub, HubStats};
@@ -31,6 +31,8 @@ pub struct NodeConfig {
     pub max_subscriptions: usize,
     /// Largest publication data accepted, in bytes.
     pub max_data_size: usize,
+    /// How long and deep the channel names and patterns that transports parse may be.
+    pub channel_limits: ChannelLimits,
 }
 
 impl Default for NodeConfig {
@@ -42,6 +44,7 @@ impl Default for NodeConfig {
             queue_capacity: 1024,
             max_subscriptions: 512,
             max_data_size: 64 * 1024,
+            channel_limits: ChannelLimits::default(),
         }
     }
 }

@@ -5,6 +5,7 @@
 
 mod access;
 mod api;
+mod channel_list;
 mod config;
 mod cors;
 mod cursor;

@@ -403,9 +403,10 @@ impl Connection {
                 .await;
         }
         let node = self.app.node().clone();
+        let limits = node.config().channel_limits;
         let session = self.receiver.session().clone();
         for name in &cmd.channels {
-            let filter = match ChannelFilter::new(name) {
+            let filter = match ChannelFilter::with_limits(name, &limits) {
                 Ok(filter) => filter,
                 Err(e) => {
                     self.app.access().count_limit(e.code());
@@ -439,7 +440,7 @@ impl Connection {
                     // A pattern recovers the concrete channels the client names in `recover`.
                     let mut channels = serde_json::Map::new();
                     for (name, since) in &cmd.recover {
-                        let Ok(channel) = ChannelName::new(name) else { continue };
+                        let Ok(channel) = ChannelName::with_limits(name, &limits) else { continue };
                         if !filter.matches(&channel) {
                             continue;
                         }
@@ -485,7 +486,7 @@ impl Connection {
         }
         let mut failed = false;
         for name in &cmd.channels {
-            let result = ChannelFilter::new(name)
+            let result = ChannelFilter::with_limits(name, &self.app.node().config().channel_limits)
                 .and_then(|filter| self.app.node().unsubscribe(self.receiver.session(), &filter));
             if let Err(e) = result {
                 failed = true;
@@ -502,7 +503,7 @@ impl Connection {
         let (app, identity, peer) = (&self.app, &self.admission.identity, self.peer);
         let result = async {
             let channel = cmd.channel.as_deref().ok_or(CommandError::Missing("channel"))?;
-            let channel = ChannelName::new(channel)?;
+            let channel = ChannelName::with_limits(channel, &app.node().config().channel_limits)?;
             app.access().may_publish(identity, &channel)?;
             app.access().publish_allowed(peer, 1)?;
             let payload = cmd.data.ok_or(CommandError::Missing("data"))?.into_payload()?;
@@ -533,7 +534,7 @@ impl Connection {
         let (app, identity) = (&self.app, &self.admission.identity);
         let result = async {
             let channel = cmd.channel.as_deref().ok_or(CommandError::Missing("channel"))?;
-            let channel = ChannelName::new(channel)?;
+            let channel = ChannelName::with_limits(channel, &app.node().config().channel_limits)?;
             let filter = ChannelFilter::Exact(channel.clone());
             app.access().may_read(identity, &filter)?;
             let limit = cmd.limit.unwrap_or(100).min(MAX_HISTORY_LIMIT);
