@@ -20,6 +20,8 @@ mod protocol;
 mod resume;
 mod sse;
 mod tls;
+#[cfg(test)]
+mod wire_names;
 mod ws;
 
 use std::sync::Arc;
