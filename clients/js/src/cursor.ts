@@ -2,12 +2,14 @@ import type { Position } from "./types.js";
 
 /**
  * Builds a resume cursor (the SSE `Last-Event-ID`, the long-poll `cursor`) from positions, in the
- * format docs/protocol.md documents: base64url of `channel offset epoch` lines.
+ * format docs/protocol.md documents: base64url of `channel offset epoch` lines, with `%`, space
+ * and line feed in the channel written `%25`, `%20` and `%0A`.
  */
 export function encodeCursor(positions: Iterable<[string, Position]>): string {
   const lines: string[] = [];
   for (const [channel, p] of positions) {
-    lines.push(`${channel} ${p.offset} ${p.epoch}`);
+    const escaped = channel.replace(/[% \n]/g, (c) => (c === "%" ? "%25" : c === " " ? "%20" : "%0A"));
+    lines.push(`${escaped} ${p.offset} ${p.epoch}`);
   }
   const bytes = new TextEncoder().encode(lines.join("\n"));
   let binary = "";
@@ -24,9 +26,10 @@ export function decodeCursor(cursor: string): Map<string, Position> {
     const binary = atob(cursor.replace(/-/g, "+").replace(/_/g, "/"));
     const text = new TextDecoder().decode(Uint8Array.from(binary, (c) => c.charCodeAt(0)));
     for (const line of text.split("\n")) {
-      const [channel, offset, epoch] = line.split(" ");
-      if (channel && offset && epoch) {
-        out.set(channel, { offset: Number(offset), epoch });
+      const [channel, offset, epoch, extra] = line.split(" ");
+      if (channel && offset && epoch && extra === undefined) {
+        // Any `%XX` is a byte of the name's UTF-8, as the server reads it.
+        out.set(decodeURIComponent(channel), { offset: Number(offset), epoch });
       }
     }
   } catch {

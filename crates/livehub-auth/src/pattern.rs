@@ -72,6 +72,11 @@ impl PatternTemplate {
             pattern: text.to_owned(),
             reason,
         };
+        // Braces are plain characters in a channel name, but in a grant one outside the
+        // placeholder is a misspelt placeholder far more often than a channel's name.
+        if text.replace(SUBJECT_PLACEHOLDER, "").contains(['{', '}']) {
+            return Err(invalid(format!("'{{' or '}}' outside {SUBJECT_PLACEHOLDER}")));
+        }
         if text.contains(SUBJECT_PLACEHOLDER) {
             Pattern::new(&text.replace(SUBJECT_PLACEHOLDER, "x")).map_err(|e| invalid(e.to_string()))?;
             Ok(Self { text: text.to_owned(), fixed: None })
@@ -274,7 +279,7 @@ mod tests {
 
     #[test]
     fn bad_templates_are_config_errors() {
-        for bad in ["", "a//b", "a/#/b", "{sub", "a b", "users/{subject}"] {
+        for bad in ["", "a\0b", "a/#/b", "{sub", "a+b", "users/{subject}", "users/{sub}}"] {
             let err = PatternTemplate::parse(bad, "roles.x.subscribe").expect_err(bad);
             assert!(err.to_string().contains("roles.x.subscribe"), "{err}");
         }

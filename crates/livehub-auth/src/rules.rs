@@ -161,7 +161,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_prefixes() {
-        for bad in ["", "a/+", "a/#", "a//b", "a b"] {
+        for bad in ["", "a/+", "a/#", "a\0b", "a+b"] {
             let config = [ChannelRule {
                 prefix: bad.to_owned(),
                 read: ReadRule::Public,

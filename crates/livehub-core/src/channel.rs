@@ -1,8 +1,12 @@
 //! Channel names and subscription patterns.
 //!
-//! A channel is a `/`-separated name such as `metrics/system` or `transit/route/12`.
-//! Subscriptions may use the MQTT wildcards `+` (exactly one level) and `#` (all remaining levels),
-//! so that MQTT topics map onto channels one to one.
+//! A channel is a `/`-separated name such as `metrics/system` or `transit/route/12`, with MQTT's
+//! topic rules: any UTF-8 but NUL, empty levels allowed (`a//b`, `/a`, `a/`), and no `+` or `#`
+//! in a concrete name. Subscriptions may use the MQTT wildcards `+` (exactly one level) and `#`
+//! (all remaining levels) as whole levels, so that MQTT topics map onto channels one to one.
+//!
+//! Any character may therefore reach a wire format: every encoder escapes names for its own
+//! syntax rather than relying on an alphabet.
 
 use std::fmt;
 use std::sync::Arc;
@@ -11,18 +15,35 @@ use serde::{Serialize, Serializer};
 
 use crate::error::Error;
 
-/// Longest channel name or pattern accepted, in bytes.
+/// Default for [`ChannelLimits::max_len`], in bytes.
 ///
-/// Long enough for deep hierarchies (`transit/city/route/12/vehicle/4711`), short enough that a
-/// name never dominates the size of a small publication.
-pub const MAX_CHANNEL_LEN: usize = 255;
+/// Room for deep hierarchies and MQTT-style topics with long identifiers, while a name still never
+/// dominates the size of a small publication (each message carries its channel).
+pub const DEFAULT_MAX_CHANNEL_LEN: usize = 1024;
 
-/// Most levels a channel name may have; bounds the work of matching a pattern.
-pub const MAX_CHANNEL_LEVELS: usize = 16;
+/// Default for [`ChannelLimits::max_levels`]; bounds the work of matching a pattern against a
+/// name, which walks the levels.
+pub const DEFAULT_MAX_CHANNEL_LEVELS: usize = 32;
 
 /// Prefix of system channels (`$sys/presence`): only the server publishes there, and patterns
-/// that start with a wildcard do not match them (as MQTT does for `$SYS`).
+/// whose first level is a wildcard do not match them (as MQTT does for `$SYS`).
 pub const SYSTEM_PREFIX: char = '$';
+
+/// How long and how deep a channel name or pattern may be. A server passes its configured limits
+/// to [`ChannelName::with_limits`] and [`ChannelFilter::with_limits`]; `new` uses the defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelLimits {
+    /// Longest name or pattern, in bytes.
+    pub max_len: usize,
+    /// Most `/`-separated levels (an empty level counts).
+    pub max_levels: usize,
+}
+
+impl Default for ChannelLimits {
+    fn default() -> Self {
+        Self { max_len: DEFAULT_MAX_CHANNEL_LEN, max_levels: DEFAULT_MAX_CHANNEL_LEVELS }
+    }
+}
 
 /// A validated, concrete channel name (no wildcards). Cheap to clone.
 #[derive(Clone, Eq, PartialOrd, Ord)]
@@ -48,9 +69,14 @@ impl ChannelName {
         Arc::ptr_eq(&self.0, &other.0)
     }
 
-    /// Validates `name` as a concrete channel name.
+    /// Validates `name` as a concrete channel name within the default [`ChannelLimits`].
     pub fn new(name: &str) -> Result<Self, Error> {
-        validate(name, false)?;
+        Self::with_limits(name, &ChannelLimits::default())
+    }
+
+    /// Validates `name` as a concrete channel name within `limits`.
+    pub fn with_limits(name: &str, limits: &ChannelLimits) -> Result<Self, Error> {
+        validate(name, false, limits)?;
         Ok(Self(Arc::from(name)))
     }
 
@@ -59,7 +85,8 @@ impl ChannelName {
         &self.0
     }
 
-    /// Whether this is a system channel (`$sys/...`), which clients may read but not publish to.
+    /// Whether this is a system channel (its name starts with `$`, as `$sys/presence`), which
+    /// clients may read but not publish to.
     pub fn is_system(&self) -> bool {
         self.0.starts_with(SYSTEM_PREFIX)
     }
@@ -93,9 +120,15 @@ pub enum ChannelFilter {
 }
 
 impl ChannelFilter {
-    /// Validates `filter`, which may contain `+` levels and a final `#` level.
+    /// Validates `filter`, which may contain `+` levels and a final `#` level, within the default
+    /// [`ChannelLimits`].
     pub fn new(filter: &str) -> Result<Self, Error> {
-        if validate(filter, true)? {
+        Self::with_limits(filter, &ChannelLimits::default())
+    }
+
+    /// Validates `filter`, which may contain `+` levels and a final `#` level, within `limits`.
+    pub fn with_limits(filter: &str, limits: &ChannelLimits) -> Result<Self, Error> {
+        if validate(filter, true, limits)? {
             Ok(Self::Wildcard(Arc::from(filter)))
         } else {
             Ok(Self::Exact(ChannelName(Arc::from(filter))))
@@ -126,10 +159,10 @@ impl fmt::Display for ChannelFilter {
 }
 
 /// Matches a validated wildcard pattern against a concrete channel name, with MQTT semantics:
-/// `+` is one level, a final `#` is zero or more levels, and a leading wildcard never matches a
-/// `$` system channel.
+/// `+` is one level (an empty one too), a final `#` is zero or more levels, and a pattern whose
+/// first level is a wildcard never matches a `$` system channel.
 fn pattern_matches(pattern: &str, channel: &str) -> bool {
-    if channel.starts_with(SYSTEM_PREFIX) && !pattern.starts_with(SYSTEM_PREFIX) {
+    if channel.starts_with(SYSTEM_PREFIX) && matches!(pattern.split('/').next(), Some("+" | "#")) {
         return false;
     }
     let mut levels = channel.split('/');
@@ -153,46 +186,43 @@ fn pattern_matches(pattern: &str, channel: &str) -> bool {
 
 /// Checks the syntax of a name or (when `allow_wildcards`) a pattern; returns whether it contains
 /// a wildcard.
-fn validate(name: &str, allow_wildcards: bool) -> Result<bool, Error> {
-    let invalid = |why: &str| Error::InvalidChannel(format!("{name:?}: {why}"));
+fn validate(name: &str, allow_wildcards: bool, limits: &ChannelLimits) -> Result<bool, Error> {
     if name.is_empty() {
-        return Err(invalid("must not be empty"));
+        return Err(Error::InvalidChannel("\"\": must not be empty".to_owned()));
     }
-    if name.len() > MAX_CHANNEL_LEN {
+    // Checked before the name is quoted in a message: a client's megabyte stays out of the reply.
+    if name.len() > limits.max_len {
         return Err(Error::InvalidChannel(format!(
-            "channel name of {} bytes is longer than {MAX_CHANNEL_LEN}",
-            name.len()
+            "of {} bytes: longer than {} bytes",
+            name.len(),
+            limits.max_len
         )));
     }
-    let levels: Vec<&str> = name.split('/').collect();
-    if levels.len() > MAX_CHANNEL_LEVELS {
-        return Err(invalid("too many levels"));
+    let invalid = |why: &str| Error::InvalidChannel(format!("{name:?}: {why}"));
+    // MQTT forbids U+0000 in topics, and C-string APIs (logs, brokers) would cut the name there.
+    if name.contains('\0') {
+        return Err(invalid("must not contain NUL (U+0000)"));
+    }
+    let count = name.bytes().filter(|&b| b == b'/').count() + 1;
+    if count > limits.max_levels {
+        return Err(invalid(&format!("{count} levels, more than {}", limits.max_levels)));
     }
     let mut wildcard = false;
-    for (i, level) in levels.iter().enumerate() {
-        if level.is_empty() {
-            return Err(invalid("empty level (leading, trailing or double '/')"));
-        }
-        match *level {
+    let mut levels = name.split('/').peekable();
+    while let Some(level) = levels.next() {
+        match level {
             "+" | "#" if !allow_wildcards => {
-                return Err(invalid("wildcards are only allowed in subscriptions"));
+                return Err(invalid("wildcards '+' and '#' are only allowed in subscriptions"));
             }
             "+" => wildcard = true,
-            "#" if i + 1 == levels.len() => wildcard = true,
+            "#" if levels.peek().is_none() => wildcard = true,
             "#" => return Err(invalid("'#' must be the last level")),
-            _ => {
-                for (j, c) in level.chars().enumerate() {
-                    let system = c == SYSTEM_PREFIX && i == 0 && j == 0;
-                    if !(c.is_ascii_alphanumeric()
-                        || matches!(c, '_' | '-' | '.' | ':' | '@' | '=' | '~')
-                        || system)
-                    {
-                        return Err(invalid(
-                            "allowed characters are A-Z a-z 0-9 _ - . : @ = ~ and a leading $",
-                        ));
-                    }
-                }
+            _ if level.contains(['+', '#']) => {
+                return Err(invalid(
+                    "'+' and '#' are wildcards, allowed only as whole levels of a subscription",
+                ));
             }
+            _ => {}
         }
     }
     Ok(wildcard)
@@ -210,36 +240,126 @@ mod tests {
         ChannelName::new(s).expect("valid name")
     }
 
+    /// Names valid both as a concrete channel and as an exact filter.
+    const VALID_NAMES: &[&str] = &[
+        "a",
+        "metrics/system",
+        "transit/route/12",
+        "$sys/presence",
+        "a.b:c@d=e~f_g-h",
+        // MQTT allows empty levels, anywhere.
+        "a//b",
+        "/a",
+        "a/",
+        "/",
+        "//",
+        // Any character but NUL: spaces, commas, quotes, escapes, controls, line breaks, non-ASCII.
+        "x y",
+        "a/b,c",
+        "q\"uote",
+        "back\\slash",
+        "line\nbreak",
+        "cr\rlf",
+        "tab\tbell\u{7}",
+        "per%cent/?query/&amp",
+        "é/ü/日本/🎉",
+        // `$` is only special at the very start; elsewhere it is a plain character.
+        "a/$b",
+        "$",
+        "\u{7f}\u{feff}",
+    ];
+
     #[test]
-    fn accepts_ordinary_names() {
-        for ok in
-            ["a", "metrics/system", "stocks/AAPL", "transit/route/12", "$sys/presence", "a.b:c@d=e~f_g-h"]
-        {
-            assert!(ChannelName::new(ok).is_ok(), "{ok}");
+    fn accepts_any_utf8_but_nul_as_a_name() {
+        for ok in VALID_NAMES {
+            let channel = ChannelName::new(ok).unwrap_or_else(|e| panic!("{ok:?}: {e}"));
+            assert_eq!(channel.as_str(), *ok);
+            assert!(matches!(ChannelFilter::new(ok), Ok(ChannelFilter::Exact(_))), "{ok:?}");
         }
     }
 
     #[test]
     fn rejects_bad_names() {
-        let long = "a".repeat(MAX_CHANNEL_LEN + 1);
-        let deep = vec!["a"; MAX_CHANNEL_LEVELS + 1].join("/");
-        for bad in ["", "/a", "a/", "a//b", "a b", "é", "a/+", "#", "a/$b", "a\nb", &long, &deep] {
-            assert!(ChannelName::new(bad).is_err(), "{bad:?}");
+        let long = "a".repeat(DEFAULT_MAX_CHANNEL_LEN + 1);
+        let deep = vec!["a"; DEFAULT_MAX_CHANNEL_LEVELS + 1].join("/");
+        let table: &[(&str, &str)] = &[
+            ("", "empty"),
+            ("a\0b", "NUL"),
+            ("\0", "NUL alone"),
+            ("a/+", "single-level wildcard"),
+            ("+", "single-level wildcard alone"),
+            ("#", "multi-level wildcard"),
+            ("a/#", "multi-level wildcard last"),
+            ("a+b", "'+' inside a level"),
+            ("a#", "'#' inside a level"),
+            (&long, "too long"),
+            (&deep, "too deep"),
+        ];
+        for (bad, why) in table {
+            assert!(ChannelName::new(bad).is_err(), "{why}: {bad:?}");
         }
     }
 
     #[test]
     fn rejects_bad_patterns() {
-        for bad in ["a/#/b", "a+", "a/b#", "##"] {
+        for bad in ["a/#/b", "#/a", "a+", "a/b#", "##", "+a/b", "a/+b", "a\0/#", ""] {
             assert!(ChannelFilter::new(bad).is_err(), "{bad:?}");
         }
     }
 
     #[test]
+    fn limits_are_inclusive_and_configurable() {
+        let at_len = "a".repeat(DEFAULT_MAX_CHANNEL_LEN);
+        let at_levels = vec![""; DEFAULT_MAX_CHANNEL_LEVELS].join("/");
+        assert!(ChannelName::new(&at_len).is_ok());
+        assert!(ChannelName::new(&at_levels).is_ok(), "{} slashes", DEFAULT_MAX_CHANNEL_LEVELS - 1);
+        assert!(ChannelName::new(&format!("{at_levels}/")).is_err());
+
+        let small = ChannelLimits { max_len: 4, max_levels: 2 };
+        let table = [("abcd", true), ("abcde", false), ("a/b", true), ("a/b/c", false), ("a//", false)];
+        for (text, ok) in table {
+            assert_eq!(ChannelName::with_limits(text, &small).is_ok(), ok, "{text:?}");
+            assert_eq!(ChannelFilter::with_limits(text, &small).is_ok(), ok, "{text:?}");
+        }
+        assert!(ChannelFilter::with_limits("a/+/#", &small).is_err(), "three levels");
+
+        let large = ChannelLimits { max_len: 4096, max_levels: 100 };
+        let long = "a".repeat(4000);
+        let deep = vec!["a"; 100].join("/");
+        assert!(ChannelName::new(&long).is_err() && ChannelName::with_limits(&long, &large).is_ok());
+        assert!(ChannelName::new(&deep).is_err() && ChannelName::with_limits(&deep, &large).is_ok());
+    }
+
+    #[test]
+    fn an_overlong_name_is_not_echoed_in_the_error() {
+        let long = "x".repeat(DEFAULT_MAX_CHANNEL_LEN * 4);
+        let message = ChannelName::new(&long).expect_err("too long").to_string();
+        assert!(message.len() < 100, "{message}");
+    }
+
+    #[test]
     fn classifies_filters() {
-        assert!(matches!(filter("a/b"), ChannelFilter::Exact(_)));
-        assert!(matches!(filter("a/+"), ChannelFilter::Wildcard(_)));
-        assert!(matches!(filter("#"), ChannelFilter::Wildcard(_)));
+        let table = [
+            ("a/b", false),
+            ("a/+", true),
+            ("#", true),
+            ("+", true),
+            ("+/+/#", true),
+            ("a//+", true),
+            ("/#", true),
+            ("a b/c,d", false),
+            ("a/$b", false),
+        ];
+        for (text, wildcard) in table {
+            assert_eq!(matches!(filter(text), ChannelFilter::Wildcard(_)), wildcard, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn system_channels_start_with_a_dollar() {
+        for (text, system) in [("$sys/presence", true), ("$", true), ("a/$sys", false), ("sys", false)] {
+            assert_eq!(name(text).is_system(), system, "{text:?}");
+        }
     }
 
     #[test]
@@ -252,14 +372,36 @@ mod tests {
             ("stocks/#", "stocks/AAPL/bid", true),
             ("+/route/+", "transit/route/12", true),
             ("#", "anything/at/all", true),
-            ("#", "$sys/presence", false),
-            ("+/presence", "$sys/presence", false),
-            ("$sys/#", "$sys/presence", true),
             ("a/b", "a/b", true),
             ("a/b", "a/c", false),
+            // `+` matches an empty level, and empty levels are levels like any other.
+            ("a/+/b", "a//b", true),
+            ("+/+", "/finance", true),
+            ("/+", "/finance", true),
+            ("+", "/finance", false),
+            ("a/+", "a/", true),
+            ("a/#", "a/", true),
+            ("a/#", "a", true),
+            ("a/#", "ab", false),
+            ("#", "/", true),
+            ("+/#", "/", true),
+            ("a//#", "a//x/y", true),
+            ("a//#", "a/x", false),
+            // Odd characters are plain characters.
+            ("x y/+", "x y/z,w", true),
+            ("é/+", "é/ü", true),
+            ("é/+", "e/ü", false),
+            // A leading wildcard never matches a system channel; a literal `$` level does.
+            ("#", "$sys/presence", false),
+            ("+/presence", "$sys/presence", false),
+            ("+", "$", false),
+            ("$sys/#", "$sys/presence", true),
+            ("$sys/+", "$sys/presence", true),
+            ("a/#", "a/$b", true),
+            ("+/+", "a/$b", true),
         ];
         for (pattern, channel, want) in table {
-            assert_eq!(filter(pattern).matches(&name(channel)), want, "{pattern} vs {channel}");
+            assert_eq!(filter(pattern).matches(&name(channel)), want, "{pattern:?} vs {channel:?}");
         }
     }
 }

@@ -25,7 +25,10 @@ mod stream;
 mod sync;
 
 pub use broker::{Broker, ChannelSummary, History, HistoryQuery, PublicationSink, Published};
-pub use channel::{ChannelFilter, ChannelName, MAX_CHANNEL_LEN, MAX_CHANNEL_LEVELS, SYSTEM_PREFIX};
+pub use channel::{
+    ChannelFilter, ChannelLimits, ChannelName, DEFAULT_MAX_CHANNEL_LEN, DEFAULT_MAX_CHANNEL_LEVELS,
+    SYSTEM_PREFIX,
+};
 pub use clock::{now_millis, Clock, ManualClock};
 pub use detached::{ResumeToken, Resumed};
 pub use disconnect::Disconnect;

@@ -4,7 +4,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use crate::broker::{Broker, ChannelSummary, History, HistoryQuery, PublicationSink, Published};
-use crate::channel::{ChannelFilter, ChannelName};
+use crate::channel::{ChannelFilter, ChannelLimits, ChannelName};
 use crate::clock::Clock;
 use crate::detached::{DetachedSessions, ResumeToken, Resumed};
 use crate::error::Error;
@@ -44,6 +44,8 @@ pub struct NodeConfig {
     pub clock: Clock,
     /// Where presence comes from: this node's counts, or (scaled out) every node's.
     pub presence: Arc<dyn PresenceBackend>,
+    /// How long and deep the channel names and patterns that transports parse may be.
+    pub channel_limits: ChannelLimits,
 }
 
 impl Default for NodeConfig {
@@ -57,6 +59,7 @@ impl Default for NodeConfig {
             max_data_size: 64 * 1024,
             clock: Clock::system(),
             presence: Arc::new(LocalPresence),
+            channel_limits: ChannelLimits::default(),
         }
     }
 }

@@ -5,10 +5,10 @@ use std::sync::atomic::Ordering;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use livehub_core::{ChannelFilter, ChannelName, HistoryQuery, Payload, PRESENCE_CHANNEL};
+use livehub_core::{ChannelFilter, ChannelLimits, ChannelName, HistoryQuery, Payload, PRESENCE_CHANNEL};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -40,6 +40,7 @@ pub(crate) async fn publish(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let identity = app.access().identify_api(&headers, query.as_deref())?;
+    let limits = &app.node().config().channel_limits;
     let binary =
         headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes() == b"application/octet-stream");
     let (items, batch) = if binary {
@@ -48,9 +49,9 @@ pub(crate) async fn publish(
             .map(|(_, v)| v.into_owned())
             .ok_or_else(|| ApiError::bad_request("binary publish needs ?channel="))?;
         let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        (vec![(ChannelName::new(&channel)?, Payload::Binary(body), key)], false)
+        (vec![(ChannelName::with_limits(&channel, limits)?, Payload::Binary(body), key)], false)
     } else {
-        parse_json_items(&body)?
+        parse_json_items(&body, limits)?
     };
     for (channel, _, _) in &items {
         app.access().may_publish(&identity, channel)?;
@@ -75,7 +76,7 @@ pub(crate) async fn publish(
 type Item = (ChannelName, Payload, Option<String>);
 
 /// Validates every item before anything is published, so a bad batch publishes nothing.
-fn parse_json_items(body: &[u8]) -> Result<(Vec<Item>, bool), ApiError> {
+fn parse_json_items(body: &[u8], limits: &ChannelLimits) -> Result<(Vec<Item>, bool), ApiError> {
     let invalid = |e: serde_json::Error| {
         let code = if e.is_data() { "bad_request" } else { "invalid_json" };
         ApiError::new(
@@ -96,7 +97,7 @@ fn parse_json_items(body: &[u8]) -> Result<(Vec<Item>, bool), ApiError> {
     let items = raw
         .into_iter()
         .map(|item| {
-            let channel = ChannelName::new(&item.channel)?;
+            let channel = ChannelName::with_limits(&item.channel, limits)?;
             let payload = Payload::json(Bytes::from(item.data.get().to_owned()))?;
             Ok((channel, payload, item.key))
         })
@@ -186,10 +187,12 @@ struct HistoryParams {
 }
 
 /// `GET /api/channels/{channel}` (latest value and position) and
-/// `GET /api/channels/{channel}/history?since=&epoch=&limit=`. A trailing `/history` level always
-/// selects the history endpoint.
+/// `GET /api/channels/{channel}/history?since=&epoch=&limit=`. A path that ends in a literal
+/// `/history` selects the history endpoint; a name that itself ends in `/history` is reached by
+/// percent-encoding that slash (`%2F`), which `uri` still shows encoded while `path` is decoded.
 pub(crate) async fn channel(
     State(app): State<App>,
+    uri: Uri,
     Path(path): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -199,7 +202,8 @@ pub(crate) async fn channel(
     let readable =
         |channel: &ChannelName| app.access().may_read(&identity, &ChannelFilter::Exact(channel.clone()));
     let node = app.node();
-    if let Some(name) = path.strip_suffix("/history") {
+    let limits = &node.config().channel_limits;
+    if let Some(name) = path.strip_suffix("/history").filter(|_| uri.path().ends_with("/history")) {
         let params: HistoryParams = history_params(query.as_deref())?;
         let (channel, history) =
             engine::read_history(&app, &identity, name, params.since, params.epoch.as_deref(), params.limit)
@@ -212,7 +216,7 @@ pub(crate) async fn channel(
             "publications": publications,
         })));
     }
-    let channel = ChannelName::new(&path)?;
+    let channel = ChannelName::with_limits(&path, limits)?;
     readable(&channel)?;
     let history = node.history(&channel, HistoryQuery::newest(0)).await?;
     Ok(Json(json!({

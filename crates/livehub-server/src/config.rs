@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use livehub_auth::{AuthConfig, RateLimits};
-use livehub_core::{HistoryConfig, HistoryPolicy, NodeConfig};
+use livehub_core::{ChannelLimits, HistoryConfig, HistoryPolicy, NodeConfig};
 use livehub_sources::SourcesConfig;
 use serde::Deserialize;
 
@@ -84,6 +84,10 @@ pub struct Limits {
     pub max_stream_channels: usize,
     /// Publications queued for one connection before it is disconnected as a slow consumer.
     pub queue_capacity: usize,
+    /// Longest channel name or pattern a client may use, in bytes.
+    pub max_channel_length: usize,
+    /// Most `/`-separated levels in a channel name or pattern.
+    pub max_channel_levels: usize,
 }
 
 impl Default for Limits {
@@ -96,6 +100,8 @@ impl Default for Limits {
             max_subscriptions: node.max_subscriptions,
             max_stream_channels: 64,
             queue_capacity: node.queue_capacity,
+            max_channel_length: node.channel_limits.max_len,
+            max_channel_levels: node.channel_limits.max_levels,
         }
     }
 }
@@ -301,6 +307,10 @@ impl Config {
             queue_capacity: self.limits.queue_capacity.max(1),
             max_subscriptions: self.limits.max_subscriptions,
             max_data_size: self.limits.max_data_size,
+            channel_limits: ChannelLimits {
+                max_len: self.limits.max_channel_length.max(1),
+                max_levels: self.limits.max_channel_levels.max(1),
+            },
             ..NodeConfig::default()
         }
     }
@@ -330,6 +340,14 @@ mod tests {
         assert_eq!(metrics.len(), 1, "one rule per prefix: {rules:?}");
         assert_eq!(metrics[0].1.size, 5);
         assert!(rules.iter().any(|(p, _)| p == "stocks/"), "the other built-in rules stay");
+    }
+
+    #[test]
+    fn channel_limits_reach_the_node() {
+        let config = Config::from_toml("[limits]\nmax_channel_length = 4096\nmax_channel_levels = 64")
+            .expect("parses");
+        assert_eq!(config.node_config().channel_limits, ChannelLimits { max_len: 4096, max_levels: 64 });
+        assert_eq!(Config::default().node_config().channel_limits, ChannelLimits::default());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 mod access;
 mod api;
+mod channel_list;
 mod config;
 mod cors;
 mod cursor;
@@ -21,6 +22,8 @@ mod resume;
 mod sse;
 mod tls;
 mod transport;
+#[cfg(test)]
+mod wire_names;
 mod ws;
 
 use std::sync::Arc;

@@ -54,8 +54,9 @@ pub(crate) async fn poll(
         Ok(admission) => admission,
         Err(e) => return Ok(access::refusal(e)),
     };
+    let limits = &app.node().config().channel_limits;
     let request =
-        StreamRequest::parse(query.as_deref(), None, &["cursor"], config.limits.max_stream_channels)?;
+        StreamRequest::parse(query.as_deref(), None, &["cursor"], config.limits.max_stream_channels, limits)?;
     let timeout = match request.param("timeout") {
         None => config.long_polling.default_timeout_secs,
         Some(t) => t.parse::<u64>().map_err(|_| ApiError::bad_request("timeout must be whole seconds"))?,

@@ -54,13 +54,16 @@ pub(crate) fn message_frame(format: Format, publication: &Publication) -> Bytes 
 }
 
 /// A publication as an SSE event without its `id:` line (which is per stream): `event:` is the
-/// channel, `data:` the JSON `message`.
+/// channel, or `message` when the channel holds a line break (which would end the line: the
+/// event name cannot carry it); `data:` is the JSON `message`, which always names the channel.
 pub(crate) fn sse_event(publication: &Publication) -> Bytes {
     publication.frame(*SSE_EVENT, |p| {
         let json = message_frame(Format::Json, p);
-        let mut out = BytesMut::with_capacity(json.len() + p.channel.as_str().len() + 16);
+        let channel = p.channel.as_str();
+        let name = if channel.contains(['\n', '\r']) { "message" } else { channel };
+        let mut out = BytesMut::with_capacity(json.len() + name.len() + 16);
         out.put_slice(b"event: ");
-        out.put_slice(p.channel.as_str().as_bytes());
+        out.put_slice(name.as_bytes());
         out.put_slice(b"\ndata: ");
         out.put_slice(&json);
         out.put_u8(b'\n');
@@ -84,14 +87,16 @@ pub(crate) fn sse_event_positioned(publication: &Publication) -> &Bytes {
     })
 }
 
-/// The JSON form of a `message`, built by hand: channel names and epochs need no escaping
-/// (validated characters, server-made), and JSON data is already compact JSON text.
+/// The JSON form of a `message`, built by hand: the channel goes through serde_json's string
+/// escaping (straight into the buffer, so a name that needs none costs a copy), epochs are
+/// server-made and need none, and JSON data is already compact JSON text.
 fn json_message(p: &Publication) -> Bytes {
     let data_len = p.data.len();
     let mut out = BytesMut::with_capacity(data_len + p.channel.as_str().len() + 96);
-    out.put_slice(b"{\"type\":\"message\",\"channel\":\"");
-    out.put_slice(p.channel.as_str().as_bytes());
-    out.put_slice(b"\",\"data\":");
+    out.put_slice(b"{\"type\":\"message\",\"channel\":");
+    // Serializing a string into a growable buffer cannot fail.
+    let _ = serde_json::to_writer((&mut out).writer(), p.channel.as_str());
+    out.put_slice(b",\"data\":");
     match &p.data {
         Payload::Json(json) => out.put_slice(json),
         Payload::Binary(bin) => {

@@ -2,8 +2,9 @@
 //! in the URL and resume from a self-contained token. Subscribing is the command layer's
 //! ([`Client::open`](crate::engine::Client::open)).
 
-use livehub_core::ChannelFilter;
+use livehub_core::{ChannelFilter, ChannelLimits};
 
+use crate::channel_list;
 use crate::cursor::Cursor;
 use crate::error::ApiError;
 
@@ -23,20 +24,23 @@ pub(crate) struct StreamRequest {
 }
 
 impl StreamRequest {
-    /// Parses `channel=…` (repeatable), `latest=true` and the cursor parameter `cursor_param`
-    /// from a query string; `extra` adds a channel taken from the path.
+    /// Parses `channel=…` (repeatable, each a comma-separated list with `\,` and `\\` escapes),
+    /// `latest=true` and the cursor parameter `cursor_param` from a query string; `extra` adds a
+    /// channel taken from the path, as it is. Names and the cursor's names are checked against
+    /// `limits`.
     pub(crate) fn parse(
         query: Option<&str>,
         extra: Option<&str>,
         cursor_param: &[&str],
         max_channels: usize,
+        limits: &ChannelLimits,
     ) -> Result<Self, ApiError> {
         let mut request = Self::default();
         let mut names: Vec<String> = extra.map(str::to_owned).into_iter().collect();
         let mut token = None;
         for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
             match key.as_ref() {
-                "channel" => names.extend(value.split(',').filter(|s| !s.is_empty()).map(str::to_owned)),
+                "channel" => names.extend(channel_list::split(&value)?),
                 "latest" => request.latest = matches!(value.as_ref(), "true" | "1" | ""),
                 k if cursor_param.contains(&k) => token = Some(value.into_owned()),
                 _ => request.params.push((key.into_owned(), value.into_owned())),
@@ -46,13 +50,13 @@ impl StreamRequest {
             return Err(ApiError::bad_request(format!("at most {max_channels} channels per request")));
         }
         for name in names {
-            let filter = ChannelFilter::new(&name)?;
+            let filter = ChannelFilter::with_limits(&name, limits)?;
             if !request.filters.contains(&filter) {
                 request.filters.push(filter);
             }
         }
         if let Some(token) = token.filter(|t| !t.is_empty()) {
-            request.cursor = Cursor::decode(&token)?;
+            request.cursor = Cursor::decode_with_limits(&token, limits)?;
         }
         Ok(request)
     }

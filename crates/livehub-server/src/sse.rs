@@ -75,12 +75,17 @@ async fn open(
         Ok(admission) => admission,
         Err(e) => return Ok(access::refusal(e)),
     };
-    let max = config.limits.max_stream_channels;
-    let mut request =
-        StreamRequest::parse(query.as_deref(), path.as_deref(), &["last_event_id", "lastEventId"], max)?;
+    let (max, limits) = (config.limits.max_stream_channels, &app.node().config().channel_limits);
+    let mut request = StreamRequest::parse(
+        query.as_deref(),
+        path.as_deref(),
+        &["last_event_id", "lastEventId"],
+        max,
+        limits,
+    )?;
     // The header wins over the query parameter: it is what EventSource sends when it reconnects.
     if let Some(id) = headers.get("last-event-id").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()) {
-        request.cursor = Cursor::decode(id)?;
+        request.cursor = Cursor::decode_with_limits(id, limits)?;
     }
     let receiver = app.node().connect("sse");
     let session = receiver.session().clone();

@@ -99,7 +99,7 @@ fn publish_and_subscribe_carry_a_token() {
 fn publish_reports_a_server_error() {
     let served = Served::start();
     let out = Command::new(BIN)
-        .args(["publish", "bad//channel", "1", "--url", &served.url])
+        .args(["publish", "bad/+/channel", "1", "--url", &served.url])
         .output()
         .expect("run publish");
     assert!(!out.status.success());

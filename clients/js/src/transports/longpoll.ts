@@ -1,7 +1,7 @@
 import { decodeCursor, encodeCursor, matches } from "../cursor.js";
 import { LiveHubError, closeFor, httpError } from "../errors.js";
 import type { Position } from "../types.js";
-import { HttpTransport, authHeaders, reportChannels, resumable, toMessage, type Wanted } from "./transport.js";
+import { HttpTransport, authHeaders, channelParam, reportChannels, resumable, toMessage, type Wanted } from "./transport.js";
 
 /** Long polling: `GET /poll` in a loop, each answer carrying the cursor for the next one. */
 export class LongPollTransport extends HttpTransport {
@@ -43,7 +43,7 @@ export class LongPollTransport extends HttpTransport {
   private async poll(wanted: Wanted[], cursor: string, timeout: number, first: Map<string, Position> | null): Promise<string> {
     const params = new URLSearchParams();
     for (const w of wanted) {
-      params.append("channel", w.filter);
+      params.append("channel", channelParam(w.filter));
     }
     if (first && wanted.some((w) => w.latest)) {
       params.set("latest", "true");

@@ -1,7 +1,7 @@
 import { isPattern } from "../cursor.js";
 import { LiveHubError, closeFor, httpError } from "../errors.js";
 import type { Position } from "../types.js";
-import { HttpTransport, authHeaders, toMessage, type Wanted } from "./transport.js";
+import { HttpTransport, authHeaders, channelPath, pathless, toMessage, type Wanted } from "./transport.js";
 
 /**
  * Short polling over the REST API: every `pollInterval` ms, each channel's history after the last
@@ -23,6 +23,11 @@ export class PollingTransport extends HttpTransport {
         this.ctx.events.subscribeError(
           w.filter,
           new LiveHubError("unsupported", "wildcard subscriptions need a streaming transport"),
+        );
+      } else if (pathless(w.filter)) {
+        this.ctx.events.subscribeError(
+          w.filter,
+          new LiveHubError("unsupported", `the channel ${JSON.stringify(w.filter)} cannot be named in a URL path`),
         );
       } else {
         this.wanted.push(w);
@@ -110,7 +115,7 @@ export class PollingTransport extends HttpTransport {
       return false;
     }
     const query = `since=${position.offset}&epoch=${encodeURIComponent(position.epoch)}&limit=1000`;
-    const response = await this.get(`${path(channel)}/history?${query}`);
+    const response = await this.get(`${channelPath(channel)}/history?${query}`);
     if (response.status === 409) {
       await this.restart(channel, true);
       return false;
@@ -136,7 +141,7 @@ export class PollingTransport extends HttpTransport {
 
   /** Takes the channel's current position (`recovered: false`), with its latest value if asked. */
   private async restart(channel: string, latest: boolean): Promise<void> {
-    const response = await this.get(path(channel));
+    const response = await this.get(channelPath(channel));
     if (!response.ok) {
       throw await httpError(response);
     }
@@ -154,8 +159,4 @@ export class PollingTransport extends HttpTransport {
       throw new LiveHubError("disconnected", `poll failed: ${String(err)}`);
     });
   }
-}
-
-function path(channel: string): string {
-  return channel.split("/").map(encodeURIComponent).join("/");
 }

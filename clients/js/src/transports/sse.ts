@@ -1,7 +1,7 @@
 import { encodeCursor, matches } from "../cursor.js";
 import { LiveHubError, httpError } from "../errors.js";
 import type { Position } from "../types.js";
-import { HttpTransport, authHeaders, reportChannels, resumable, toMessage, type Wanted } from "./transport.js";
+import { HttpTransport, authHeaders, channelParam, reportChannels, resumable, toMessage, type Wanted } from "./transport.js";
 
 /**
  * Server-Sent Events read with `fetch`, so that it works the same in browsers and Node and can
@@ -20,7 +20,7 @@ export class SseTransport extends HttpTransport {
     this.abort = abort;
     const params = new URLSearchParams();
     for (const w of wanted) {
-      params.append("channel", w.filter);
+      params.append("channel", channelParam(w.filter));
     }
     if (wanted.some((w) => w.latest)) {
       params.set("latest", "true");

@@ -156,6 +156,30 @@ export function mayReconnect(code: number): boolean {
   return !((code >= 4500 && code < 5000) || code === 1002 || code === 1007 || code === 1008 || code === 1009);
 }
 
+/**
+ * A channel or pattern as one `channel=` query value: the server splits values at commas, so a
+ * comma in the name is escaped as `\,` and a backslash as `\\`. `URLSearchParams` then
+ * percent-encodes the rest.
+ */
+export function channelParam(name: string): string {
+  return name.replace(/[\\,]/g, (c) => `\\${c}`);
+}
+
+/**
+ * A channel as one URL path segment, `/` included (`a//b` is `a%2F%2Fb`), so that empty levels,
+ * `%`, `?` and `#` reach the server as they are, and a name ending in `/history` is not mistaken
+ * for the history endpoint. The names `.` and `..` cannot be sent this way: URL parsers remove
+ * them as dot segments even when percent-encoded (see `pathless`).
+ */
+export function channelPath(name: string): string {
+  return encodeURIComponent(name);
+}
+
+/** Whether `name` cannot be sent as a URL path segment (see `channelPath`). */
+export function pathless(name: string): boolean {
+  return name === "." || name === "..";
+}
+
 /** Publishes over `POST /api/publish`; a network failure is `disconnected` so the hub may retry. */
 export async function httpPublish(ctx: TransportContext, channel: string, data: unknown, key: string): Promise<Ack> {
   let response: Response;

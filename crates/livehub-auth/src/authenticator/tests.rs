@@ -242,7 +242,7 @@ fn rejects_bad_configuration() {
     bad_rule.channels.push(rule("a/+", ReadRule::Public, PublishRule::Granted));
     let mut bad_origin = secured(None);
     bad_origin.origins.allowed = vec!["example.com".into()];
-    let bad_anonymous = AuthConfig { anonymous: Some(grants(&["a//b"], &[])), ..AuthConfig::default() };
+    let bad_anonymous = AuthConfig { anonymous: Some(grants(&["a/#/b"], &[])), ..AuthConfig::default() };
     for (name, config) in [
         ("role", bad_role),
         ("cookie", bad_cookie),

@@ -260,15 +260,16 @@ impl Client {
     ) -> Result<(), T::Error> {
         let node = self.app.node().clone();
         let session = self.session().clone();
+        let limits = node.config().channel_limits;
         let positions: Positions = cmd
             .recover
             .iter()
-            .filter_map(|(name, p)| Some((ChannelName::new(name).ok()?, p.clone())))
+            .filter_map(|(name, p)| Some((ChannelName::with_limits(name, &limits).ok()?, p.clone())))
             .collect();
         let mut subscriber = Subscriber::new(&node, &session, &positions, cmd.latest);
         for name in &cmd.channels {
             let subscribed = async {
-                let filter = ChannelFilter::new(name)?;
+                let filter = ChannelFilter::with_limits(name, &limits)?;
                 self.app.access().may_read(self.identity(), &filter)?;
                 Ok::<_, ClientError>(subscriber.subscribe(&filter, &mut self.tracker).await?)
             }
@@ -301,7 +302,8 @@ impl Client {
     ) -> Result<(), T::Error> {
         let mut failed = false;
         for name in &cmd.channels {
-            let result = ChannelFilter::new(name)
+            let limits = &self.app.node().config().channel_limits;
+            let result = ChannelFilter::with_limits(name, limits)
                 .and_then(|filter| self.app.node().unsubscribe(self.receiver.session(), &filter));
             if let Err(e) = result {
                 failed = true;

@@ -41,7 +41,7 @@ pub(crate) async fn publish(
     data: Payload,
     key: Option<&str>,
 ) -> Result<(ChannelName, Published), ClientError> {
-    let channel = ChannelName::new(channel)?;
+    let channel = ChannelName::with_limits(channel, &app.node().config().channel_limits)?;
     app.access().may_publish(identity, &channel)?;
     app.access().publish_allowed(peer, 1)?;
     let published = app.node().publish(&channel, data, key).await?;
@@ -59,7 +59,7 @@ pub(crate) async fn read_history(
     epoch: Option<&str>,
     limit: Option<usize>,
 ) -> Result<(ChannelName, History), ClientError> {
-    let channel = ChannelName::new(channel)?;
+    let channel = ChannelName::with_limits(channel, &app.node().config().channel_limits)?;
     app.access().may_read(identity, &ChannelFilter::Exact(channel.clone()))?;
     let limit = limit.unwrap_or(DEFAULT_HISTORY_LIMIT).min(MAX_HISTORY_LIMIT);
     let history = app.node().history(&channel, HistoryQuery::new(since, limit)).await?;

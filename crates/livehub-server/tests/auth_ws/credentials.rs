@@ -318,6 +318,7 @@ async fn size_and_subscription_limits_are_counted_in_metrics() {
     let mut config = Config::default();
     config.limits.max_subscriptions = 1;
     config.limits.max_message_size = 1024;
+    config.limits.max_channel_length = 255;
     let server = TestServer::with(config).await;
     let mut ws = Client::connected(&server, "", &[]).await;
     ws.subscribed(1, "a").await;
