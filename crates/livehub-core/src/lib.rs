@@ -16,6 +16,7 @@ mod presence;
 mod publication;
 mod session;
 mod sync;
+mod trie;
 
 pub use broker::{Broker, ChannelSummary, History, HistoryQuery, PublicationSink, Published};
 pub use channel::{ChannelFilter, ChannelName, MAX_CHANNEL_LEN, MAX_CHANNEL_LEVELS, SYSTEM_PREFIX};
