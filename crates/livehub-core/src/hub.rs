@@ -4,12 +4,13 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use tokio::sync::Notify;
 
-use crate::broker::PublicationSink;
+use crate::broker::{Broker, PublicationSink};
 use crate::channel::{ChannelFilter, ChannelName};
+use crate::interest::Interest;
 use crate::publication::Publication;
 use crate::session::{ClientId, Session, SessionReceiver};
 use crate::sync::{lock, read, write};
@@ -78,6 +79,8 @@ pub struct Hub {
     /// How many patterns `wildcards` holds, written under its lock. Fan-out reads this instead
     /// of taking the lock, so a node without patterns pays one load of a rarely written word.
     patterns: AtomicUsize,
+    /// Tells the broker when a filter gains its first subscriber here and loses its last.
+    interest: Interest,
     connections: Mutex<BTreeMap<&'static str, usize>>,
     /// Signalled whenever a count in presence changes.
     pub(crate) changed: Notify,
@@ -93,6 +96,7 @@ impl Hub {
             exact: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
             wildcards: RwLock::new(TopicTrie::default()),
             patterns: AtomicUsize::new(0),
+            interest: Interest::default(),
             connections: Mutex::new(BTreeMap::new()),
             changed: Notify::new(),
             queue_capacity,
@@ -107,6 +111,12 @@ impl Hub {
             publications: self.publications.load(Ordering::Relaxed),
             deliveries: self.deliveries.load(Ordering::Relaxed),
         }
+    }
+
+    /// Sets the broker told of changes of interest (see [`Broker::interest`]). Set once, before
+    /// the first subscribe; Weak, because the broker holds the hub.
+    pub(crate) fn set_broker(&self, broker: Weak<dyn Broker>) {
+        self.interest.set_broker(broker);
     }
 
     fn shard(&self, channel: &ChannelName) -> &RwLock<HashMap<ChannelName, Subscribers>> {
@@ -144,10 +154,15 @@ impl Hub {
 
     /// Adds `session` to the subscribers of `filter`.
     pub(crate) fn add(&self, filter: &ChannelFilter, session: &Session) {
-        let new = match filter {
+        // Each arm decides under its lock whether this is the filter's first subscriber, and
+        // records it there, so that a racing last-one-leaves is told in the order it happened.
+        let (new, first) = match filter {
             ChannelFilter::Exact(channel) => {
                 let mut shard = write(self.shard(channel));
-                shard.entry(channel.clone()).or_default().insert(session)
+                let subs = shard.entry(channel.clone()).or_default();
+                let first = subs.sessions.is_empty();
+                let new = subs.insert(session);
+                (new, first && self.interest.record(filter, true))
             }
             ChannelFilter::Wildcard(pattern) => {
                 let mut wildcards = write(&self.wildcards);
@@ -159,9 +174,12 @@ impl Hub {
                 if made {
                     self.patterns.store(wildcards.len(), Ordering::Relaxed);
                 }
-                new
+                (new, made && self.interest.record(filter, true))
             }
         };
+        if first {
+            self.interest.dispatch();
+        }
         if new && session.in_presence() {
             self.changed.notify_one();
         }
@@ -170,7 +188,7 @@ impl Hub {
     /// Removes `session` from the subscribers of `filter`.
     pub(crate) fn remove(&self, filter: &ChannelFilter, session: &Session) {
         let id = session.id();
-        match filter {
+        let last = match filter {
             ChannelFilter::Exact(channel) => {
                 let mut shard = write(self.shard(channel));
                 let last = shard.get_mut(channel).is_some_and(|subs| {
@@ -180,6 +198,7 @@ impl Hub {
                 if last {
                     shard.remove(channel);
                 }
+                last && self.interest.record(filter, false)
             }
             ChannelFilter::Wildcard(pattern) => {
                 let mut wildcards = write(&self.wildcards);
@@ -187,10 +206,15 @@ impl Hub {
                     entry.subscribers.remove(id);
                     entry.subscribers.sessions.is_empty()
                 });
-                if removed.is_some() {
+                let last = removed.is_some();
+                if last {
                     self.patterns.store(wildcards.len(), Ordering::Relaxed);
                 }
+                last && self.interest.record(filter, false)
             }
+        };
+        if last {
+            self.interest.dispatch();
         }
         if session.in_presence() {
             self.changed.notify_one();

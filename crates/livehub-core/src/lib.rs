@@ -10,6 +10,7 @@ mod disconnect;
 mod error;
 mod history;
 mod hub;
+mod interest;
 mod memory_broker;
 mod node;
 mod presence;

@@ -122,6 +122,7 @@ impl Node {
     ) -> Self {
         let hub = Arc::new(Hub::new(config.queue_capacity));
         let broker = make(hub.clone());
+        hub.set_broker(Arc::downgrade(&broker));
         let node = Self { inner: Arc::new(NodeInner { config, hub, broker }) };
         tokio::spawn(announce_presence(Arc::downgrade(&node.inner)));
         node
