@@ -36,6 +36,10 @@ pub enum Scenario {
     Connect,
     /// Idle subscribed connections: memory per connection.
     Idle,
+    /// Every subscriber on a wildcard pattern of its own (`bench/<i>/+`), and one publisher on
+    /// channels that one pattern each matches: what routing a publication past many patterns
+    /// costs (livehub only).
+    Wildcards,
 }
 
 /// The server under test, which decides the URLs and the publishing path.
@@ -175,6 +179,20 @@ impl BenchConfig {
         if self.scenario == Scenario::Channels && self.channels < 2 {
             return Err(ConfigError::Invalid("the channels scenario needs --channels 2 or more".into()));
         }
+        if self.scenario == Scenario::Wildcards {
+            if self.target != Target::Livehub {
+                return Err(ConfigError::Unsupported(format!(
+                    "{} has no wildcard subscriptions",
+                    self.target
+                )));
+            }
+            // A long poll resumes from the positions of channels, and a pattern has none.
+            if self.transport == Transport::Longpoll {
+                return Err(ConfigError::Unsupported(
+                    "the wildcards scenario does not run over longpoll".into(),
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -230,7 +248,7 @@ macro_rules! names {
     };
 }
 
-names!(Scenario { Fanout => "fanout", Channels => "channels", Connect => "connect", Idle => "idle" });
+names!(Scenario { Fanout => "fanout", Channels => "channels", Connect => "connect", Idle => "idle", Wildcards => "wildcards" });
 names!(Target { Livehub => "livehub", Nchan => "nchan", NodeWs => "node-ws", PythonWs => "python-ws", Raw => "raw" });
 names!(Transport { Ws => "ws", WsMsgpack => "ws-msgpack", Sse => "sse", Longpoll => "longpoll" });
 
@@ -264,6 +282,18 @@ mod tests {
         c.target = Target::Nchan;
         assert!(c.validate().is_ok());
         c.transport = Transport::WsMsgpack;
+        assert!(matches!(c.validate(), Err(ConfigError::Unsupported(_))));
+    }
+
+    #[test]
+    fn wildcards_are_livehubs_alone() {
+        let mut c = config();
+        c.scenario = Scenario::Wildcards;
+        assert!(c.validate().is_ok());
+        c.transport = Transport::Longpoll;
+        assert!(matches!(c.validate(), Err(ConfigError::Unsupported(_))));
+        c.transport = Transport::Ws;
+        c.target = Target::Nchan;
         assert!(matches!(c.validate(), Err(ConfigError::Unsupported(_))));
     }
 

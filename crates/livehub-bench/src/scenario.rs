@@ -12,7 +12,7 @@ use crate::marker;
 use crate::proc;
 use crate::publisher::Publisher;
 use crate::report::{ConnectStats, LatencyStats, MemoryStats, Report};
-use crate::subscriber::{channel_name, Subscriber};
+use crate::subscriber::{channel_name, pattern_name, wildcard_channel, Subscriber};
 use crate::tally::Tally;
 use crate::{BenchConfig, Scenario, Target};
 
@@ -47,7 +47,9 @@ pub(crate) async fn run(config: BenchConfig) -> Report {
     if !tally.has_failed() {
         report.connections = config.connections;
         match config.scenario {
-            Scenario::Fanout | Scenario::Channels => publish_and_measure(&config, &tally, &mut report).await,
+            Scenario::Fanout | Scenario::Channels | Scenario::Wildcards => {
+                publish_and_measure(&config, &tally, &mut report).await
+            }
             Scenario::Connect => {}
             Scenario::Idle => {
                 wait_or_fail(&tally, config.warmup + config.duration).await;
@@ -110,7 +112,10 @@ async fn open_all(
     for i in 0..config.connections {
         let (target, transport, addr) = (config.target, config.transport, config.addr);
         let source = config.source_addrs[i % config.source_addrs.len()];
-        let channel = channel_name(target, i % config.channels);
+        let channel = match config.scenario {
+            Scenario::Wildcards => pattern_name(i),
+            _ => channel_name(target, i % config.channels),
+        };
         let (permits, times, tally, opened) = (permits.clone(), times.clone(), tally.clone(), opened.clone());
         opening.spawn(async move {
             let Ok(_permit) = permits.acquire().await else { return None };
@@ -202,11 +207,18 @@ async fn publish_and_measure(config: &BenchConfig, tally: &Arc<Tally>, report: &
 
 /// The publishing loop: closed (`rate` 0, at most `window` outstanding) or at a fixed rate.
 async fn publish(config: BenchConfig, mut publisher: Publisher, tally: Arc<Tally>) {
-    let mut per_channel = vec![0usize; config.channels];
-    for i in 0..config.connections {
-        per_channel[i % config.channels] += 1;
-    }
-    let names: Vec<String> = (0..config.channels).map(|c| channel_name(config.target, c)).collect();
+    let (per_channel, names): (Vec<usize>, Vec<String>) = match config.scenario {
+        // Each channel reaches the one subscriber whose pattern matches it; the others' patterns
+        // are there for the server to route past.
+        Scenario::Wildcards => (0..config.channels).map(|c| (1, wildcard_channel(c))).unzip(),
+        _ => {
+            let mut per_channel = vec![0usize; config.channels];
+            for i in 0..config.connections {
+                per_channel[i % config.channels] += 1;
+            }
+            (per_channel, (0..config.channels).map(|c| channel_name(config.target, c)).collect())
+        }
+    };
     // The window is per channel: publication k waits for k - window × channels, the one before
     // it on the same channel, so spreading over channels does not starve each of them.
     let window = u64::from(config.window) * config.channels as u64;

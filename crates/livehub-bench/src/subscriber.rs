@@ -26,6 +26,24 @@ pub(crate) fn channel_name(target: Target, channel: usize) -> String {
     }
 }
 
+/// The pattern subscriber `index` follows in the `wildcards` scenario: a pattern of its own, as
+/// each MQTT device follows its own command topic.
+pub(crate) fn pattern_name(index: usize) -> String {
+    format!("bench/{index}/+")
+}
+
+/// The channel the `wildcards` publisher uses for its channel `channel`: matched by the pattern
+/// of subscriber `channel` and by no other.
+pub(crate) fn wildcard_channel(channel: usize) -> String {
+    format!("bench/{channel}/w")
+}
+
+/// `filter` for a query string: the wildcards `+` (a space there) and `#` (the fragment)
+/// percent-encoded; channel names have nothing else that needs it.
+fn query_value(filter: &str) -> String {
+    filter.replace('+', "%2B").replace('#', "%23")
+}
+
 /// An open, subscribed connection.
 pub(crate) enum Subscriber {
     Ws { client: WsClient, encoding: Encoding },
@@ -47,7 +65,7 @@ pub(crate) struct Longpoll {
 }
 
 impl Subscriber {
-    /// Connects from `source` and subscribes to `channel`.
+    /// Connects from `source` and subscribes to `channel` (a pattern in the `wildcards` scenario).
     pub(crate) async fn open(
         target: Target,
         transport: Transport,
@@ -74,7 +92,7 @@ impl Subscriber {
             Transport::Sse => {
                 let mut stream = http::connect(addr, source).await?;
                 let path = match target {
-                    Target::Livehub => format!("/sse?channel={channel}"),
+                    Target::Livehub => format!("/sse?channel={}", query_value(channel)),
                     _ => format!("/sub/{channel}"),
                 };
                 http::get(&mut stream, addr, &path, "Accept: text/event-stream\r\n").await?;

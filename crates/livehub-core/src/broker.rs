@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::channel::ChannelName;
+use crate::channel::{ChannelFilter, ChannelName};
 use crate::error::Error;
 use crate::publication::{Payload, Publication, StreamPosition};
 
@@ -161,4 +161,16 @@ pub trait Broker: Send + Sync + 'static {
 
     /// The channels that currently have a position (published to, or read, recently).
     async fn channels(&self) -> Result<Vec<ChannelSummary>, Error>;
+
+    /// Called when this node's first session subscribes to `filter` (`true`) and when its last
+    /// one leaves (`false`), so that a broker shared between nodes receives only what this node
+    /// needs. Must not block; calls for one filter alternate `true`/`false`, in order.
+    ///
+    /// It is called after the hub has registered (or dropped) the session, outside the hub's
+    /// locks. When two changes race, the thread already telling the broker tells it of both, so
+    /// a call may come from another subscribe's thread, just after the one that caused it
+    /// returned. The in-memory broker has every channel already and ignores it.
+    fn interest(&self, filter: &ChannelFilter, interested: bool) {
+        let _ = (filter, interested);
+    }
 }

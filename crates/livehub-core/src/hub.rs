@@ -3,16 +3,18 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use tokio::sync::Notify;
 
-use crate::broker::PublicationSink;
+use crate::broker::{Broker, PublicationSink};
 use crate::channel::{ChannelFilter, ChannelName};
+use crate::interest::Interest;
 use crate::publication::Publication;
 use crate::session::{ClientId, Session, SessionReceiver};
 use crate::sync::{lock, read, write};
+use crate::trie::TopicTrie;
 
 /// Number of independently locked parts of the exact-channel map: publishers of different
 /// channels rarely contend, subscribes rarely block fan-out.
@@ -52,6 +54,13 @@ impl Subscribers {
     }
 }
 
+/// The sessions subscribed through one wildcard pattern.
+struct Pattern {
+    /// The pattern's text, for presence.
+    text: Arc<str>,
+    subscribers: Subscribers,
+}
+
 /// Running totals since the node started, read by the metrics source and the dashboard.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HubStats {
@@ -64,9 +73,14 @@ pub struct HubStats {
 /// Who is subscribed to what on this node; delivers each publication to every matching session.
 pub struct Hub {
     exact: Box<[RwLock<HashMap<ChannelName, Subscribers>>]>,
-    // Wildcard filters are scanned on every publication; fine for the tens of patterns dashboards
-    // use. A topic trie replaces this when MQTT brings thousands.
-    wildcards: RwLock<HashMap<Arc<str>, (ChannelFilter, Subscribers)>>,
+    /// Wildcard patterns by level, so that routing a publication walks its channel's levels
+    /// rather than testing every pattern: MQTT deployments hold thousands.
+    wildcards: RwLock<TopicTrie<Pattern>>,
+    /// How many patterns `wildcards` holds, written under its lock. Fan-out reads this instead
+    /// of taking the lock, so a node without patterns pays one load of a rarely written word.
+    patterns: AtomicUsize,
+    /// Tells the broker when a filter gains its first subscriber here and loses its last.
+    interest: Interest,
     connections: Mutex<BTreeMap<&'static str, usize>>,
     /// Signalled whenever a count in presence changes.
     pub(crate) changed: Notify,
@@ -80,7 +94,9 @@ impl Hub {
     pub(crate) fn new(queue_capacity: usize) -> Self {
         Self {
             exact: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
-            wildcards: RwLock::new(HashMap::new()),
+            wildcards: RwLock::new(TopicTrie::default()),
+            patterns: AtomicUsize::new(0),
+            interest: Interest::default(),
             connections: Mutex::new(BTreeMap::new()),
             changed: Notify::new(),
             queue_capacity,
@@ -95,6 +111,12 @@ impl Hub {
             publications: self.publications.load(Ordering::Relaxed),
             deliveries: self.deliveries.load(Ordering::Relaxed),
         }
+    }
+
+    /// Sets the broker told of changes of interest (see [`Broker::interest`]). Set once, before
+    /// the first subscribe; Weak, because the broker holds the hub.
+    pub(crate) fn set_broker(&self, broker: Weak<dyn Broker>) {
+        self.interest.set_broker(broker);
     }
 
     fn shard(&self, channel: &ChannelName) -> &RwLock<HashMap<ChannelName, Subscribers>> {
@@ -152,16 +174,32 @@ impl Hub {
 
     /// Adds `session` to the subscribers of `filter`.
     pub(crate) fn add(&self, filter: &ChannelFilter, session: &Session) {
-        let new = match filter {
+        // Each arm decides under its lock whether this is the filter's first subscriber, and
+        // records it there, so that a racing last-one-leaves is told in the order it happened.
+        let (new, first) = match filter {
             ChannelFilter::Exact(channel) => {
-                write(self.shard(channel)).entry(channel.clone()).or_default().insert(session)
+                let mut shard = write(self.shard(channel));
+                let subs = shard.entry(channel.clone()).or_default();
+                let first = subs.sessions.is_empty();
+                let new = subs.insert(session);
+                (new, first && self.interest.record(filter, true))
             }
-            ChannelFilter::Wildcard(pattern) => write(&self.wildcards)
-                .entry(pattern.clone())
-                .or_insert_with(|| (filter.clone(), Subscribers::default()))
-                .1
-                .insert(session),
+            ChannelFilter::Wildcard(pattern) => {
+                let mut wildcards = write(&self.wildcards);
+                let (entry, made) = wildcards.get_or_insert_with(pattern, || Pattern {
+                    text: pattern.clone(),
+                    subscribers: Subscribers::default(),
+                });
+                let new = entry.subscribers.insert(session);
+                if made {
+                    self.patterns.store(wildcards.len(), Ordering::Relaxed);
+                }
+                (new, made && self.interest.record(filter, true))
+            }
         };
+        if first {
+            self.interest.dispatch();
+        }
         if new && session.in_presence() {
             self.changed.notify_one();
         }
@@ -170,25 +208,33 @@ impl Hub {
     /// Removes `session` from the subscribers of `filter`.
     pub(crate) fn remove(&self, filter: &ChannelFilter, session: &Session) {
         let id = session.id();
-        match filter {
+        let last = match filter {
             ChannelFilter::Exact(channel) => {
                 let mut shard = write(self.shard(channel));
-                if let Some(subs) = shard.get_mut(channel) {
+                let last = shard.get_mut(channel).is_some_and(|subs| {
                     subs.remove(id);
-                    if subs.sessions.is_empty() {
-                        shard.remove(channel);
-                    }
+                    subs.sessions.is_empty()
+                });
+                if last {
+                    shard.remove(channel);
                 }
+                last && self.interest.record(filter, false)
             }
             ChannelFilter::Wildcard(pattern) => {
                 let mut wildcards = write(&self.wildcards);
-                if let Some((_, subs)) = wildcards.get_mut(pattern) {
-                    subs.remove(id);
-                    if subs.sessions.is_empty() {
-                        wildcards.remove(pattern);
-                    }
+                let removed = wildcards.remove_if(pattern, |entry| {
+                    entry.subscribers.remove(id);
+                    entry.subscribers.sessions.is_empty()
+                });
+                let last = removed.is_some();
+                if last {
+                    self.patterns.store(wildcards.len(), Ordering::Relaxed);
                 }
+                last && self.interest.record(filter, false)
             }
+        };
+        if last {
+            self.interest.dispatch();
         }
         if session.in_presence() {
             self.changed.notify_one();
@@ -206,19 +252,21 @@ impl Hub {
                 }
             }
         }
-        for (pattern, (_, subs)) in read(&self.wildcards).iter() {
-            if subs.counted > 0 {
-                filters.insert(pattern.to_string(), subs.counted);
+        read(&self.wildcards).for_each(|entry| {
+            if entry.subscribers.counted > 0 {
+                filters.insert(entry.text.to_string(), entry.subscribers.counted);
             }
-        }
+        });
         (filters, lock(&self.connections).clone())
     }
 
     /// Subscribers that receive publications on `channel`: exact ones plus matching patterns.
     pub fn subscribers(&self, channel: &ChannelName) -> usize {
         let exact = read(self.shard(channel)).get(channel).map_or(0, |s| s.counted);
-        let wild: usize =
-            read(&self.wildcards).values().filter(|(f, _)| f.matches(channel)).map(|(_, s)| s.counted).sum();
+        let mut wild = 0;
+        if self.patterns.load(Ordering::Relaxed) > 0 {
+            read(&self.wildcards).for_each_match(channel.as_str(), |entry| wild += entry.subscribers.counted);
+        }
         exact + wild
     }
 }
@@ -239,12 +287,66 @@ impl PublicationSink for Hub {
         if let Some(subs) = read(self.shard(&publication.channel)).get(&publication.channel) {
             offered += subs.offer(publication);
         }
-        for (filter, subs) in read(&self.wildcards).values() {
-            if filter.matches(&publication.channel) {
-                offered += subs.offer(publication);
-            }
+        // Relaxed: the lock orders the patterns themselves; a pattern subscribed while this
+        // publication is routed may see it or not, as it could when the lock decided.
+        if self.patterns.load(Ordering::Relaxed) > 0 {
+            read(&self.wildcards).for_each_match(publication.channel.as_str(), |entry| {
+                offered += entry.subscribers.offer(publication)
+            });
         }
         self.publications.fetch_add(1, Ordering::Relaxed);
         self.deliveries.fetch_add(offered, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::publication::{Epoch, Payload, StreamPosition};
+
+    fn filter(s: &str) -> ChannelFilter {
+        ChannelFilter::new(s).expect("valid filter")
+    }
+
+    fn publication(channel: &str) -> Arc<Publication> {
+        let channel = ChannelName::new(channel).expect("valid channel");
+        let position = StreamPosition { offset: 1, epoch: Epoch::random() };
+        Arc::new(Publication::new(channel, Payload::json("1").expect("valid json"), position))
+    }
+
+    #[test]
+    fn patterns_are_routed_counted_and_pruned() {
+        let hub = Arc::new(Hub::new(16));
+        let (a, b) = (hub.connect("t", true), hub.connect("t", false));
+        let filters = [filter("x/+"), filter("x/#"), filter("x/y"), filter("+/y/#")];
+        for f in &filters {
+            hub.add(f, a.session());
+        }
+        // `b` is a long poll: delivered to, not counted.
+        hub.add(&filters[0], b.session());
+        assert_eq!(hub.patterns.load(Ordering::Relaxed), 3);
+
+        let x_y = ChannelName::new("x/y").expect("valid");
+        assert_eq!(hub.subscribers(&x_y), 4);
+        assert_eq!(hub.subscribers(&ChannelName::new("x").expect("valid")), 1);
+        let (counts, _) = hub.counts();
+        let want: BTreeMap<String, usize> = ["x/+", "x/#", "x/y", "+/y/#"].map(|f| (f.to_string(), 1)).into();
+        assert_eq!(counts, want);
+
+        // `x/y` reaches `a` through all four filters and `b` through one; `q/y/z` reaches `a`
+        // through `+/y/#`; no leading wildcard reaches `$x/y`.
+        hub.deliver(&publication("x/y"));
+        hub.deliver(&publication("q/y/z"));
+        hub.deliver(&publication("$x/y"));
+        assert_eq!(hub.stats(), HubStats { publications: 3, deliveries: 6 });
+
+        for f in &filters {
+            hub.remove(f, a.session());
+        }
+        assert_eq!(hub.subscribers(&x_y), 0);
+        hub.remove(&filters[0], b.session());
+        assert_eq!(hub.patterns.load(Ordering::Relaxed), 0);
+        assert_eq!(read(&hub.wildcards).len(), 0);
+        assert!(hub.counts().0.is_empty());
     }
 }

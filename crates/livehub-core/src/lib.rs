@@ -16,6 +16,7 @@ mod frames;
 mod history;
 mod history_store;
 mod hub;
+mod interest;
 mod memory_broker;
 mod node;
 mod presence;
@@ -23,6 +24,7 @@ mod publication;
 mod session;
 mod stream;
 mod sync;
+mod trie;
 
 pub use broker::{Broker, ChannelSummary, History, HistoryQuery, PublicationSink, Published};
 pub use channel::{

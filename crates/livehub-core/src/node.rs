@@ -147,6 +147,7 @@ impl Node {
     ) -> Self {
         let hub = Arc::new(Hub::new(config.queue_capacity));
         let broker = make(hub.clone());
+        hub.set_broker(Arc::downgrade(&broker));
         let detached = DetachedSessions::new(MAX_DETACHED_SESSIONS);
         let node = Self { inner: Arc::new(NodeInner { config, hub, broker, detached }) };
         tokio::spawn(announce_presence(Arc::downgrade(&node.inner)));

@@ -19,6 +19,9 @@ pub(crate) enum BenchCommand {
     Connect(RunArgs),
     /// --connections idle subscribed connections: the server's memory per connection.
     Idle(RunArgs),
+    /// --connections subscribers on a wildcard pattern each; the publisher's channels match one
+    /// pattern each: routing a publication past many patterns.
+    Wildcards(RunArgs),
     /// Serve the raw ceiling: pre-framed broadcast to every socket, no protocol logic.
     ServeRaw(RawArgs),
 }
@@ -93,6 +96,7 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Channels(args) => (Scenario::Channels, args),
         BenchCommand::Connect(args) => (Scenario::Connect, args),
         BenchCommand::Idle(args) => (Scenario::Idle, args),
+        BenchCommand::Wildcards(args) => (Scenario::Wildcards, args),
         BenchCommand::ServeRaw(args) => {
             anyhow::ensure!(
                 livehub_bench::is_loopback(args.listen.ip()),

@@ -88,6 +88,27 @@ fn channels_spread_subscribers_and_a_fixed_rate_is_kept_to() {
 }
 
 #[test]
+fn wildcards_route_each_publication_to_the_one_pattern_that_matches() {
+    let (served, _config) = unlimited();
+    for transport in ["ws", "sse"] {
+        let r = report(
+            &[&["wildcards", "--url", &served.url, "--transport", transport, "--channels", "4"][..], &TINY]
+                .concat(),
+        );
+        assert_eq!((r["connections"].as_u64(), r["channels"].as_u64()), (Some(20), Some(4)), "{r}");
+        // One subscriber per channel: receipts are the publications, give or take the window
+        // in flight at each edge of the measured time (8 per channel): receipts of publications
+        // made in the warm-up count, and the last ones published may not have arrived.
+        let published = r["published"].as_u64().expect("published");
+        let delivered = r["delivered"].as_u64().expect("delivered");
+        assert!(published > 0 && delivered.abs_diff(published) <= 8 * 4, "{r}");
+        assert_eq!(r["latency_ms"]["count"].as_u64(), Some(delivered), "{r}");
+    }
+    let out = bench(&["wildcards", "--url", &served.url, "--transport", "longpoll"]);
+    assert!(!out.status.success(), "a pattern has no positions to poll from");
+}
+
+#[test]
 fn connect_and_idle_report_rates_and_the_servers_memory() {
     let (served, _config) = unlimited();
     let r = report(&[&["connect", "--url", &served.url][..], &TINY].concat());
