@@ -8,12 +8,13 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use crate::error::Error;
 use crate::session::{DeliveryTracker, SessionReceiver};
-use crate::sync::lock;
 
 /// Proves ownership of a parked session: 128 random bits, shown to the client that owns the
 /// session and to no one else.
@@ -78,7 +79,7 @@ impl DetachedSessions {
         // Taken now, not when the expiry task first runs, which may be later.
         let deadline = tokio::time::Instant::now() + ttl;
         {
-            let mut parked = lock(&self.parked);
+            let mut parked = self.parked.lock();
             if parked.len() >= self.max || parked.contains_key(&token) {
                 return false;
             }
@@ -94,7 +95,7 @@ impl DetachedSessions {
     /// for an unknown token, an expired one, another owner's and a session that overflowed while
     /// parked: a guesser learns nothing.
     pub(crate) fn resume(&self, token: &str, owner: Option<&str>) -> Result<Resumed, Error> {
-        let mut parked = lock(&self.parked);
+        let mut parked = self.parked.lock();
         let key = ResumeToken(token.to_owned());
         match parked.get(&key) {
             Some(p) if p.owner.as_deref() == owner => {}
@@ -114,7 +115,7 @@ impl DetachedSessions {
 
     /// How many sessions are parked now.
     pub(crate) fn len(&self) -> usize {
-        lock(&self.parked).len()
+        self.parked.lock().len()
     }
 }
 
@@ -123,6 +124,6 @@ async fn expire(sessions: Weak<DetachedSessions>, token: ResumeToken, deadline: 
     tokio::time::sleep_until(deadline).await;
     let Some(sessions) = sessions.upgrade() else { return };
     // Dropped outside the lock: dropping a receiver takes the hub's locks.
-    let expired = lock(&sessions.parked).remove(&token);
+    let expired = sessions.parked.lock().remove(&token);
     drop(expired);
 }

@@ -6,11 +6,11 @@
 //! [`Encoding::register`] in its transport, and costs a publication nothing until it is used.
 
 use std::fmt;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
+
+use parking_lot::Mutex;
 
 use bytes::Bytes;
-
-use crate::sync::lock;
 
 /// Most encodings one process may register; an id fits in a `u16` with room to spare.
 const MAX_ENCODINGS: usize = 256;
@@ -31,7 +31,7 @@ impl Encoding {
     /// When more than 256 encodings are registered: that is a transport registering per
     /// connection or per message, a bug to find at once rather than a cache that grows.
     pub fn register(name: &'static str) -> Self {
-        let mut registry = lock(&REGISTRY);
+        let mut registry = REGISTRY.lock();
         assert!(registry.len() < MAX_ENCODINGS, "more than {MAX_ENCODINGS} encodings registered");
         registry.push(name);
         // In range: the assertion above bounds the length below u16::MAX.
@@ -40,7 +40,7 @@ impl Encoding {
 
     /// The name it was registered with.
     pub fn name(self) -> &'static str {
-        lock(&REGISTRY).get(usize::from(self.0)).copied().unwrap_or("?")
+        REGISTRY.lock().get(usize::from(self.0)).copied().unwrap_or("?")
     }
 }
 

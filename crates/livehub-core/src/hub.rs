@@ -4,7 +4,9 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Weak};
+
+use parking_lot::{Mutex, RwLock};
 
 use tokio::sync::Notify;
 
@@ -13,7 +15,6 @@ use crate::channel::{ChannelFilter, ChannelName};
 use crate::interest::Interest;
 use crate::publication::Publication;
 use crate::session::{ClientId, Session, SessionReceiver};
-use crate::sync::{lock, read, write};
 use crate::trie::TopicTrie;
 
 /// Number of independently locked parts of the exact-channel map: publishers of different
@@ -129,7 +130,7 @@ impl Hub {
     pub(crate) fn connect(self: &Arc<Self>, transport: &'static str, in_presence: bool) -> SessionReceiver {
         let receiver = Session::open(transport, self.queue_capacity, in_presence);
         if in_presence {
-            *lock(&self.connections).entry(transport).or_default() += 1;
+            *self.connections.lock().entry(transport).or_default() += 1;
             self.changed.notify_one();
         }
         receiver.with_hub(self.clone())
@@ -141,7 +142,7 @@ impl Hub {
             self.remove(&filter, session);
         }
         if session.in_presence() {
-            let mut connections = lock(&self.connections);
+            let mut connections = self.connections.lock();
             // A parked session was no longer counted as a connection.
             if !session.is_parked() {
                 uncount(&mut connections, session.transport());
@@ -158,7 +159,7 @@ impl Hub {
             session.set_parked(parked);
             return;
         }
-        let mut connections = lock(&self.connections);
+        let mut connections = self.connections.lock();
         if session.is_parked() == parked {
             return;
         }
@@ -178,14 +179,14 @@ impl Hub {
         // records it there, so that a racing last-one-leaves is told in the order it happened.
         let (new, first) = match filter {
             ChannelFilter::Exact(channel) => {
-                let mut shard = write(self.shard(channel));
+                let mut shard = self.shard(channel).write();
                 let subs = shard.entry(channel.clone()).or_default();
                 let first = subs.sessions.is_empty();
                 let new = subs.insert(session);
                 (new, first && self.interest.record(filter, true))
             }
             ChannelFilter::Wildcard(pattern) => {
-                let mut wildcards = write(&self.wildcards);
+                let mut wildcards = self.wildcards.write();
                 let (entry, made) = wildcards.get_or_insert_with(pattern, || Pattern {
                     text: pattern.clone(),
                     subscribers: Subscribers::default(),
@@ -210,7 +211,7 @@ impl Hub {
         let id = session.id();
         let last = match filter {
             ChannelFilter::Exact(channel) => {
-                let mut shard = write(self.shard(channel));
+                let mut shard = self.shard(channel).write();
                 let last = shard.get_mut(channel).is_some_and(|subs| {
                     subs.remove(id);
                     subs.sessions.is_empty()
@@ -221,7 +222,7 @@ impl Hub {
                 last && self.interest.record(filter, false)
             }
             ChannelFilter::Wildcard(pattern) => {
-                let mut wildcards = write(&self.wildcards);
+                let mut wildcards = self.wildcards.write();
                 let removed = wildcards.remove_if(pattern, |entry| {
                     entry.subscribers.remove(id);
                     entry.subscribers.sessions.is_empty()
@@ -246,26 +247,26 @@ impl Hub {
     pub fn counts(&self) -> (BTreeMap<String, usize>, BTreeMap<&'static str, usize>) {
         let mut filters = BTreeMap::new();
         for shard in self.exact.iter() {
-            for (channel, subs) in read(shard).iter() {
+            for (channel, subs) in shard.read().iter() {
                 if subs.counted > 0 {
                     filters.insert(channel.to_string(), subs.counted);
                 }
             }
         }
-        read(&self.wildcards).for_each(|entry| {
+        self.wildcards.read().for_each(|entry| {
             if entry.subscribers.counted > 0 {
                 filters.insert(entry.text.to_string(), entry.subscribers.counted);
             }
         });
-        (filters, lock(&self.connections).clone())
+        (filters, self.connections.lock().clone())
     }
 
     /// Subscribers that receive publications on `channel`: exact ones plus matching patterns.
     pub fn subscribers(&self, channel: &ChannelName) -> usize {
-        let exact = read(self.shard(channel)).get(channel).map_or(0, |s| s.counted);
+        let exact = self.shard(channel).read().get(channel).map_or(0, |s| s.counted);
         let mut wild = 0;
         if self.patterns.load(Ordering::Relaxed) > 0 {
-            read(&self.wildcards).for_each_match(channel.as_str(), |entry| wild += entry.subscribers.counted);
+            self.wildcards.read().for_each_match(channel.as_str(), |entry| wild += entry.subscribers.counted);
         }
         exact + wild
     }
@@ -284,13 +285,13 @@ fn uncount(connections: &mut BTreeMap<&'static str, usize>, transport: &'static 
 impl PublicationSink for Hub {
     fn deliver(&self, publication: &Arc<Publication>) {
         let mut offered = 0;
-        if let Some(subs) = read(self.shard(&publication.channel)).get(&publication.channel) {
+        if let Some(subs) = self.shard(&publication.channel).read().get(&publication.channel) {
             offered += subs.offer(publication);
         }
         // Relaxed: the lock orders the patterns themselves; a pattern subscribed while this
         // publication is routed may see it or not, as it could when the lock decided.
         if self.patterns.load(Ordering::Relaxed) > 0 {
-            read(&self.wildcards).for_each_match(publication.channel.as_str(), |entry| {
+            self.wildcards.read().for_each_match(publication.channel.as_str(), |entry| {
                 offered += entry.subscribers.offer(publication)
             });
         }
@@ -346,7 +347,7 @@ mod tests {
         assert_eq!(hub.subscribers(&x_y), 0);
         hub.remove(&filters[0], b.session());
         assert_eq!(hub.patterns.load(Ordering::Relaxed), 0);
-        assert_eq!(read(&hub.wildcards).len(), 0);
+        assert_eq!(hub.wildcards.read().len(), 0);
         assert!(hub.counts().0.is_empty());
     }
 }

@@ -2,11 +2,12 @@
 //! first local subscriber and its last one leaving, in the order they happened.
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, OnceLock, TryLockError, Weak};
+use std::sync::{OnceLock, Weak};
+
+use parking_lot::Mutex;
 
 use crate::broker::Broker;
 use crate::channel::ChannelFilter;
-use crate::sync::lock;
 
 /// Changes of interest waiting for the broker, and the broker to tell.
 ///
@@ -36,7 +37,7 @@ impl Interest {
         if self.broker.get().is_none() {
             return false;
         }
-        lock(&self.pending).push_back((filter.clone(), interested));
+        self.pending.lock().push_back((filter.clone(), interested));
         true
     }
 
@@ -46,15 +47,10 @@ impl Interest {
     /// than wait: that caller takes every change queued before it lets go, and looks again after.
     pub(crate) fn dispatch(&self) {
         loop {
-            let guard = match self.dispatching.try_lock() {
-                Ok(guard) => guard,
-                // A broker's call panicked earlier; the queue is still whole.
-                Err(TryLockError::Poisoned(p)) => p.into_inner(),
-                Err(TryLockError::WouldBlock) => return,
-            };
+            let Some(guard) = self.dispatching.try_lock() else { return };
             let broker = self.broker.get().and_then(Weak::upgrade);
             loop {
-                let Some((filter, interested)) = lock(&self.pending).pop_front() else { break };
+                let Some((filter, interested)) = self.pending.lock().pop_front() else { break };
                 if let Some(broker) = &broker {
                     broker.interest(&filter, interested);
                 }
@@ -62,7 +58,7 @@ impl Interest {
             drop(guard);
             // A change queued after the last look by a caller that found the lock taken would
             // otherwise wait for the next change.
-            if lock(&self.pending).is_empty() {
+            if self.pending.lock().is_empty() {
                 return;
             }
         }

@@ -23,7 +23,6 @@ mod presence;
 mod publication;
 mod session;
 mod stream;
-mod sync;
 mod trie;
 
 pub use broker::{Broker, ChannelSummary, History, HistoryQuery, PublicationSink, Published};

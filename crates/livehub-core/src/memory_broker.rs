@@ -7,7 +7,9 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,7 +24,6 @@ use crate::publication::Payload;
 #[cfg(test)]
 use crate::stream::IDEMPOTENCY_WINDOW;
 use crate::stream::{min_ts, Stream};
-use crate::sync::lock;
 
 /// Number of independently locked parts of the channel map; spreads contention between
 /// publishers of different channels without costing memory per channel.
@@ -84,7 +85,7 @@ impl<S: HistoryStore> MemoryBroker<S> {
 
     /// The in-memory stream of `channel`, made on first use.
     fn stream(&self, channel: &ChannelName) -> Arc<Mutex<Stream>> {
-        let mut shard = lock(self.shard(channel));
+        let mut shard = self.shard(channel).lock();
         shard
             .entry(channel.clone())
             .or_insert_with(|| Arc::new(Mutex::new(Stream::new(channel.clone(), self.clock.now_millis()))))
@@ -93,14 +94,14 @@ impl<S: HistoryStore> MemoryBroker<S> {
 
     /// The stream of `channel`, loaded from the store on first use.
     async fn loaded(&self, channel: &ChannelName) -> Result<Arc<Mutex<Stream>>, Error> {
-        if let Some(stream) = lock(self.shard(channel)).get(channel).cloned() {
+        if let Some(stream) = self.shard(channel).lock().get(channel).cloned() {
             return Ok(stream);
         }
         // Loaded with no lock held. A racing load reads the same state, because nothing is
         // appended to a channel before its stream is in the map; the first one in wins.
         let stored = self.store.load(channel).await?;
         let now = self.clock.now_millis();
-        let mut shard = lock(self.shard(channel));
+        let mut shard = self.shard(channel).lock();
         let stream = shard
             .entry(channel.clone())
             .or_insert_with(|| Arc::new(Mutex::new(Stream::restore(channel.clone(), stored, now))));
@@ -116,11 +117,11 @@ impl<S: HistoryStore> MemoryBroker<S> {
         let durable = self.store.is_durable();
         let mut stored = Vec::new();
         for shard in self.shards.iter() {
-            lock(shard).retain(|channel, stream| {
+            shard.lock().retain(|channel, stream| {
                 // Streams are handed out under the shard lock, which this holds: a stream nobody
                 // else holds cannot be picked up by a publisher while it is dropped.
                 let held = Arc::strong_count(stream) > 1;
-                let mut stream = lock(stream);
+                let mut stream = stream.lock();
                 let policy = self.policy(channel);
                 stream.evict(policy, now);
                 if durable {
@@ -132,8 +133,8 @@ impl<S: HistoryStore> MemoryBroker<S> {
         for (channel, policy) in stored {
             match self.store.evict(&channel, policy.size, min_ts(policy, now)).await {
                 Ok(oldest) => {
-                    if let Some(stream) = lock(self.shard(&channel)).get(&channel) {
-                        lock(stream).retain_from(oldest);
+                    if let Some(stream) = self.shard(&channel).lock().get(&channel) {
+                        stream.lock().retain_from(oldest);
                     }
                 }
                 Err(e) => tracing::warn!(channel = %channel, error = %e, "could not evict stored history"),
@@ -152,7 +153,7 @@ impl<S: HistoryStore> MemoryBroker<S> {
         let policy = self.policy(channel);
         let stream = self.loaded(channel).await?;
         let (position, duplicate, turn) = {
-            let mut s = lock(&stream);
+            let mut s = stream.lock();
             let Some(turn) = s.turn() else {
                 return Err(Error::Broker("channel state without its store".into()));
             };
@@ -173,7 +174,7 @@ impl<S: HistoryStore> MemoryBroker<S> {
         };
         let _turn = turn.lock().await;
         let batch = {
-            let mut s = lock(&stream);
+            let mut s = stream.lock();
             if *s.epoch() != position.epoch {
                 return Err(Error::Broker("storing history failed; publish again".into()));
             }
@@ -183,7 +184,7 @@ impl<S: HistoryStore> MemoryBroker<S> {
             s.take_pending()
         };
         let written = self.store.append(channel, &batch).await;
-        let mut s = lock(&stream);
+        let mut s = stream.lock();
         match written {
             Ok(()) => {
                 for entry in &batch {
@@ -208,7 +209,7 @@ impl<S: HistoryStore> MemoryBroker<S> {
         let stream = self.loaded(channel).await?;
         let now = self.clock.now_millis();
         let (oldest, min_ts) = {
-            let mut s = lock(&stream);
+            let mut s = stream.lock();
             s.evict(policy, now);
             if s.covers(&query) {
                 return Ok(s.history(&query));
@@ -222,7 +223,7 @@ impl<S: HistoryStore> MemoryBroker<S> {
             bounded.from_ms = Some(query.from_ms.unwrap_or(0).max(min_ts));
         }
         let stored = self.store.read(channel, bounded).await?;
-        let s = lock(&stream);
+        let s = stream.lock();
         let position = s.position();
         let publications = stored
             .publications
@@ -251,7 +252,7 @@ impl<S: HistoryStore> Broker for MemoryBroker<S> {
         }
         let policy = self.policy(channel);
         let stream = self.stream(channel);
-        let mut stream = lock(&stream);
+        let mut stream = stream.lock();
         if let Some(position) = idempotency_key.and_then(|k| stream.duplicate(k)) {
             return Ok(Published { position: position.clone(), duplicate: true });
         }
@@ -269,7 +270,7 @@ impl<S: HistoryStore> Broker for MemoryBroker<S> {
         }
         let policy = self.policy(channel);
         let stream = self.stream(channel);
-        let mut stream = lock(&stream);
+        let mut stream = stream.lock();
         stream.evict(policy, self.clock.now_millis());
         Ok(stream.history(&query))
     }
@@ -277,8 +278,8 @@ impl<S: HistoryStore> Broker for MemoryBroker<S> {
     async fn channels(&self) -> Result<Vec<ChannelSummary>, Error> {
         let mut out = Vec::new();
         for shard in self.shards.iter() {
-            for (channel, stream) in lock(shard).iter() {
-                let stream = lock(stream);
+            for (channel, stream) in shard.lock().iter() {
+                let stream = stream.lock();
                 out.push(ChannelSummary {
                     channel: channel.clone(),
                     position: stream.position(),
@@ -302,7 +303,7 @@ mod tests {
 
     impl PublicationSink for Collect {
         fn deliver(&self, publication: &Arc<Publication>) {
-            lock(&self.0).push(publication.position.offset);
+            self.0.lock().push(publication.position.offset);
         }
     }
 
@@ -328,7 +329,7 @@ mod tests {
             let published = broker.publish(&ch("a"), data(n), None).await.expect("publish");
             assert_eq!(published.position.offset, n);
         }
-        assert_eq!(*lock(&sink.0), vec![1, 2, 3, 4, 5]);
+        assert_eq!(*sink.0.lock(), vec![1, 2, 3, 4, 5]);
         let h = broker.history(&ch("a"), HistoryQuery::newest(10)).await.expect("history");
         let offsets: Vec<u64> = h.publications.iter().map(|p| p.position.offset).collect();
         assert_eq!(offsets, vec![3, 4, 5]);
@@ -375,7 +376,7 @@ mod tests {
         }
         let again = broker.publish(&ch("a"), data(0), Some("k0")).await.expect("publish");
         assert!(!again.duplicate, "the window is {IDEMPOTENCY_WINDOW} keys");
-        assert_eq!(lock(&sink.0).len(), IDEMPOTENCY_WINDOW + 2);
+        assert_eq!(sink.0.lock().len(), IDEMPOTENCY_WINDOW + 2);
     }
 
     #[tokio::test]

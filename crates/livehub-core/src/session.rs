@@ -5,7 +5,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
 use std::task::{Context, Poll, Wake, Waker};
 
 use tokio::sync::Notify;
@@ -14,7 +16,6 @@ use crate::channel::{ChannelFilter, ChannelName};
 use crate::disconnect::Disconnect;
 use crate::hub::Hub;
 use crate::publication::{Epoch, Publication};
-use crate::sync::lock;
 
 /// Identifies one connection, unique within a node's lifetime (and, with its random start,
 /// practically unique across nodes).
@@ -120,7 +121,7 @@ impl Session {
     /// connection cannot keep up: it is told to disconnect (and may recover from history when it
     /// returns) rather than slow down the publisher or anyone else.
     pub(crate) fn offer(&self, publication: &Arc<Publication>) {
-        let mut queue = lock(&self.inner.queue);
+        let mut queue = self.inner.queue.lock();
         if queue.items.len() >= self.inner.queue_capacity {
             drop(queue);
             self.disconnect(Disconnect::SLOW_CONSUMER);
@@ -166,7 +167,7 @@ impl Session {
     /// record was last cleared; clears it if `clear`. Either way the next wake, from a source or
     /// a publication, goes to `cx`'s task.
     pub fn poll_sources_woken(&self, cx: &Context<'_>, clear: bool) -> bool {
-        let mut queue = lock(&self.inner.queue);
+        let mut queue = self.inner.queue.lock();
         register(&mut queue.waker, cx);
         let woken = queue.sourced;
         if clear {
@@ -181,7 +182,7 @@ impl Session {
     }
 
     pub(crate) fn with_filters<R>(&self, f: impl FnOnce(&mut HashSet<ChannelFilter>) -> R) -> R {
-        let mut filters = lock(&self.inner.filters);
+        let mut filters = self.inner.filters.lock();
         f(&mut filters)
     }
 }
@@ -199,7 +200,7 @@ impl Wake for SessionInner {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        let mut queue = lock(&self.queue);
+        let mut queue = self.queue.lock();
         queue.sourced = true;
         let waker = queue.waker.take();
         drop(queue);
@@ -283,7 +284,7 @@ impl SessionReceiver {
         limit: usize,
     ) -> Poll<usize> {
         let limit = limit.max(1);
-        let mut queue = lock(&self.session.inner.queue);
+        let mut queue = self.session.inner.queue.lock();
         if queue.items.is_empty() {
             register(&mut queue.waker, cx);
             return Poll::Pending;
@@ -295,7 +296,7 @@ impl SessionReceiver {
 
     /// Takes queued publications without waiting.
     pub fn try_recv(&mut self) -> Option<Arc<Publication>> {
-        lock(&self.session.inner.queue).items.pop_front()
+        self.session.inner.queue.lock().items.pop_front()
     }
 }
 

@@ -6,8 +6,10 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+
+use parking_lot::Mutex;
 
 use axum::http::header::{AUTHORIZATION, COOKIE, HOST, ORIGIN};
 use axum::http::{HeaderMap, StatusCode};
@@ -192,13 +194,13 @@ impl Access {
     }
 
     fn count(&self, code: &'static str) {
-        let mut refused = self.refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut refused = self.refused.lock();
         *refused.entry(code).or_default() += 1;
     }
 
     /// Refusals so far, by code.
     pub(crate) fn refused(&self) -> BTreeMap<&'static str, u64> {
-        self.refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.refused.lock().clone()
     }
 
     /// Drops idle per-address buckets.

@@ -10,8 +10,10 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+use parking_lot::{Mutex, RwLock};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -373,7 +375,7 @@ impl CertificateStore {
         // at the next check rather than being missed.
         let seen = stamps(&self.cert_file, &self.key_file);
         let result = self.swap_in();
-        *self.seen.lock().unwrap_or_else(PoisonError::into_inner) = seen;
+        *self.seen.lock() = seen;
         result
     }
 
@@ -382,7 +384,7 @@ impl CertificateStore {
     fn reload_if_changed(&self) {
         let now = stamps(&self.cert_file, &self.key_file);
         {
-            let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut seen = self.seen.lock();
             if *seen == now {
                 return;
             }
@@ -395,13 +397,13 @@ impl CertificateStore {
 
     fn swap_in(&self) -> Result<(), TlsError> {
         let key = Arc::new(load(&self.cert_file, &self.key_file, &self.provider)?);
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) = key;
+        *self.current.write() = key;
         tracing::info!(cert_file = %self.cert_file.display(), "loaded the TLS certificate");
         Ok(())
     }
 
     fn current(&self) -> Arc<CertifiedKey> {
-        self.current.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.current.read().clone()
     }
 }
 

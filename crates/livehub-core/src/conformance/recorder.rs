@@ -1,7 +1,9 @@
 //! A sink that records what a broker delivers.
 
 use std::pin::pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -9,7 +11,6 @@ use tokio::sync::Notify;
 use crate::broker::PublicationSink;
 use crate::channel::ChannelName;
 use crate::publication::Publication;
-use crate::sync::lock;
 
 /// How long [`Recorder::wait_for`] waits for deliveries a broker owes before it fails the test:
 /// a guard against hanging on a broker that delivers from another task (Redis), not a speed
@@ -25,7 +26,7 @@ pub struct Recorder {
 
 impl PublicationSink for Recorder {
     fn deliver(&self, publication: &Arc<Publication>) {
-        lock(&self.delivered).push(publication.clone());
+        self.delivered.lock().push(publication.clone());
         self.more.notify_waiters();
     }
 }
@@ -33,7 +34,7 @@ impl PublicationSink for Recorder {
 impl Recorder {
     /// The publications delivered on `channel`, in delivery order.
     pub fn delivered(&self, channel: &ChannelName) -> Vec<Arc<Publication>> {
-        lock(&self.delivered).iter().filter(|p| p.channel == *channel).cloned().collect()
+        self.delivered.lock().iter().filter(|p| p.channel == *channel).cloned().collect()
     }
 
     /// The offsets delivered on `channel`, in delivery order.

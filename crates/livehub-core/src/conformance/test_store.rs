@@ -3,7 +3,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use async_trait::async_trait;
 use tokio::sync::{Notify, Semaphore};
@@ -14,7 +16,6 @@ use crate::error::Error;
 use crate::history_store::{HistoryStore, StoredEntry, StoredHistory, StoredStream};
 use crate::publication::{Epoch, Publication};
 use crate::stream::{select, IDEMPOTENCY_WINDOW};
-use crate::sync::lock;
 
 /// Keeps channels' history in memory, outliving the brokers made over it (share it through an
 /// `Arc`, as two processes share a database). Appends can be held back and made to fail, so
@@ -91,7 +92,8 @@ impl TestStore {
 
     /// Offsets stored for `channel`, oldest first.
     pub fn offsets(&self, channel: &ChannelName) -> Vec<u64> {
-        lock(&self.channels)
+        self.channels
+            .lock()
             .get(channel)
             .map(|s| s.entries.iter().map(|p| p.position.offset).collect())
             .unwrap_or_default()
@@ -101,7 +103,7 @@ impl TestStore {
 #[async_trait]
 impl HistoryStore for TestStore {
     async fn load(&self, channel: &ChannelName) -> Result<Option<StoredStream>, Error> {
-        Ok(lock(&self.channels).get(channel).map(|s| StoredStream {
+        Ok(self.channels.lock().get(channel).map(|s| StoredStream {
             epoch: s.epoch.clone(),
             offset: s.offset,
             oldest: s.entries.front().map_or(s.offset + 1, |p| p.position.offset),
@@ -118,7 +120,7 @@ impl HistoryStore for TestStore {
             return Err(Error::Broker("test store: append failed".into()));
         }
         let Some(first) = entries.first() else { return Ok(()) };
-        let mut channels = lock(&self.channels);
+        let mut channels = self.channels.lock();
         let epoch = &first.publication.position.epoch;
         let stored = channels.entry(channel.clone()).or_insert_with(|| Stored {
             epoch: epoch.clone(),
@@ -160,14 +162,14 @@ impl HistoryStore for TestStore {
     }
 
     async fn read(&self, channel: &ChannelName, query: HistoryQuery) -> Result<StoredHistory, Error> {
-        Ok(lock(&self.channels).get(channel).map_or_else(StoredHistory::default, |s| StoredHistory {
+        Ok(self.channels.lock().get(channel).map_or_else(StoredHistory::default, |s| StoredHistory {
             publications: select(&s.entries, &query),
             oldest: s.entries.front().map_or(s.offset + 1, |p| p.position.offset),
         }))
     }
 
     async fn evict(&self, channel: &ChannelName, size: usize, min_ts: u64) -> Result<u64, Error> {
-        let mut channels = lock(&self.channels);
+        let mut channels = self.channels.lock();
         let Some(s) = channels.get_mut(channel) else { return Ok(1) };
         while s.entries.len() > size || s.entries.front().is_some_and(|p| p.ts < min_ts) {
             s.entries.pop_front();
