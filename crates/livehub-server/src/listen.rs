@@ -11,8 +11,10 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
+
+use parking_lot::Mutex;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -135,6 +137,9 @@ async fn serve_connection<I>(
             let response = direct::answer(peer, request, router.clone()).await;
             if direct::is_stream(&response) {
                 FastPaths::taken(&fast_paths.direct_streams);
+                // Not kept for the stream's life: the first read's buffer is a kilobyte, as much
+                // again as the rest of an idle stream's state.
+                drop((read, router));
                 direct::serve(io, peer, version, response).await;
             } else {
                 // hyper reads the same request again and answers it with this response.
@@ -165,7 +170,7 @@ async fn serve_hyper<I>(
     // A std mutex, taken once per request to see whether the first answer is still there.
     let first = Arc::new(Mutex::new(first));
     let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-        let answered = first.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        let answered = first.lock().take();
         if let Some(response) = answered {
             return Either::Left(std::future::ready(Ok(response)));
         }

@@ -29,11 +29,18 @@ pub(crate) struct Client {
     tracker: DeliveryTracker,
     /// Who is connected, and the address's connection slot.
     admission: Admission,
-    peer: IpAddr,
     /// Fires when the token expires (unless refreshed first).
     expiry: Option<Pin<Box<Sleep>>>,
-    /// The client's message budget; `None` when unlimited or when the transport takes no
-    /// commands.
+    /// What a transport that takes commands needs; `None` for a stream that only subscribes
+    /// once (SSE, long polling). Boxed: an idle stream should not carry it.
+    commands: Option<Box<Commands>>,
+}
+
+/// The state of a connection that sends commands.
+struct Commands {
+    /// Where the connection comes from, for the per-address publish budget.
+    peer: IpAddr,
+    /// The client's message budget; `None` when unlimited.
     budget: Option<TokenBucket>,
     /// Messages refused in a row for the budget; too many close the connection.
     over_budget: u32,
@@ -68,18 +75,10 @@ impl Client {
         peer: IpAddr,
         commands: bool,
     ) -> Self {
-        let budget = if commands { app.access().message_bucket() } else { None };
+        let commands = commands
+            .then(|| Box::new(Commands { peer, budget: app.access().message_bucket(), over_budget: 0 }));
         let expiry = expiry(&admission.identity);
-        Self {
-            app,
-            receiver,
-            tracker: DeliveryTracker::default(),
-            admission,
-            peer,
-            expiry,
-            budget,
-            over_budget: 0,
-        }
+        Self { app, receiver, tracker: DeliveryTracker::default(), admission, expiry, commands }
     }
 
     /// A client over a session resumed from a parked one: it keeps what that session delivered.
@@ -98,6 +97,12 @@ impl Client {
     /// The session and what it delivered, for parking it when the connection goes away.
     pub(crate) fn into_session(self) -> (SessionReceiver, DeliveryTracker) {
         (self.receiver, self.tracker)
+    }
+
+    /// Where a connection that sends commands comes from (unspecified for a stream, which
+    /// sends none).
+    fn peer(&self) -> IpAddr {
+        self.commands.as_ref().map_or(IpAddr::from([0, 0, 0, 0]), |c| c.peer)
     }
 
     /// The session (for fan-out and presence).
@@ -160,13 +165,15 @@ impl Client {
 
     /// Takes one message from the client's budget.
     pub(crate) fn take_budget(&mut self) -> Budget {
-        let Some(budget) = &mut self.budget else { return Budget::Within };
+        let Some(Commands { budget: Some(budget), over_budget, .. }) = self.commands.as_deref_mut() else {
+            return Budget::Within;
+        };
         if budget.try_take(Instant::now()) {
-            self.over_budget = 0;
+            *over_budget = 0;
             return Budget::Within;
         }
-        self.over_budget += 1;
-        if self.over_budget > self.app.config().rate_limits.message_burst.max(1) {
+        *over_budget += 1;
+        if *over_budget > self.app.config().rate_limits.message_burst.max(1) {
             return Budget::Flooding(access::disconnect_for(&AuthError::RateLimited));
         }
         Budget::Over
@@ -322,9 +329,15 @@ impl Client {
         cmd: Publish,
         transport: &mut T,
     ) -> Result<(), T::Error> {
-        let result =
-            super::publish(&self.app, self.identity(), self.peer, &cmd.channel, cmd.data, cmd.key.as_deref())
-                .await;
+        let result = super::publish(
+            &self.app,
+            self.identity(),
+            self.peer(),
+            &cmd.channel,
+            cmd.data,
+            cmd.key.as_deref(),
+        )
+        .await;
         match (result, id) {
             (Ok((channel, published)), Some(id)) => {
                 let reply = Reply::Published {
