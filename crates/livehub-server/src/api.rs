@@ -155,6 +155,7 @@ pub(crate) async fn metrics(
     admin(&app, &headers, query.as_deref())?;
     let presence = app.node().presence();
     let stats = app.node().stats();
+    let half_open = app.half_open().figures();
     Ok(Json(json!({
         "connections": presence.connections,
         "transports": presence.transports,
@@ -163,6 +164,11 @@ pub(crate) async fn metrics(
         "deliveries": stats.deliveries,
         "long_polls_held": app.held_polls().count(),
         "refused": app.access().refused(),
+        "half_open": {
+            "now": half_open.0,
+            "shed": half_open.1,
+            "refused": half_open.2,
+        },
         "fast_paths": {
             "direct_streams": app.fast_paths().direct_streams.load(Ordering::Relaxed),
             "websocket_tcp": app.fast_paths().websocket_tcp.load(Ordering::Relaxed),

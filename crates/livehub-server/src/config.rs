@@ -88,6 +88,19 @@ pub struct Limits {
     pub max_channel_length: usize,
     /// Most `/`-separated levels in a channel name or pattern.
     pub max_channel_levels: usize,
+    /// Seconds a connection may take to send a complete request head: the first from its accept
+    /// (after the TLS handshake), a later one from the end of the response before it, so idle
+    /// keep-alive connections are closed after it too.
+    pub request_head_timeout_secs: u64,
+    /// Seconds a request may take to send its whole body.
+    pub request_body_timeout_secs: u64,
+    /// Connections from one address that may be half-open (accepted, with no complete request
+    /// head yet) at once; more are closed at once. 0 turns the limit off.
+    pub max_half_open_per_ip: usize,
+    /// Half-open connections in all; past it the oldest is closed to make room. 0 (the default)
+    /// means a quarter of the process's file-descriptor limit, so real clients always find
+    /// descriptors left under a flood.
+    pub max_half_open: usize,
 }
 
 impl Default for Limits {
@@ -102,6 +115,13 @@ impl Default for Limits {
             queue_capacity: node.queue_capacity,
             max_channel_length: node.channel_limits.max_len,
             max_channel_levels: node.channel_limits.max_levels,
+            // 10 s: a browser or a device on a slow link sends a head in well under a second.
+            request_head_timeout_secs: 10,
+            // 30 s: a 1 MiB body (the largest by default) at 35 KiB/s.
+            request_body_timeout_secs: 30,
+            // 256: a load generator or a NAT opens hundreds at once; a flood needs thousands.
+            max_half_open_per_ip: 256,
+            max_half_open: 0,
         }
     }
 }

@@ -15,6 +15,7 @@ mod engine;
 mod error;
 mod gate;
 mod gather;
+mod half_open;
 mod listen;
 mod poll;
 mod protocol;
@@ -36,6 +37,7 @@ use livehub_core::Node;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 pub use config::{
     ApiSettings, Config, ConfigError, CorsSettings, DashboardSettings, HistoryRule, HistorySettings, Limits,
@@ -66,6 +68,8 @@ struct AppInner {
     upgraded: TaskTracker,
     /// What took the fast paths.
     fast_paths: Arc<listen::FastPaths>,
+    /// Connections with no complete request head yet.
+    half_open: Arc<half_open::HalfOpen>,
     /// Long polls waiting for a publication now (`/api/metrics`).
     held_polls: poll::HeldPolls,
 }
@@ -78,12 +82,22 @@ impl App {
         let upgraded = TaskTracker::new();
         let fast_paths = Arc::default();
         let held_polls = poll::HeldPolls::default();
-        let inner = AppInner { node, config, shutdown, access, upgraded, fast_paths, held_polls };
+        let limits = &config.limits;
+        let total = match limits.max_half_open {
+            0 => half_open::default_total(),
+            n => n,
+        };
+        let half_open = half_open::HalfOpen::new(limits.max_half_open_per_ip, total);
+        let inner = AppInner { node, config, shutdown, access, upgraded, fast_paths, held_polls, half_open };
         Ok(Self { inner: Arc::new(inner) })
     }
 
     pub(crate) fn fast_paths(&self) -> &Arc<listen::FastPaths> {
         &self.inner.fast_paths
+    }
+
+    pub(crate) fn half_open(&self) -> &Arc<half_open::HalfOpen> {
+        &self.inner.half_open
     }
 
     pub(crate) fn held_polls(&self) -> &poll::HeldPolls {
@@ -142,6 +156,9 @@ impl App {
                 ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such endpoint")
             })
             .layer(DefaultBodyLimit::max(self.config().limits.max_body_size))
+            .layer(RequestBodyTimeoutLayer::new(Duration::from_secs(
+                self.config().limits.request_body_timeout_secs.max(1),
+            )))
             .layer(cors::layer(self.config()))
             .with_state(self.clone())
     }
@@ -181,25 +198,31 @@ pub async fn serve_node(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let grace = Duration::from_secs(config.shutdown_grace_secs);
-    // Certificates are read before anything starts, so bad files fail at start-up.
-    let listener = match &config.tls {
-        Some(settings) => {
-            listen::Listen::Tls(TlsListener::new(listener, settings).map_err(std::io::Error::other)?)
-        }
+    let app = App::new(node.clone(), config, shutdown.clone()).map_err(std::io::Error::other)?;
+    // Certificates are read before anything starts, so bad files fail at start-up. TLS
+    // handshakes count as half-open connections, in the same registry as the requests after.
+    let listener = match &app.config().tls {
+        Some(settings) => listen::Listen::Tls(
+            TlsListener::with_half_open(listener, settings, app.half_open().clone())
+                .map_err(std::io::Error::other)?,
+        ),
         None => listen::Listen::Plain(listener),
     };
-    let app = App::new(node.clone(), config, shutdown.clone()).map_err(std::io::Error::other)?;
     // The sources stop with the shutdown token; their tasks are not awaited, since they only
     // publish into the node.
     let _sources = livehub_sources::spawn(&node, &app.config().sources, &shutdown);
     tokio::spawn(sweep_limits(app.clone()));
     let router = app.router();
     let upgraded = app.upgraded().clone();
-    let fast_paths = app.fast_paths().clone();
+    let policy = Arc::new(listen::Accepting {
+        fast_paths: app.fast_paths().clone(),
+        half_open: app.half_open().clone(),
+        head_timeout: Duration::from_secs(app.config().limits.request_head_timeout_secs.max(1)),
+    });
     let accepting = shutdown.clone();
     let server = async move {
         let connections = TaskTracker::new();
-        listen::run(listener, router, fast_paths, accepting, connections.clone()).await;
+        listen::run(listener, router, policy, accepting, connections.clone()).await;
         connections.close();
         connections.wait().await;
         // Upgraded WebSocket tasks outlive the connection task that answered the handshake.

@@ -13,6 +13,7 @@ use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
@@ -25,7 +26,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures_util::future::Either;
 use hyper::body::Incoming;
 use hyper::Request;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -33,6 +34,7 @@ use tokio_util::task::TaskTracker;
 use tower_service::Service;
 
 use crate::direct::{self, First};
+use crate::half_open::{HalfOpen, Slot};
 use crate::tls::TlsListener;
 
 /// Connections the kernel queues for `accept` (capped by `net.core.somaxconn`). A reconnect storm
@@ -73,6 +75,18 @@ impl FastPaths {
     }
 }
 
+/// What the accept loop applies to every connection, whichever listener took it.
+#[derive(Debug)]
+pub(crate) struct Accepting {
+    /// What took the fast paths.
+    pub(crate) fast_paths: Arc<FastPaths>,
+    /// Connections whose first request head is not complete yet.
+    pub(crate) half_open: Arc<HalfOpen>,
+    /// Longest a connection may take to send a complete request head, the first one from its
+    /// accept, a later one from the end of the response before it (idle keep-alive included).
+    pub(crate) head_timeout: Duration,
+}
+
 /// The socket the server accepts on.
 pub(crate) enum Listen {
     Plain(TcpListener),
@@ -85,22 +99,22 @@ pub(crate) enum Listen {
 pub(crate) async fn run(
     listen: Listen,
     router: Router,
-    fast_paths: Arc<FastPaths>,
+    accepting: Arc<Accepting>,
     shutdown: CancellationToken,
     connections: TaskTracker,
 ) {
     match listen {
         Listen::Plain(plain) => {
-            accept(plain.tap_io(no_delay), router, fast_paths, shutdown, connections).await
+            accept(plain.tap_io(no_delay), router, accepting, shutdown, connections).await
         }
-        Listen::Tls(tls) => accept(tls, router, fast_paths, shutdown, connections).await,
+        Listen::Tls(tls) => accept(tls, router, accepting, shutdown, connections).await,
     }
 }
 
 async fn accept<L>(
     mut listener: L,
     router: Router,
-    fast_paths: Arc<FastPaths>,
+    accepting: Arc<Accepting>,
     shutdown: CancellationToken,
     connections: TaskTracker,
 ) where
@@ -113,7 +127,13 @@ async fn accept<L>(
             accepted = listener.accept() => accepted,
             () = shutdown.cancelled() => return,
         };
-        connections.spawn(serve_connection(io, peer, router.clone(), fast_paths.clone(), shutdown.clone()));
+        // Past its address's limit of half-open connections, closed at once: dropping `io`.
+        let Some(slot) = accepting.half_open.admit(peer.ip()) else {
+            tracing::debug!(%peer, "too many half-open connections from this address");
+            continue;
+        };
+        let task = serve_connection(io, peer, router.clone(), accepting.clone(), slot, shutdown.clone());
+        connections.spawn(task);
     }
 }
 
@@ -121,18 +141,29 @@ async fn serve_connection<I>(
     mut io: I,
     peer: SocketAddr,
     router: Router,
-    fast_paths: Arc<FastPaths>,
+    accepting: Arc<Accepting>,
+    slot: Slot,
     shutdown: CancellationToken,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let deadline = tokio::time::Instant::now() + accepting.head_timeout;
     let first = tokio::select! {
         first = direct::read_first(&mut io) => first,
         // Like hyper's graceful shutdown: a connection yet to send a request is closed.
         () = shutdown.cancelled() => return,
+        () = slot.shed() => return,
+        () = tokio::time::sleep_until(deadline) => {
+            tracing::debug!(%peer, "no complete request head in time");
+            return;
+        }
     };
+    let fast_paths = &accepting.fast_paths;
+    let head_timeout = accepting.head_timeout;
     match first {
         Ok(First::Request(request, read)) => {
+            // A complete request: no longer half-open.
+            drop(slot);
             let version = request.version();
             let response = direct::answer(peer, request, router.clone()).await;
             if direct::is_stream(&response) {
@@ -144,45 +175,95 @@ async fn serve_connection<I>(
             } else {
                 // hyper reads the same request again and answers it with this response.
                 let replay = Replay::new(read, io);
-                Box::pin(serve_hyper(replay, peer, router, Some(response), shutdown)).await
+                let first = HyperFirst::Answered(response);
+                Box::pin(serve_hyper(replay, peer, router, first, head_timeout, shutdown)).await
             }
         }
         // Boxed, so that the direct path's tasks do not carry hyper's larger future.
         Ok(First::Other(read)) => {
-            Box::pin(serve_hyper(Replay::new(read, io), peer, router, None, shutdown)).await
+            let first = HyperFirst::Unread { slot, deadline };
+            Box::pin(serve_hyper(Replay::new(read, io), peer, router, first, head_timeout, shutdown)).await
         }
         Ok(First::Closed) => {}
         Err(e) => tracing::trace!(%peer, error = %e, "connection failed before its first request"),
     }
 }
 
-/// Serves a connection with hyper's HTTP/1 server, upgrades included. With `first`, the first
-/// request was already answered (by the router, for `direct`): hyper writes that answer.
+/// Where hyper starts on a connection.
+enum HyperFirst {
+    /// The first request was answered already (by the router, for `direct`): hyper reads it again
+    /// and writes this answer.
+    Answered(Response<Body>),
+    /// The first request head is hyper's to read: the connection is half-open until it is
+    /// complete, and is closed at `deadline` or when shed.
+    Unread { slot: Slot, deadline: tokio::time::Instant },
+}
+
+/// What hyper's service takes on its first call.
+enum FirstCall {
+    Answer(Response<Body>),
+    Release(Slot),
+    Done,
+}
+
+/// Serves a connection with hyper's HTTP/1 server, upgrades included. Every request head must
+/// be complete within `head_timeout` of hyper starting to read it (idle keep-alive included).
 async fn serve_hyper<I>(
     io: I,
     peer: SocketAddr,
     router: Router,
-    first: Option<Response<Body>>,
+    first: HyperFirst,
+    head_timeout: Duration,
     shutdown: CancellationToken,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    // A std mutex, taken once per request to see whether the first answer is still there.
-    let first = Arc::new(Mutex::new(first));
+    // Until hyper calls the service once, the connection is half-open: watched for its
+    // deadline and for being shed.
+    let head_done = CancellationToken::new();
+    let (call, half_open) = match first {
+        HyperFirst::Answered(response) => (FirstCall::Answer(response), None),
+        HyperFirst::Unread { slot, deadline } => {
+            let shed = slot.shed_token();
+            (FirstCall::Release(slot), Some((shed, deadline)))
+        }
+    };
+    let half_open_ended = {
+        let head_done = head_done.clone();
+        async move {
+            let Some((shed, deadline)) = half_open else { return std::future::pending().await };
+            tokio::select! {
+                () = head_done.cancelled() => std::future::pending().await,
+                () = shed.cancelled() => {}
+                () = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    };
+    // Taken once per request to see whether the first call's work is still there.
+    let call = Arc::new(Mutex::new(call));
     let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-        let answered = first.lock().take();
-        if let Some(response) = answered {
-            return Either::Left(std::future::ready(Ok(response)));
+        let first = std::mem::replace(&mut *call.lock(), FirstCall::Done);
+        match first {
+            FirstCall::Answer(response) => return Either::Left(std::future::ready(Ok(response))),
+            FirstCall::Release(slot) => {
+                head_done.cancel();
+                drop(slot);
+            }
+            FirstCall::Done => {}
         }
         // What axum's `into_make_service_with_connect_info` would insert.
         request.extensions_mut().insert(ConnectInfo(peer));
         Either::Right(router.clone().call(request))
     });
     let mut connection = pin!(hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(head_timeout)
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades());
     let result = tokio::select! {
         result = connection.as_mut() => result,
+        // Half-open past its deadline, or shed: closed without an answer, like a silent one.
+        () = half_open_ended => return,
         () = shutdown.cancelled() => {
             connection.as_mut().graceful_shutdown();
             connection.await

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use parking_lot::{Mutex, RwLock};
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::mpsc;
 use tokio_rustls::rustls::crypto::CryptoProvider;
 use tokio_rustls::rustls::pki_types::pem::{self, PemObject};
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -28,25 +28,30 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::config::TlsSettings;
+use crate::half_open::{HalfOpen, Slot};
 
 /// How long a client has to finish the TLS handshake once its TCP connection is accepted.
 ///
 /// A handshake is two round trips, so this leaves room for a slow mobile link; a client that
-/// connects and then stays silent holds a socket and a task (and one of [`MAX_HANDSHAKES`]) for
-/// this long at most.
+/// connects and then stays silent holds a socket and a task (and a half-open slot) for this long
+/// at most.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Handshakes under way, or finished and waiting for axum, at once; past this, accepting waits.
+/// Handshakes under way at once for a listener made with [`TlsListener::new`]; past this, the
+/// oldest is closed to make room (the server's own listener shares its registry of half-open
+/// connections and its limits, `limits.max_half_open`).
 ///
-/// This bounds the sockets and memory that silent clients can pin for [`HANDSHAKE_TIMEOUT`]. The
-/// price: while the limit is reached, new connections wait in the kernel's backlog, behind
-/// clients that may never finish.
+/// This bounds the sockets and memory that silent clients can pin for [`HANDSHAKE_TIMEOUT`],
+/// without ever making a real client wait behind them: accepting never stops.
 const MAX_HANDSHAKES: usize = 1024;
+
+/// Handshakes from one address at once, for a listener made with [`TlsListener::new`].
+const HANDSHAKES_PER_ADDRESS: usize = 256;
 
 /// Finished handshakes waiting for axum to take them.
 ///
 /// axum takes connections in a tight loop, so this rarely holds more than a few; when it is full,
-/// handshake tasks wait (still counted in [`MAX_HANDSHAKES`]) rather than streams piling up.
+/// handshake tasks wait rather than streams piling up.
 const ACCEPTED_QUEUE: usize = 64;
 
 /// The pause after an accept error other than a reset connection, like axum's own accept loop.
@@ -157,6 +162,17 @@ impl TlsListener {
     ///
     /// Outside a Tokio runtime, since it spawns the accept loop and the file watcher.
     pub fn new(tcp: TcpListener, settings: &TlsSettings) -> Result<Self, TlsError> {
+        Self::with_half_open(tcp, settings, HalfOpen::new(HANDSHAKES_PER_ADDRESS, MAX_HANDSHAKES))
+    }
+
+    /// Like [`new`](Self::new), counting handshakes in the server's registry of half-open
+    /// connections: past its limits, an address's new connections are closed, and the oldest
+    /// handshake makes room for a new one.
+    pub(crate) fn with_half_open(
+        tcp: TcpListener,
+        settings: &TlsSettings,
+        half_open: Arc<HalfOpen>,
+    ) -> Result<Self, TlsError> {
         // The provider is chosen here rather than taken from a process-wide default, so that
         // nothing depends on which rustls features other crates happen to enable.
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -172,7 +188,7 @@ impl TlsListener {
         let (sender, accepted) = mpsc::channel(ACCEPTED_QUEUE);
         let stop = CancellationToken::new();
         let acceptor = TlsAcceptor::from(Arc::new(config));
-        tokio::spawn(accept_loop(tcp.clone(), acceptor, sender, stop.clone()));
+        tokio::spawn(accept_loop(tcp.clone(), acceptor, sender, half_open, stop.clone()));
         tokio::spawn(watch_files(store.clone(), RELOAD_CHECK, stop.clone()));
         Ok(Self { tcp, accepted, store, _tasks: stop.drop_guard() })
     }
@@ -243,18 +259,10 @@ async fn accept_loop(
     tcp: Arc<TcpListener>,
     acceptor: TlsAcceptor,
     accepted: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+    half_open: Arc<HalfOpen>,
     stop: CancellationToken,
 ) {
-    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     loop {
-        let permit = tokio::select! {
-            _ = stop.cancelled() => return,
-            permit = handshakes.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                // The semaphore is never closed.
-                Err(_) => return,
-            },
-        };
         let (mut stream, peer) = tokio::select! {
             _ = stop.cancelled() => return,
             result = tcp.accept() => match result {
@@ -265,8 +273,14 @@ async fn accept_loop(
                 }
             },
         };
+        // Never waits: a full registry sheds its oldest handshake rather than stop accepting,
+        // which is what let silent sockets starve every real client.
+        let Some(slot) = half_open.admit(peer.ip()) else {
+            tracing::debug!(%peer, "too many half-open connections from this address");
+            continue;
+        };
         crate::listen::no_delay(&mut stream);
-        let task = handshake(acceptor.clone(), stream, peer, accepted.clone(), stop.clone(), permit);
+        let task = handshake(acceptor.clone(), stream, peer, accepted.clone(), stop.clone(), slot);
         tokio::spawn(task);
     }
 }
@@ -296,10 +310,14 @@ async fn handshake(
     peer: SocketAddr,
     accepted: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
     stop: CancellationToken,
-    _permit: OwnedSemaphorePermit,
+    slot: Slot,
 ) {
     let stream = tokio::select! {
         _ = stop.cancelled() => return,
+        () = slot.shed() => {
+            tracing::debug!(%peer, "TLS handshake shed to make room");
+            return;
+        }
         result = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => match result {
             Ok(Ok(stream)) => stream,
             Ok(Err(error)) => {
@@ -312,6 +330,8 @@ async fn handshake(
             }
         },
     };
+    // Handshake done: the request head's own half-open slot starts when axum's loop takes it.
+    drop(slot);
     tokio::select! {
         _ = stop.cancelled() => {}
         // An error means the listener is gone; the stream is dropped with it.
