@@ -158,7 +158,6 @@ async fn serve_connection<I>(
             return;
         }
     };
-    let fast_paths = &accepting.fast_paths;
     let head_timeout = accepting.head_timeout;
     match first {
         Ok(First::Request(request, read)) => {
@@ -167,10 +166,10 @@ async fn serve_connection<I>(
             let version = request.version();
             let response = direct::answer(peer, request, router.clone()).await;
             if direct::is_stream(&response) {
-                FastPaths::taken(&fast_paths.direct_streams);
+                FastPaths::taken(&accepting.fast_paths.direct_streams);
                 // Not kept for the stream's life: the first read's buffer is a kilobyte, as much
                 // again as the rest of an idle stream's state.
-                drop((read, router));
+                drop((read, router, accepting));
                 direct::serve(io, peer, version, response).await;
             } else {
                 // hyper reads the same request again and answers it with this response.
