@@ -317,3 +317,25 @@ async fn an_sse_stream_over_tls_streams_and_ends_cleanly() {
     assert!(rest.contains("event: disconnect\n") && rest.ends_with("\r\n0\r\n\r\n"), "{rest:?}");
     timeout(WAIT, handle).await.expect("stops in time").expect("task").expect("serve result");
 }
+
+#[tokio::test]
+async fn a_flood_of_silent_tls_sockets_sheds_the_oldest_and_real_clients_get_in() {
+    // The server as `serve` runs it, so TLS handshakes count in its registry of half-open
+    // connections; a small global limit makes a flood of a few sockets.
+    let mut config = tls_config(&cert_path("a.pem"), &cert_path("a.key"));
+    config.limits.max_half_open = 8;
+    let server = common::TestServer::with(config).await;
+    let mut flood = Vec::new();
+    for _ in 0..8 {
+        flood.push(TcpStream::connect(server.addr).await.expect("connect"));
+    }
+    // Each real client makes room by shedding the oldest silent socket, however long the flood.
+    for _ in 0..3 {
+        let mut stream = connect(server.addr, &trusting()).await.expect("handshake under the flood");
+        assert_eq!(health_status(&mut stream).await, "HTTP/1.1 200 OK");
+    }
+    let mut oldest = flood.remove(0);
+    let mut rest = Vec::new();
+    let read = timeout(WAIT, oldest.read_to_end(&mut rest)).await.expect("the oldest was closed");
+    assert!(read.is_ok_and(|n| n == 0) || rest.is_empty(), "closed without an answer");
+}
