@@ -268,6 +268,13 @@ pub struct RateLimits {
     pub publishes_per_sec_per_ip: f64,
     /// Publications one client IP may send in a burst above the sustained rate.
     pub publish_burst_per_ip: u32,
+    /// Sustained reads per second from one client IP: `GET /api/channels…` requests, long
+    /// polls and SSE stream opens. Bounds how fast one host can make the server look up
+    /// channels; a dashboard makes a few reads a second.
+    pub reads_per_sec_per_ip: f64,
+    /// Reads one client IP may make in a burst above the sustained rate; covers a page opening
+    /// every chart's history at once.
+    pub read_burst_per_ip: u32,
 }
 
 impl Default for RateLimits {
@@ -278,6 +285,8 @@ impl Default for RateLimits {
             message_burst: 200,
             publishes_per_sec_per_ip: 1000.0,
             publish_burst_per_ip: 2000,
+            reads_per_sec_per_ip: 1000.0,
+            read_burst_per_ip: 2000,
         }
     }
 }
@@ -288,6 +297,7 @@ impl RateLimits {
         for (name, rate) in [
             ("messages_per_sec", self.messages_per_sec),
             ("publishes_per_sec_per_ip", self.publishes_per_sec_per_ip),
+            ("reads_per_sec_per_ip", self.reads_per_sec_per_ip),
         ] {
             if !rate.is_finite() || rate < 0.0 {
                 return Err(AuthConfigError::InvalidLimit(name));
@@ -413,5 +423,7 @@ mod tests {
         assert!(bad.validate().is_err());
         let nan = RateLimits { publishes_per_sec_per_ip: f64::NAN, ..RateLimits::default() };
         assert!(nan.validate().is_err());
+        let reads = RateLimits { reads_per_sec_per_ip: f64::INFINITY, ..RateLimits::default() };
+        assert!(reads.validate().is_err());
     }
 }

@@ -123,7 +123,12 @@ pub struct ChannelSummary {
 ///   ([`CHANNEL_IDLE_TTL`](crate::CHANNEL_IDLE_TTL)), a store write failed. A client at
 ///   `(offset, epoch)` with a different epoch than the channel's cannot recover.
 ///   Two brokers over the same durable store see the same epochs; two in-memory brokers never do.
-///   Each channel has its own epoch, fixed when the channel is first published to or read.
+///   Each channel has its own epoch, fixed when the channel is first published to.
+/// - **Reads create nothing.** Reading a channel the broker keeps no state for answers offset 0,
+///   no publications, no latest value, and an epoch; it stores nothing, so the channel is not
+///   listed. That epoch should be the one the channel's first publication gets, so that a client
+///   that read or subscribed at offset 0 recovers from there; a broker that cannot promise it
+///   must give one no stream will ever have (recovery then reports `recovered: false`).
 /// - **Idempotency.** A publish with an idempotency key seen on the same channel among its last
 ///   [`IDEMPOTENCY_WINDOW`](crate::IDEMPOTENCY_WINDOW) keyed publications (at least) stores and
 ///   delivers nothing, and returns the original position with `duplicate: true`, whatever its
@@ -141,8 +146,9 @@ pub struct ChannelSummary {
 ///   kept (`position.offset + 1` when none is), and [`History::latest`] the newest publication
 ///   even when history keeps nothing else (size 0). A read never returns publications of
 ///   another epoch than [`History::position`]'s; see [`HistoryQuery`] for what it selects.
-/// - **Channels.** [`channels`](Broker::channels) lists, sorted by name, every channel
-///   published to or read recently, with its position and the time of its newest publication.
+/// - **Channels.** [`channels`](Broker::channels) lists, sorted by name and a page at a time,
+///   every channel published to recently, with its position and the time of its newest
+///   publication.
 #[async_trait]
 pub trait Broker: Send + Sync + 'static {
     /// Publishes `data` on `channel` at the channel's next offset. With an `idempotency_key` seen
@@ -156,11 +162,14 @@ pub trait Broker: Send + Sync + 'static {
     ) -> Result<Published, Error>;
 
     /// Reads part of `channel`'s history, as `query` selects. Reading a channel nobody published
-    /// to gives it a position (offset 0 in a new epoch).
+    /// to answers offset 0 and keeps nothing.
     async fn history(&self, channel: &ChannelName, query: HistoryQuery) -> Result<History, Error>;
 
-    /// The channels that currently have a position (published to, or read, recently).
-    async fn channels(&self) -> Result<Vec<ChannelSummary>, Error>;
+    /// Up to `limit` of the channels that currently have a position (published to recently),
+    /// the first ones by name after `after` (from the start without it), sorted by name. The
+    /// next page starts after the last name returned.
+    async fn channels(&self, after: Option<&ChannelName>, limit: usize)
+        -> Result<Vec<ChannelSummary>, Error>;
 
     /// Called when this node's first session subscribes to `filter` (`true`) and when its last
     /// one leaves (`false`), so that a broker shared between nodes receives only what this node

@@ -30,7 +30,7 @@ use std::time::Duration;
 pub use recorder::{Recorder, DELIVERY_WAIT};
 pub use test_store::{Held, TestStore};
 
-use crate::broker::{Broker, History, HistoryQuery, Published};
+use crate::broker::{Broker, ChannelSummary, History, HistoryQuery, Published};
 use crate::channel::ChannelName;
 use crate::clock::{Clock, ManualClock};
 use crate::history::{HistoryConfig, HistoryPolicy};
@@ -80,6 +80,7 @@ pub async fn run_all(make: impl MakeBroker) {
     timestamps_follow_the_clock(&make).await;
     delivery_follows_offsets_under_racing_publishers(&make).await;
     channels_are_listed(&make).await;
+    reads_create_no_channels(&make).await;
 }
 
 /// One broker under test with its sink, clock and channel prefix.
@@ -130,6 +131,13 @@ impl Harness {
         }
     }
 
+    async fn channels(&self, after: Option<&ChannelName>, limit: usize) -> Vec<ChannelSummary> {
+        match self.broker.channels(after, limit).await {
+            Ok(listed) => listed,
+            Err(e) => panic!("channels after {after:?}: {e}"),
+        }
+    }
+
     async fn offsets(&self, channel: &ChannelName, query: HistoryQuery) -> Vec<u64> {
         offsets(&self.history(channel, query).await)
     }
@@ -171,7 +179,7 @@ pub async fn offsets_are_consecutive_from_one(make: &impl MakeBroker) {
     assert_eq!(offsets(&history), vec![1, 2, 3, 4, 5]);
     let first_b = h.publish(&b, 1).await;
     assert_eq!(first_b.position.offset, 1, "channels are numbered independently");
-    assert_eq!(first_b.position.epoch, before.position.epoch, "reading fixed the new channel's epoch");
+    assert_eq!(first_b.position.epoch, before.position.epoch, "the read answered the epoch to come");
     h.sink.wait_for(&a, 5).await;
     assert_eq!(h.sink.offsets(&a), vec![1, 2, 3, 4, 5]);
 }
@@ -384,10 +392,7 @@ pub async fn channels_are_listed(make: &impl MakeBroker) {
     h.clock.advance(Duration::from_secs(1));
     h.publish(&a, 1).await;
     let second = h.publish(&a, 2).await;
-    let listed = match h.broker.channels().await {
-        Ok(listed) => listed,
-        Err(e) => panic!("channels: {e}"),
-    };
+    let listed = h.channels(None, usize::MAX).await;
     let ours: Vec<_> = listed.iter().filter(|c| c.channel.as_str().starts_with(&h.prefix)).collect();
     let names: Vec<&ChannelName> = ours.iter().map(|c| &c.channel).collect();
     assert_eq!(names, vec![&a, &b], "sorted by name");
@@ -397,4 +402,31 @@ pub async fn channels_are_listed(make: &impl MakeBroker) {
     assert_eq!(ours[1].last_ts, Some(START_MS));
     let sorted = listed.windows(2).all(|w| w[0].channel <= w[1].channel);
     assert!(sorted, "the whole listing is sorted");
+    let start = match ChannelName::new(&h.prefix) {
+        Ok(start) => start,
+        Err(e) => panic!("the prefix is a valid name: {e}"),
+    };
+    let first = h.channels(Some(&start), 1).await;
+    assert_eq!(first.iter().map(|c| &c.channel).collect::<Vec<_>>(), vec![&a], "a page of one");
+    let next = h.channels(Some(&a), 1).await;
+    assert_eq!(next.iter().map(|c| &c.channel).collect::<Vec<_>>(), vec![&b], "the page after it");
+    assert_eq!(next[0].position.offset, 1);
+    assert!(h.channels(Some(&start), 0).await.is_empty(), "a page of none");
+}
+
+/// Reading channels nobody published to, their history or their latest value, stores nothing:
+/// they are not listed, and the reads answer offset 0.
+pub async fn reads_create_no_channels(make: &impl MakeBroker) {
+    let h = Harness::new(make, 100, MINUTE).await;
+    for n in 0..100 {
+        let channel = h.ch(&format!("unread/{n}"));
+        let newest = h.history(&channel, HistoryQuery::newest(0)).await;
+        let forward = h.history(&channel, HistoryQuery::after(0, 10).from_ms(START_MS)).await;
+        for read in [newest, forward] {
+            assert_eq!(read.position.offset, 0);
+            assert!(read.publications.is_empty() && read.latest.is_none());
+        }
+    }
+    let listed = h.channels(None, usize::MAX).await;
+    assert!(!listed.iter().any(|c| c.channel.as_str().starts_with(&h.prefix)), "reads left no channel");
 }

@@ -5,7 +5,7 @@
 //! [`history_store`](crate::HistoryStore)'s documentation.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
+use std::collections::{BinaryHeap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -20,7 +20,7 @@ use crate::clock::Clock;
 use crate::error::Error;
 use crate::history::{HistoryConfig, HistoryPolicy};
 use crate::history_store::{HistoryStore, NullStore, StoredEntry};
-use crate::publication::Payload;
+use crate::publication::{Epoch, Payload, StreamPosition};
 #[cfg(test)]
 use crate::stream::IDEMPOTENCY_WINDOW;
 use crate::stream::{min_ts, Stream};
@@ -31,13 +31,17 @@ const SHARDS: usize = 32;
 
 /// A channel with no publication for this long loses its in-memory state (latest value and
 /// position); bounds the memory of channels nobody uses any more. Without a store the channel
-/// then starts over with a new epoch; with one it is loaded again from the store.
+/// then starts over with a new epoch; with one it is loaded again from the store. A channel that
+/// holds nothing (no latest value, no history) goes at the next sweep instead.
 pub const CHANNEL_IDLE_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Sequences every channel in this process, keeps recent history in memory and hands
 /// publications to the sink; `S` is where history is also stored ([`NullStore`]: nowhere).
 pub struct MemoryBroker<S: HistoryStore = NullStore> {
     shards: Box<[Mutex<Shard>]>,
+    /// Mixed into every unborn epoch (see [`Shard::generation`]), so that two brokers never
+    /// give a channel the same one.
+    seed: u64,
     history: HistoryConfig,
     sink: Arc<dyn PublicationSink>,
     clock: Clock,
@@ -46,7 +50,16 @@ pub struct MemoryBroker<S: HistoryStore = NullStore> {
 
 /// Part of the channel map; each stream has its own lock so that fan-out on one channel does not
 /// hold up publishers of the others in the same shard.
-type Shard = HashMap<ChannelName, Arc<Mutex<Stream>>>;
+#[derive(Default)]
+struct Shard {
+    streams: HashMap<ChannelName, Arc<Mutex<Stream>>>,
+    /// Counts the sweeps that dropped a stream of this shard. A channel without a stream has an
+    /// *unborn* epoch derived from the broker's seed, its name and this count: reads answer it
+    /// without creating state, and the stream a publish creates takes it, so a client that read
+    /// or subscribed at offset 0 recovers from there. Dropping a stream bumps the count under the
+    /// shard's lock, so a channel never gets the epoch of a stream it lost.
+    generation: u64,
+}
 
 impl MemoryBroker {
     /// A broker that keeps history in memory per `history`, timestamps by `clock` and hands
@@ -64,8 +77,8 @@ impl<S: HistoryStore> MemoryBroker<S> {
         store: S,
         sink: Arc<dyn PublicationSink>,
     ) -> Self {
-        let shards = (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect();
-        Self { shards, history, sink, clock, store }
+        let shards = (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect();
+        Self { shards, seed: rand::random(), history, sink, clock, store }
     }
 
     /// The store.
@@ -83,41 +96,74 @@ impl<S: HistoryStore> MemoryBroker<S> {
         self.history.policy_for(channel.as_str())
     }
 
-    /// The in-memory stream of `channel`, made on first use.
-    fn stream(&self, channel: &ChannelName) -> Arc<Mutex<Stream>> {
-        let mut shard = self.shard(channel).lock();
-        shard
-            .entry(channel.clone())
-            .or_insert_with(|| Arc::new(Mutex::new(Stream::new(channel.clone(), self.clock.now_millis()))))
-            .clone()
+    /// The epoch `channel` gets when a stream is made for it while `shard` is in its current
+    /// generation; called under the shard's lock.
+    fn unborn_epoch(&self, channel: &ChannelName, shard: &Shard) -> Epoch {
+        let mut hasher = DefaultHasher::new();
+        (self.seed, shard.generation, channel).hash(&mut hasher);
+        // Truncated to the width of a random epoch, which is as unlikely to collide.
+        Epoch::from_client(&format!("{:08x}", hasher.finish() as u32))
     }
 
-    /// The stream of `channel`, loaded from the store on first use.
-    async fn loaded(&self, channel: &ChannelName) -> Result<Arc<Mutex<Stream>>, Error> {
-        if let Some(stream) = self.shard(channel).lock().get(channel).cloned() {
-            return Ok(stream);
+    /// What a read of `channel` answers while it has no stream: nothing, at offset 0 of its
+    /// unborn epoch.
+    fn unborn(&self, channel: &ChannelName, shard: &Shard) -> History {
+        let position = StreamPosition { offset: 0, epoch: self.unborn_epoch(channel, shard) };
+        History { publications: Vec::new(), position, oldest: 1, latest: None }
+    }
+
+    /// The in-memory stream of `channel`, made on first publish.
+    fn stream(&self, channel: &ChannelName) -> Arc<Mutex<Stream>> {
+        let mut shard = self.shard(channel).lock();
+        if let Some(stream) = shard.streams.get(channel) {
+            return stream.clone();
+        }
+        let stream =
+            Stream::new(channel.clone(), self.unborn_epoch(channel, &shard), self.clock.now_millis());
+        let stream = Arc::new(Mutex::new(stream));
+        shard.streams.insert(channel.clone(), stream.clone());
+        stream
+    }
+
+    /// The stream of `channel`, loaded from the store on first use; for a read (`create`
+    /// false) of a channel the store does not know either, its unborn history instead.
+    async fn loaded(
+        &self,
+        channel: &ChannelName,
+        create: bool,
+    ) -> Result<Result<Arc<Mutex<Stream>>, History>, Error> {
+        if let Some(stream) = self.shard(channel).lock().streams.get(channel).cloned() {
+            return Ok(Ok(stream));
         }
         // Loaded with no lock held. A racing load reads the same state, because nothing is
         // appended to a channel before its stream is in the map; the first one in wins.
         let stored = self.store.load(channel).await?;
         let now = self.clock.now_millis();
         let mut shard = self.shard(channel).lock();
-        let stream = shard
-            .entry(channel.clone())
-            .or_insert_with(|| Arc::new(Mutex::new(Stream::restore(channel.clone(), stored, now))));
-        Ok(stream.clone())
+        if let Some(stream) = shard.streams.get(channel) {
+            return Ok(Ok(stream.clone()));
+        }
+        if stored.is_none() && !create {
+            return Ok(Err(self.unborn(channel, &shard)));
+        }
+        let epoch = self.unborn_epoch(channel, &shard);
+        let stream = Arc::new(Mutex::new(Stream::restore(channel.clone(), stored, epoch, now)));
+        shard.streams.insert(channel.clone(), stream.clone());
+        Ok(Ok(stream))
     }
 
-    /// Drops history older than each channel's age limit and the in-memory state of channels
-    /// idle for longer than [`CHANNEL_IDLE_TTL`]; tells the store to evict likewise. Called
-    /// periodically by the node.
+    /// Drops history older than each channel's age limit, the in-memory state of channels
+    /// idle for longer than [`CHANNEL_IDLE_TTL`] and of channels that hold nothing; tells the
+    /// store to evict likewise. Called periodically by the node.
     pub async fn sweep(&self) {
         let now = self.clock.now_millis();
         let ttl = CHANNEL_IDLE_TTL.as_millis() as u64;
         let durable = self.store.is_durable();
         let mut stored = Vec::new();
         for shard in self.shards.iter() {
-            shard.lock().retain(|channel, stream| {
+            let mut shard = shard.lock();
+            let before = shard.streams.len();
+            shard.streams.retain(|channel, stream| {
                 // Streams are handed out under the shard lock, which this holds: a stream nobody
                 // else holds cannot be picked up by a publisher while it is dropped.
                 let held = Arc::strong_count(stream) > 1;
@@ -127,13 +173,17 @@ impl<S: HistoryStore> MemoryBroker<S> {
                 if durable {
                     stored.push((channel.clone(), policy));
                 }
-                held || !stream.is_settled() || now.saturating_sub(stream.touched_ms) < ttl
+                let idle = stream.is_empty() || now.saturating_sub(stream.touched_ms) >= ttl;
+                held || !stream.is_settled() || !idle
             });
+            if shard.streams.len() < before {
+                shard.generation += 1;
+            }
         }
         for (channel, policy) in stored {
             match self.store.evict(&channel, policy.size, min_ts(policy, now)).await {
                 Ok(oldest) => {
-                    if let Some(stream) = self.shard(&channel).lock().get(&channel) {
+                    if let Some(stream) = self.shard(&channel).lock().streams.get(&channel) {
                         stream.lock().retain_from(oldest);
                     }
                 }
@@ -151,7 +201,9 @@ impl<S: HistoryStore> MemoryBroker<S> {
         key: Option<&str>,
     ) -> Result<Published, Error> {
         let policy = self.policy(channel);
-        let stream = self.loaded(channel).await?;
+        let Ok(stream) = self.loaded(channel, true).await? else {
+            return Err(Error::Broker("channel state without its store".into()));
+        };
         let (position, duplicate, turn) = {
             let mut s = stream.lock();
             let Some(turn) = s.turn() else {
@@ -206,7 +258,10 @@ impl<S: HistoryStore> MemoryBroker<S> {
     /// Reads history through the store when the hot window does not hold all of the answer.
     async fn history_stored(&self, channel: &ChannelName, query: HistoryQuery) -> Result<History, Error> {
         let policy = self.policy(channel);
-        let stream = self.loaded(channel).await?;
+        let stream = match self.loaded(channel, false).await? {
+            Ok(stream) => stream,
+            Err(unborn) => return Ok(unborn),
+        };
         let now = self.clock.now_millis();
         let (oldest, min_ts) = {
             let mut s = stream.lock();
@@ -269,26 +324,75 @@ impl<S: HistoryStore> Broker for MemoryBroker<S> {
             return Box::pin(self.history_stored(channel, query)).await;
         }
         let policy = self.policy(channel);
-        let stream = self.stream(channel);
+        let stream = {
+            let shard = self.shard(channel).lock();
+            match shard.streams.get(channel) {
+                Some(stream) => stream.clone(),
+                // A read creates no state: unknown names cost nothing however many are read.
+                None => return Ok(self.unborn(channel, &shard)),
+            }
+        };
         let mut stream = stream.lock();
         stream.evict(policy, self.clock.now_millis());
         Ok(stream.history(&query))
     }
 
-    async fn channels(&self) -> Result<Vec<ChannelSummary>, Error> {
-        let mut out = Vec::new();
+    async fn channels(
+        &self,
+        after: Option<&ChannelName>,
+        limit: usize,
+    ) -> Result<Vec<ChannelSummary>, Error> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // The `limit` first names after `after`, kept in a max-heap so that a page costs memory
+        // for its own entries only, however many channels there are.
+        let mut page: BinaryHeap<PageEntry> = BinaryHeap::with_capacity(limit.min(PAGE_RESERVE) + 1);
         for shard in self.shards.iter() {
-            for (channel, stream) in shard.lock().iter() {
+            for (channel, stream) in shard.lock().streams.iter() {
+                if after.is_some_and(|after| channel <= after)
+                    || (page.len() == limit && page.peek().is_some_and(|last| channel >= &last.0.channel))
+                {
+                    continue;
+                }
                 let stream = stream.lock();
-                out.push(ChannelSummary {
+                page.push(PageEntry(ChannelSummary {
                     channel: channel.clone(),
                     position: stream.position(),
                     last_ts: stream.latest().map(|p| p.ts),
-                });
+                }));
+                if page.len() > limit {
+                    page.pop();
+                }
             }
         }
-        out.sort_by(|a, b| a.channel.cmp(&b.channel));
-        Ok(out)
+        Ok(page.into_sorted_vec().into_iter().map(|entry| entry.0).collect())
+    }
+}
+
+/// Most entries a page reserves up front: a caller's `limit` is not trusted with an allocation.
+const PAGE_RESERVE: usize = 1024;
+
+/// A channel in a page being gathered, ordered by name.
+struct PageEntry(ChannelSummary);
+
+impl PartialEq for PageEntry {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.channel == other.0.channel
+    }
+}
+
+impl Eq for PageEntry {}
+
+impl PartialOrd for PageEntry {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for PageEntry {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.channel.cmp(&other.0.channel)
     }
 }
 
@@ -365,6 +469,88 @@ mod tests {
         assert_eq!(fresh.position.offset, 0);
         assert_ne!(fresh.position.epoch, first.position.epoch, "history was lost, so the epoch changed");
         assert!(fresh.latest.is_none());
+    }
+
+    async fn listed(broker: &MemoryBroker<impl HistoryStore>) -> Vec<String> {
+        let page = broker.channels(None, usize::MAX).await.expect("channels");
+        page.into_iter().map(|c| c.channel.as_str().to_owned()).collect()
+    }
+
+    #[tokio::test]
+    async fn reads_of_unknown_channels_keep_nothing() {
+        let (broker, _, _) = broker(100, Duration::from_secs(60));
+        let mut read = Vec::new();
+        for n in 0..1000 {
+            let channel = ch(&format!("unknown/{n}"));
+            read.push(broker.history(&channel, HistoryQuery::newest(0)).await.expect("history").position);
+            broker.history(&channel, HistoryQuery::after(0, 10)).await.expect("history");
+        }
+        assert!(listed(&broker).await.is_empty(), "reads created no channel");
+        assert!(read.iter().all(|p| p.offset == 0));
+        let again = broker.history(&ch("unknown/7"), HistoryQuery::newest(0)).await.expect("history");
+        assert_eq!(again.position, read[7], "an unread channel's epoch is stable");
+        let first = broker.publish(&ch("unknown/7"), data(1), None).await.expect("publish");
+        assert_eq!(first.position.epoch, read[7].epoch, "the first publication takes the epoch read");
+        assert_eq!(listed(&broker).await, vec!["unknown/7"]);
+    }
+
+    #[tokio::test]
+    async fn a_channel_gets_a_new_epoch_after_its_stream_is_dropped() {
+        let (broker, _, clock) = broker(100, Duration::from_secs(60));
+        let first = broker.publish(&ch("a"), data(1), None).await.expect("publish");
+        let unborn = broker.history(&ch("b"), HistoryQuery::newest(0)).await.expect("history");
+        clock.advance(CHANNEL_IDLE_TTL);
+        broker.sweep().await;
+        let read = broker.history(&ch("a"), HistoryQuery::newest(0)).await.expect("history");
+        assert_eq!(read.position.offset, 0);
+        assert_ne!(read.position.epoch, first.position.epoch, "never the epoch of the stream it lost");
+        let again = broker.publish(&ch("a"), data(1), None).await.expect("publish");
+        assert_eq!(again.position.epoch, read.position.epoch);
+        // Unrelated channels may move to a new unborn epoch too: safe, since recovery from
+        // offset 0 of another epoch still sends the new epoch's whole history.
+        let b = broker.history(&ch("b"), HistoryQuery::newest(0)).await.expect("history");
+        assert_eq!(b.position.offset, unborn.position.offset);
+    }
+
+    #[tokio::test]
+    async fn the_sweep_drops_channels_that_hold_nothing_at_once() {
+        let store = crate::conformance::TestStore::default();
+        let history = HistoryConfig {
+            default: HistoryPolicy { size: 10, max_age: Duration::from_secs(60) },
+            rules: vec![],
+        };
+        let clock = ManualClock::new(1_000_000);
+        let broker = MemoryBroker::with_store(history, clock.clock(), store, Arc::new(Collect::default()));
+        broker.store().fail_appends(true);
+        broker.publish(&ch("failed"), data(1), None).await.expect_err("the store fails");
+        assert_eq!(listed(&broker).await, vec!["failed"], "a failed first write leaves an empty stream");
+        broker.sweep().await;
+        assert!(listed(&broker).await.is_empty(), "dropped without waiting for the idle TTL");
+        broker.store().fail_appends(false);
+        broker.publish(&ch("kept"), data(1), None).await.expect("publish");
+        broker.sweep().await;
+        assert_eq!(listed(&broker).await, vec!["kept"], "a channel with a latest value stays");
+    }
+
+    #[tokio::test]
+    async fn channels_come_a_page_at_a_time() {
+        let (broker, _, _) = broker(10, Duration::from_secs(60));
+        let mut names: Vec<String> = (0..250).map(|n| format!("c/{n}")).collect();
+        for name in &names {
+            broker.publish(&ch(name), data(1), None).await.expect("publish");
+        }
+        names.sort();
+        let mut paged = Vec::new();
+        let mut after = None;
+        loop {
+            let page = broker.channels(after.as_ref(), 7).await.expect("channels");
+            assert!(page.len() <= 7);
+            let Some(last) = page.last() else { break };
+            after = Some(last.channel.clone());
+            paged.extend(page.into_iter().map(|c| c.channel.as_str().to_owned()));
+        }
+        assert_eq!(paged, names);
+        assert_eq!(listed(&broker).await, names);
     }
 
     #[tokio::test]

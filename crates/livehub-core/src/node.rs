@@ -322,9 +322,14 @@ impl Node {
         self.inner.hub.subscribers(channel)
     }
 
-    /// Channels the broker knows, with their subscribers on this node.
-    pub async fn channels(&self) -> Result<Vec<ChannelInfo>, Error> {
-        let summaries = self.inner.broker.channels().await?;
+    /// Up to `limit` channels the broker knows, by name after `after`, with their subscribers
+    /// on this node.
+    pub async fn channels(
+        &self,
+        after: Option<&ChannelName>,
+        limit: usize,
+    ) -> Result<Vec<ChannelInfo>, Error> {
+        let summaries = self.inner.broker.channels(after, limit).await?;
         Ok(summaries
             .into_iter()
             .map(|summary| {

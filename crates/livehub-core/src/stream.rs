@@ -54,11 +54,11 @@ pub(crate) struct Durable {
 }
 
 impl Stream {
-    /// A stream with nothing published, in a new epoch.
-    pub(crate) fn new(name: ChannelName, now_ms: u64) -> Self {
+    /// A stream with nothing published, in `epoch`.
+    pub(crate) fn new(name: ChannelName, epoch: Epoch, now_ms: u64) -> Self {
         Self {
             name,
-            epoch: Epoch::random(),
+            epoch,
             offset: 0,
             committed: 0,
             last_ts: 0,
@@ -71,9 +71,15 @@ impl Stream {
         }
     }
 
-    /// A stream backed by a durable store, resumed from what the store holds of it.
-    pub(crate) fn restore(name: ChannelName, stored: Option<StoredStream>, now_ms: u64) -> Self {
-        let mut stream = Self::new(name, now_ms);
+    /// A stream backed by a durable store, resumed from what the store holds of it (in `epoch`
+    /// when the store holds nothing).
+    pub(crate) fn restore(
+        name: ChannelName,
+        stored: Option<StoredStream>,
+        epoch: Epoch,
+        now_ms: u64,
+    ) -> Self {
+        let mut stream = Self::new(name, epoch, now_ms);
         let mut retained_from = 1;
         if let Some(stored) = stored {
             stream.epoch = stored.epoch;
@@ -111,6 +117,11 @@ impl Stream {
     /// Whether every assigned publication is committed (nothing is being written).
     pub(crate) fn is_settled(&self) -> bool {
         self.offset == self.committed
+    }
+
+    /// Whether nothing was ever assigned in this epoch: the stream holds no state worth keeping.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.offset == 0 && self.latest.is_none()
     }
 
     /// The newest publication.
@@ -304,7 +315,7 @@ mod tests {
     use super::*;
 
     fn stream_with(ts: &[u64]) -> Stream {
-        let mut stream = Stream::new(ChannelName::new("a").expect("valid"), 0);
+        let mut stream = Stream::new(ChannelName::new("a").expect("valid"), Epoch::random(), 0);
         let policy = HistoryPolicy { size: 100, max_age: Duration::from_secs(3600) };
         for &t in ts {
             let p = stream.next(Payload::json("1").expect("valid"), None, t);

@@ -34,8 +34,12 @@ impl Broker for Recording {
         self.inner.history(channel, query).await
     }
 
-    async fn channels(&self) -> Result<Vec<ChannelSummary>, Error> {
-        self.inner.channels().await
+    async fn channels(
+        &self,
+        after: Option<&ChannelName>,
+        limit: usize,
+    ) -> Result<Vec<ChannelSummary>, Error> {
+        self.inner.channels(after, limit).await
     }
 
     fn interest(&self, filter: &ChannelFilter, interested: bool) {

@@ -1,5 +1,5 @@
 //! Access control at the edge: where credentials come from, the origin check, the per-address
-//! connection and publish limits, and the counters of what was refused.
+//! connection, publish and read limits, and the counters of what was refused.
 //!
 //! `livehub-auth` decides; this module only gathers what it needs from a request, and turns its
 //! refusals into HTTP answers and close codes.
@@ -27,7 +27,7 @@ use crate::Config;
 /// `EventSource`.
 pub(crate) const TOKEN_PARAMS: [&str; 2] = ["token", "access_token"];
 
-/// How often idle per-address publish buckets are dropped.
+/// How often idle per-address publish and read buckets are dropped.
 pub(crate) const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Codes of the limits outside access control that `/api/metrics` counts with the refusals.
@@ -45,6 +45,7 @@ pub(crate) struct Access {
     limits: RateLimits,
     connections: ConnectionLimiter<IpAddr>,
     publishes: KeyedLimiter<IpAddr>,
+    reads: KeyedLimiter<IpAddr>,
     // Refusals are rare next to messages; a mutex-guarded map keeps the code simple.
     refused: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -75,6 +76,7 @@ impl Access {
             api_origins,
             connections: ConnectionLimiter::new(limits.connections_per_ip),
             publishes: KeyedLimiter::new(limits.publishes_per_sec_per_ip, limits.publish_burst_per_ip),
+            reads: KeyedLimiter::new(limits.reads_per_sec_per_ip, limits.read_burst_per_ip),
             limits,
             refused: Mutex::new(BTreeMap::new()),
         })
@@ -167,6 +169,11 @@ impl Access {
         self.publishes.check_n(&peer, n, Instant::now()).map_err(|e| self.refuse(e))
     }
 
+    /// Takes one read (a REST read, a long poll, an SSE open) from `peer`'s budget.
+    pub(crate) fn read_allowed(&self, peer: IpAddr) -> Result<(), AuthError> {
+        self.reads.check(&peer, Instant::now()).map_err(|e| self.refuse(e))
+    }
+
     /// A fresh per-connection message budget, or `None` when unlimited.
     pub(crate) fn message_bucket(&self) -> Option<TokenBucket> {
         (self.limits.messages_per_sec > 0.0).then(|| {
@@ -206,6 +213,7 @@ impl Access {
     /// Drops idle per-address buckets.
     pub(crate) fn sweep(&self) {
         self.publishes.sweep(Instant::now());
+        self.reads.sweep(Instant::now());
     }
 }
 

@@ -20,6 +20,13 @@ use crate::App;
 /// Publications one `POST /api/publish` may carry.
 const MAX_BATCH: usize = 1000;
 
+/// Channels one `GET /api/channels` lists without `?limit=`.
+const DEFAULT_CHANNEL_PAGE: usize = 100;
+
+/// Most channels one `GET /api/channels` lists: bounds the answer (a few hundred bytes each)
+/// whatever the number of channels.
+const MAX_CHANNEL_PAGE: usize = 1000;
+
 /// One publication in a publish request.
 #[derive(Deserialize)]
 struct PublishItem {
@@ -105,19 +112,39 @@ fn parse_json_items(body: &[u8], limits: &ChannelLimits) -> Result<(Vec<Item>, b
     Ok((items, batch))
 }
 
-/// `GET /api/channels`: channels with their positions and subscriber counts. Admin only once
-/// auth is on: the list shows which channels exist.
+/// `GET /api/channels?limit=&after=`: a page of channels, sorted by name, with their positions
+/// and subscriber counts, and the name to ask for the next page `after` (`null` on the last).
+/// Admin only once auth is on: the list shows which channels exist.
 pub(crate) async fn channels(
     State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     polling_enabled(&app)?;
+    app.access().read_allowed(peer.ip())?;
     admin(&app, &headers, query.as_deref())?;
-    let channels: Vec<Value> = app
-        .node()
-        .channels()
-        .await?
+    let (mut after, mut limit) = (None, DEFAULT_CHANNEL_PAGE);
+    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match key.as_ref() {
+            "limit" => {
+                let n: usize =
+                    value.parse().map_err(|_| ApiError::bad_request("limit must be a whole number"))?;
+                limit = n.clamp(1, MAX_CHANNEL_PAGE);
+            }
+            "after" => after = Some(ChannelName::with_limits(&value, &app.node().config().channel_limits)?),
+            _ => {}
+        }
+    }
+    // One more than the page says whether another page follows.
+    let mut page = app.node().channels(after.as_ref(), limit + 1).await?;
+    let next = if page.len() > limit {
+        page.truncate(limit);
+        page.last().map(|c| c.summary.channel.clone())
+    } else {
+        None
+    };
+    let channels: Vec<Value> = page
         .into_iter()
         .map(|c| {
             json!({
@@ -128,7 +155,7 @@ pub(crate) async fn channels(
             })
         })
         .collect();
-    Ok(Json(json!({ "channels": channels })))
+    Ok(Json(json!({ "channels": channels, "next": next })))
 }
 
 /// `GET /api/presence`: for callers who may read `$sys/presence`.
@@ -198,12 +225,14 @@ struct HistoryParams {
 /// percent-encoding that slash (`%2F`), which `uri` still shows encoded while `path` is decoded.
 pub(crate) async fn channel(
     State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     uri: Uri,
     Path(path): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     polling_enabled(&app)?;
+    app.access().read_allowed(peer.ip())?;
     let identity = app.access().identify_api(&headers, query.as_deref())?;
     let readable =
         |channel: &ChannelName| app.access().may_read(&identity, &ChannelFilter::Exact(channel.clone()));

@@ -70,6 +70,7 @@ async fn open(
     if app.shutting_down() {
         return Err(ApiError::shutting_down());
     }
+    app.access().read_allowed(peer.ip())?;
     // Who and from where before what: a foreign or tokenless caller learns nothing from parsing.
     let admission = match app.access().admit(headers, query.as_deref(), peer.ip()) {
         Ok(admission) => admission,

@@ -317,3 +317,78 @@ async fn disabled_read_endpoints_answer_404_while_publish_works() {
     let answer = server.publish("a", json!(1)).await;
     assert_eq!(answer["offset"], 1, "{answer}");
 }
+
+/// The names in a `GET /api/channels` page that start with `prefix`.
+fn listed(page: &Value, prefix: &str) -> Vec<String> {
+    let channels = page["channels"].as_array().unwrap_or_else(|| panic!("{page}"));
+    let names = channels.iter().filter_map(|c| c["channel"].as_str());
+    names.filter(|n| n.starts_with(prefix)).map(str::to_owned).collect()
+}
+
+#[tokio::test]
+async fn reads_of_unknown_channels_leave_nothing_behind() {
+    let server = TestServer::start().await;
+    let client = reqwest::Client::new();
+    for n in 0..2000 {
+        let path = if n % 2 == 0 {
+            format!("/api/channels/unique/{n}")
+        } else {
+            format!("/api/channels/unique/{n}/history")
+        };
+        let answer: Value =
+            client.get(server.url(&path)).send().await.expect("get").json().await.expect("json");
+        assert_eq!(answer["position"]["offset"], 0, "{answer}");
+    }
+    let mut ws = server.ws().await;
+    ws.subscribe(&["unique/subscribed"]).await;
+    let page = get_ok(&server, "/api/channels").await;
+    assert_eq!(listed(&page, "unique/"), Vec::<String>::new(), "reads and subscriptions created no channel");
+}
+
+#[tokio::test]
+async fn the_channel_list_comes_a_page_at_a_time() {
+    let server = TestServer::start().await;
+    let mut names: Vec<String> = (0..25).map(|n| format!("paged/{n}")).collect();
+    for name in &names {
+        server.publish(name, json!(1)).await;
+    }
+    names.sort();
+    let mut seen = Vec::new();
+    let mut path = "/api/channels?limit=10&after=paged".to_owned();
+    loop {
+        let page = get_ok(&server, &path).await;
+        let got = listed(&page, "paged/");
+        assert!(got.len() <= 10, "{page}");
+        seen.extend(got);
+        match page["next"].as_str() {
+            Some(next) => path = format!("/api/channels?limit=10&after={}", next.replace('/', "%2F")),
+            None => break,
+        }
+    }
+    assert_eq!(seen, names);
+    let first = get_ok(&server, "/api/channels?limit=10&after=paged").await;
+    assert_eq!(first["next"], "paged/17", "ten names after `paged`, sorted: {first}");
+    assert_eq!(error_code(&get(&server, "/api/channels?limit=x").await), (400, "bad_request"));
+}
+
+#[tokio::test]
+async fn reads_past_the_address_budget_answer_429() {
+    let mut config = Config::default();
+    // Effectively no refill during the test: the burst is all there is.
+    config.rate_limits.reads_per_sec_per_ip = 0.001;
+    config.rate_limits.read_burst_per_ip = 3;
+    let server = TestServer::with(config).await;
+    for path in ["/api/channels", "/api/channels/a", "/api/channels/a/history"] {
+        get_ok(&server, path).await;
+    }
+    for path in ["/api/channels", "/api/channels/a", "/poll?channel=a&timeout=0", "/sse?channel=a"] {
+        let response = reqwest::get(server.url(path)).await.expect("get request");
+        assert_eq!(response.status().as_u16(), 429, "{path}");
+        assert_eq!(response.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"), "{path}");
+        let body: Value = response.json().await.expect("a JSON body");
+        assert_eq!(body["error"]["code"], "rate_limited", "{path}: {body}");
+    }
+    // Publishing has its own budget.
+    let answer = server.publish("a", json!(1)).await;
+    assert_eq!(answer["offset"], 1, "{answer}");
+}

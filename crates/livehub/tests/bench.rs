@@ -16,7 +16,7 @@ fn unlimited() -> (Served, tempfile::NamedTempFile) {
     let config = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(
         config.path(),
-        "[rate_limits]\nconnections_per_ip = 0\nmessages_per_sec = 0\npublishes_per_sec_per_ip = 0\n",
+        "[rate_limits]\nconnections_per_ip = 0\nmessages_per_sec = 0\npublishes_per_sec_per_ip = 0\nreads_per_sec_per_ip = 0\n",
     )
     .expect("write config");
     let served = Served::with_args(&["--config", config.path().to_str().expect("utf-8 path")]);
