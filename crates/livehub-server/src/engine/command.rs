@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use livehub_core::{Payload, StreamPosition};
+use livehub_core::{data_too_deep, Payload, StreamPosition, MAX_DATA_DEPTH};
 use serde::Deserialize;
 
 use super::error::ClientError;
@@ -131,12 +131,38 @@ impl WireData for Box<serde_json::value::RawValue> {
 
 impl WireData for rmpv::Value {
     fn into_payload(self) -> Result<Payload, livehub_core::Error> {
-        match self {
-            rmpv::Value::Binary(bytes) => Ok(Payload::Binary(Bytes::from(bytes))),
-            other => serde_json::to_vec(&other)
-                .map(|v| Payload::Json(Bytes::from(v)))
-                .map_err(|e| livehub_core::Error::InvalidData(format!("not representable as JSON: {e}"))),
+        if let rmpv::Value::Binary(bytes) = self {
+            return Ok(Payload::Binary(Bytes::from(bytes)));
         }
+        check_msgpack_data(&self, 0)?;
+        let json = serde_json::to_vec(&self)
+            .map_err(|e| livehub_core::Error::InvalidData(format!("not representable as JSON: {e}")))?;
+        // The same gate as JSON data, so that depth and number range are decided in one place.
+        Payload::json(json)
+    }
+}
+
+/// Refuses what JSON cannot carry but serde_json would write silently: NaN and ±Infinity become
+/// `null`, so the publication would be stored as something other than what was sent.
+///
+/// The walk stops at [`MAX_DATA_DEPTH`]: deeper data is refused here, before the recursive
+/// conversion to JSON, with the error [`Payload::json`] would give (its JSON form nests at least
+/// as deep).
+fn check_msgpack_data(value: &rmpv::Value, depth: usize) -> Result<(), livehub_core::Error> {
+    let non_finite = |f: f64| {
+        livehub_core::Error::InvalidData(format!("data holds the number {f}, which JSON cannot represent"))
+    };
+    let inner = depth + 1;
+    match value {
+        rmpv::Value::F32(f) if !f.is_finite() => Err(non_finite(f64::from(*f))),
+        rmpv::Value::F64(f) if !f.is_finite() => Err(non_finite(*f)),
+        rmpv::Value::Array(_) | rmpv::Value::Map(_) if inner > MAX_DATA_DEPTH => Err(data_too_deep()),
+        rmpv::Value::Array(items) => items.iter().try_for_each(|item| check_msgpack_data(item, inner)),
+        rmpv::Value::Map(entries) => entries.iter().try_for_each(|(key, item)| {
+            check_msgpack_data(key, inner)?;
+            check_msgpack_data(item, inner)
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -277,6 +303,67 @@ mod tests {
         assert_eq!(request.id, Some(3));
         let Command::Publish(publish) = request.command else { panic!("a publish") };
         assert_eq!(publish.data, Payload::Binary(Bytes::from_static(&[1, 2])));
+    }
+
+    fn msgpack_publish(data: rmpv::Value) -> Result<Request, Rejected> {
+        msgpack(rmpv::Value::Map(vec![
+            ("id".into(), 4.into()),
+            ("action".into(), "publish".into()),
+            ("channel".into(), "a".into()),
+            ("data".into(), data),
+        ]))
+    }
+
+    fn msgpack_nested(depth: usize) -> rmpv::Value {
+        (0..depth).fold(rmpv::Value::from(1), |inner, _| rmpv::Value::Array(vec![inner]))
+    }
+
+    #[test]
+    fn msgpack_non_finite_numbers_are_refused_anywhere() {
+        let table = [
+            rmpv::Value::F64(f64::NAN),
+            rmpv::Value::F64(f64::INFINITY),
+            rmpv::Value::F32(f32::NEG_INFINITY),
+            rmpv::Value::Array(vec![1.into(), rmpv::Value::F64(f64::NAN)]),
+            rmpv::Value::Map(vec![("x".into(), rmpv::Value::Map(vec![("y".into(), f64::INFINITY.into())]))]),
+        ];
+        for data in table {
+            let rejected = msgpack_publish(data.clone()).expect_err("non-finite");
+            assert_eq!((rejected.id, rejected.error.code()), (Some(4), "invalid_data"), "{data}");
+            assert!(rejected.error.to_string().contains("JSON cannot represent"), "{}", rejected.error);
+        }
+        let Command::Publish(publish) = msgpack_publish(rmpv::Value::F64(1.5)).expect("finite").command
+        else {
+            panic!("a publish")
+        };
+        assert_eq!(publish.data, Payload::json("1.5").expect("valid"));
+    }
+
+    #[test]
+    fn msgpack_data_is_held_to_the_json_depth_limit() {
+        assert!(msgpack_publish(msgpack_nested(MAX_DATA_DEPTH)).is_ok());
+        for depth in [MAX_DATA_DEPTH + 1, 200] {
+            let rejected = msgpack_publish(msgpack_nested(depth)).expect_err("too deep");
+            assert_eq!(rejected.error.code(), "invalid_data");
+        }
+        // A binary inside an array becomes one more JSON array: the depth of the JSON form counts.
+        let binary_inside = (1..MAX_DATA_DEPTH)
+            .fold(rmpv::Value::Array(vec![rmpv::Value::Binary(vec![1])]), |inner, _| {
+                rmpv::Value::Array(vec![inner])
+            });
+        assert_eq!(msgpack_publish(binary_inside).expect_err("too deep").error.code(), "invalid_data");
+    }
+
+    #[test]
+    fn json_data_is_held_to_the_depth_limit() {
+        let nested = |depth: usize| format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+        let publish =
+            |data: String| json(&format!(r#"{{"id":5,"action":"publish","channel":"a","data":{data}}}"#));
+        assert!(publish(nested(MAX_DATA_DEPTH)).is_ok());
+        for depth in [MAX_DATA_DEPTH + 1, 127, 10_000] {
+            let rejected = publish(nested(depth)).expect_err("too deep");
+            assert_eq!((rejected.id, rejected.error.code()), (Some(5), "invalid_data"), "{depth}");
+        }
     }
 
     #[test]
