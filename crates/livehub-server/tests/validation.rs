@@ -121,7 +121,9 @@ async fn too_deep_data_is_refused_on_every_publishing_path() {
 
         let mut mp = msgpack_ws(&server).await;
         send_msgpack(&mut mp, msgpack_publish(2, "v/a", msgpack_nested(depth))).await;
-        assert_eq!(msgpack_error(&recv_msgpack(&mut mp).await), (Some(2), Some("invalid_data")));
+        // Nesting past what the decoder descends is refused before the id is read.
+        let id = (depth < 2 * MAX_DATA_DEPTH).then_some(2);
+        assert_eq!(msgpack_error(&recv_msgpack(&mut mp).await), (id, Some("invalid_data")), "{depth}");
 
         let (status, answer) =
             post(&server, format!(r#"{{"channel":"v/a","data":{}}}"#, nested(depth))).await;
@@ -240,4 +242,34 @@ async fn history_holds_no_null_entry_for_any_accepted_publication() {
         let sent: Value = serde_json::from_str(data).expect("valid JSON");
         assert_eq!(entry["data"], sent, "{data}");
     }
+}
+
+#[tokio::test]
+async fn messagepack_nesting_far_past_the_limit_is_refused_without_harm() {
+    // Built as bytes (a one-element array is one byte, 0x91), so the test itself never holds
+    // such a value: far deeper than the limit and than rmp_serde's own depth limit of 1024.
+    let server = TestServer::start().await;
+    let mut mp = msgpack_ws(&server).await;
+    for depth in [1000, 100_000] {
+        let mut command = Vec::new();
+        rmpv::encode::write_value(
+            &mut command,
+            &rmpv::Value::Map(vec![
+                ("id".into(), 6.into()),
+                ("action".into(), "publish".into()),
+                ("channel".into(), "v/deep".into()),
+            ]),
+        )
+        .expect("encode");
+        // One more entry in the map: the key "data", then the nested arrays.
+        command[0] += 1;
+        rmpv::encode::write_value(&mut command, &"data".into()).expect("encode");
+        command.extend(std::iter::repeat_n(0x91, depth));
+        command.push(0x01);
+        mp.send_raw(Message::binary(command)).await;
+        // Refused while decoding, before the command's id is read.
+        assert_eq!(msgpack_error(&recv_msgpack(&mut mp).await), (None, Some("invalid_data")), "{depth}");
+    }
+    send_msgpack(&mut mp, msgpack_publish(7, "v/deep", msgpack_nested(MAX_DATA_DEPTH))).await;
+    assert_eq!(field(&recv_msgpack(&mut mp).await, "offset").and_then(rmpv::Value::as_u64), Some(1));
 }

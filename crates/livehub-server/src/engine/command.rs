@@ -10,6 +10,13 @@ use serde::Deserialize;
 use super::error::ClientError;
 use crate::protocol::Format;
 
+/// How deeply a MessagePack command may nest while it is decoded, counting its own map: twice
+/// [`MAX_DATA_DEPTH`], so that data somewhat over the limit still reaches the check that names
+/// it and answers with the command's id, while the decoder (which recurses once per level) stays
+/// far from the end of a thread's stack. rmp_serde's own limit of 1,024 is not: one command
+/// nesting 1,000 arrays overflowed a 2 MiB stack in a debug build and aborted the process.
+const MAX_MSGPACK_DEPTH: usize = 2 * MAX_DATA_DEPTH;
+
 /// A decoded command and the id its replies carry.
 #[derive(Debug)]
 pub(crate) struct Request {
@@ -192,9 +199,13 @@ impl Request {
                 wire.into_request()
             }
             Format::MessagePack => {
-                let wire: Wire<rmpv::Value> = rmp_serde::from_slice(bytes).map_err(|e| Rejected {
+                let mut decoder = rmp_serde::Deserializer::from_read_ref(bytes);
+                decoder.set_max_depth(MAX_MSGPACK_DEPTH);
+                let wire = Wire::<rmpv::Value>::deserialize(&mut decoder).map_err(|e| Rejected {
                     id: None,
                     error: match e {
+                        // Only `data` can nest this deep: every other field has a fixed shape.
+                        rmp_serde::decode::Error::DepthLimitExceeded => ClientError::Core(data_too_deep()),
                         rmp_serde::decode::Error::Syntax(_) => ClientError::BadRequest(e.to_string()),
                         _ => ClientError::InvalidMessage(e.to_string()),
                     },
@@ -342,10 +353,18 @@ mod tests {
     #[test]
     fn msgpack_data_is_held_to_the_json_depth_limit() {
         assert!(msgpack_publish(msgpack_nested(MAX_DATA_DEPTH)).is_ok());
-        for depth in [MAX_DATA_DEPTH + 1, 200] {
-            let rejected = msgpack_publish(msgpack_nested(depth)).expect_err("too deep");
-            assert_eq!(rejected.error.code(), "invalid_data");
-        }
+        let rejected = msgpack_publish(msgpack_nested(MAX_DATA_DEPTH + 1)).expect_err("too deep");
+        assert_eq!((rejected.id, rejected.error.code()), (Some(4), "invalid_data"));
+        // Past what the decoder descends, refused while decoding: before the id is read.
+        let mut deep = Vec::new();
+        rmpv::encode::write_value(&mut deep, &rmpv::Value::Map(vec![("action".into(), "publish".into())]))
+            .expect("encode");
+        deep[0] += 1;
+        rmpv::encode::write_value(&mut deep, &"data".into()).expect("encode");
+        deep.extend(std::iter::repeat_n(0x91, 100_000));
+        deep.push(0x01);
+        let rejected = Request::decode(Format::MessagePack, &deep).expect_err("too deep");
+        assert_eq!((rejected.id, rejected.error.code()), (None, "invalid_data"));
         // A binary inside an array becomes one more JSON array: the depth of the JSON form counts.
         let binary_inside = (1..MAX_DATA_DEPTH)
             .fold(rmpv::Value::Array(vec![rmpv::Value::Binary(vec![1])]), |inner, _| {
