@@ -47,6 +47,6 @@ pub use presence::{
     LocalPresence, Presence, PresenceBackend, PresenceCounts, PRESENCE_CHANNEL, PRESENCE_MAX_CHANNELS,
     PRESENCE_MIN_INTERVAL,
 };
-pub use publication::{Epoch, Payload, Publication, StreamPosition};
+pub use publication::{data_too_deep, Epoch, Payload, Publication, StreamPosition, MAX_DATA_DEPTH};
 pub use session::{ClientId, DeliveryTracker, Session, SessionReceiver};
 pub use stream::IDEMPOTENCY_WINDOW;

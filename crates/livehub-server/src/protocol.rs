@@ -112,13 +112,24 @@ fn json_message(p: &Publication) -> Bytes {
     out.freeze()
 }
 
+/// The MessagePack form of a `message`; JSON data is converted value by value.
 fn msgpack_message(p: &Publication) -> Bytes {
     let data = match &p.data {
         Payload::Binary(bin) => rmpv::Value::Binary(bin.to_vec()),
-        Payload::Json(json) => serde_json::from_slice::<Value>(json)
-            .ok()
-            .and_then(|v| rmpv::ext::to_value(v).ok())
-            .unwrap_or(rmpv::Value::Nil),
+        Payload::Json(json) => match serde_json::from_slice::<Value>(json)
+            .map_err(|e| e.to_string())
+            .and_then(|v| rmpv::ext::to_value(v).map_err(|e| e.to_string()))
+        {
+            Ok(data) => data,
+            // `Payload::json` admits only data that parses here (depth within `MAX_DATA_DEPTH`,
+            // numbers within a float), so this is a broken invariant, not a client's mistake: say
+            // so loudly rather than deliver `null` quietly, and keep the connection going.
+            Err(e) => {
+                tracing::error!(channel = %p.channel, offset = p.position.offset, error = %e,
+                    "publication data admitted by Payload::json has no MessagePack form; sent as nil");
+                rmpv::Value::Nil
+            }
+        },
     };
     let map = rmpv::Value::Map(vec![
         ("type".into(), "message".into()),
@@ -134,9 +145,16 @@ fn msgpack_message(p: &Publication) -> Bytes {
     Bytes::from(out)
 }
 
-/// A publication as a JSON value (inside `history` replies and long-poll bodies).
+/// A publication as a JSON value (inside `history` replies, long-poll bodies and `latest`).
 pub(crate) fn message_value(p: &Publication) -> Value {
-    serde_json::from_slice(&message_frame(Format::Json, p)).unwrap_or(Value::Null)
+    // The message adds one level to data nesting at most `MAX_DATA_DEPTH` (64), well inside
+    // serde_json's recursion limit of 128, and `Payload::json` refused numbers it cannot parse:
+    // failing here is a broken invariant, logged as such.
+    serde_json::from_slice(&message_frame(Format::Json, p)).unwrap_or_else(|e| {
+        tracing::error!(channel = %p.channel, offset = p.position.offset, error = %e,
+            "publication data admitted by Payload::json does not parse; sent as null");
+        Value::Null
+    })
 }
 
 /// `{"offset": …, "epoch": …}`.
@@ -178,6 +196,19 @@ mod tests {
             rmpv::decode::read_value(&mut &message_frame(Format::MessagePack, &p)[..]).expect("msgpack");
         let data = m.as_map().expect("map").iter().find(|(k, _)| k.as_str() == Some("data")).expect("data");
         assert_eq!(data.1, rmpv::Value::Binary(vec![0, 255]));
+    }
+
+    #[test]
+    fn data_at_the_depth_limit_survives_every_encoding() {
+        let depth = livehub_core::MAX_DATA_DEPTH;
+        let text = format!("{}{{\"x\":1.5}}{}", "[".repeat(depth - 1), "]".repeat(depth - 1));
+        let p = publication(Payload::json(text.clone()).expect("at the limit"));
+        let data: Value = serde_json::from_str(&text).expect("parses");
+        assert_eq!(message_value(&p)["data"], data);
+        let m: rmpv::Value =
+            rmpv::decode::read_value(&mut &message_frame(Format::MessagePack, &p)[..]).expect("msgpack");
+        let sent = m.as_map().expect("map").iter().find(|(k, _)| k.as_str() == Some("data")).expect("data");
+        assert_eq!(sent.1, rmpv::ext::to_value(data).expect("converts"));
     }
 
     #[test]

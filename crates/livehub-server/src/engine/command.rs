@@ -4,11 +4,18 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use livehub_core::{Payload, StreamPosition};
+use livehub_core::{data_too_deep, Payload, StreamPosition, MAX_DATA_DEPTH};
 use serde::Deserialize;
 
 use super::error::ClientError;
 use crate::protocol::Format;
+
+/// How deeply a MessagePack command may nest while it is decoded, counting its own map: twice
+/// [`MAX_DATA_DEPTH`], so that data somewhat over the limit still reaches the check that names
+/// it and answers with the command's id, while the decoder (which recurses once per level) stays
+/// far from the end of a thread's stack. rmp_serde's own limit of 1,024 is not: one command
+/// nesting 1,000 arrays overflowed a 2 MiB stack in a debug build and aborted the process.
+const MAX_MSGPACK_DEPTH: usize = 2 * MAX_DATA_DEPTH;
 
 /// A decoded command and the id its replies carry.
 #[derive(Debug)]
@@ -131,12 +138,38 @@ impl WireData for Box<serde_json::value::RawValue> {
 
 impl WireData for rmpv::Value {
     fn into_payload(self) -> Result<Payload, livehub_core::Error> {
-        match self {
-            rmpv::Value::Binary(bytes) => Ok(Payload::Binary(Bytes::from(bytes))),
-            other => serde_json::to_vec(&other)
-                .map(|v| Payload::Json(Bytes::from(v)))
-                .map_err(|e| livehub_core::Error::InvalidData(format!("not representable as JSON: {e}"))),
+        if let rmpv::Value::Binary(bytes) = self {
+            return Ok(Payload::Binary(Bytes::from(bytes)));
         }
+        check_msgpack_data(&self, 0)?;
+        let json = serde_json::to_vec(&self)
+            .map_err(|e| livehub_core::Error::InvalidData(format!("not representable as JSON: {e}")))?;
+        // The same gate as JSON data, so that depth and number range are decided in one place.
+        Payload::json(json)
+    }
+}
+
+/// Refuses what JSON cannot carry but serde_json would write silently: NaN and ±Infinity become
+/// `null`, so the publication would be stored as something other than what was sent.
+///
+/// The walk stops at [`MAX_DATA_DEPTH`]: deeper data is refused here, before the recursive
+/// conversion to JSON, with the error [`Payload::json`] would give (its JSON form nests at least
+/// as deep).
+fn check_msgpack_data(value: &rmpv::Value, depth: usize) -> Result<(), livehub_core::Error> {
+    let non_finite = |f: f64| {
+        livehub_core::Error::InvalidData(format!("data holds the number {f}, which JSON cannot represent"))
+    };
+    let inner = depth + 1;
+    match value {
+        rmpv::Value::F32(f) if !f.is_finite() => Err(non_finite(f64::from(*f))),
+        rmpv::Value::F64(f) if !f.is_finite() => Err(non_finite(*f)),
+        rmpv::Value::Array(_) | rmpv::Value::Map(_) if inner > MAX_DATA_DEPTH => Err(data_too_deep()),
+        rmpv::Value::Array(items) => items.iter().try_for_each(|item| check_msgpack_data(item, inner)),
+        rmpv::Value::Map(entries) => entries.iter().try_for_each(|(key, item)| {
+            check_msgpack_data(key, inner)?;
+            check_msgpack_data(item, inner)
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -166,9 +199,13 @@ impl Request {
                 wire.into_request()
             }
             Format::MessagePack => {
-                let wire: Wire<rmpv::Value> = rmp_serde::from_slice(bytes).map_err(|e| Rejected {
+                let mut decoder = rmp_serde::Deserializer::from_read_ref(bytes);
+                decoder.set_max_depth(MAX_MSGPACK_DEPTH);
+                let wire = Wire::<rmpv::Value>::deserialize(&mut decoder).map_err(|e| Rejected {
                     id: None,
                     error: match e {
+                        // Only `data` can nest this deep: every other field has a fixed shape.
+                        rmp_serde::decode::Error::DepthLimitExceeded => ClientError::Core(data_too_deep()),
                         rmp_serde::decode::Error::Syntax(_) => ClientError::BadRequest(e.to_string()),
                         _ => ClientError::InvalidMessage(e.to_string()),
                     },
@@ -277,6 +314,75 @@ mod tests {
         assert_eq!(request.id, Some(3));
         let Command::Publish(publish) = request.command else { panic!("a publish") };
         assert_eq!(publish.data, Payload::Binary(Bytes::from_static(&[1, 2])));
+    }
+
+    fn msgpack_publish(data: rmpv::Value) -> Result<Request, Rejected> {
+        msgpack(rmpv::Value::Map(vec![
+            ("id".into(), 4.into()),
+            ("action".into(), "publish".into()),
+            ("channel".into(), "a".into()),
+            ("data".into(), data),
+        ]))
+    }
+
+    fn msgpack_nested(depth: usize) -> rmpv::Value {
+        (0..depth).fold(rmpv::Value::from(1), |inner, _| rmpv::Value::Array(vec![inner]))
+    }
+
+    #[test]
+    fn msgpack_non_finite_numbers_are_refused_anywhere() {
+        let table = [
+            rmpv::Value::F64(f64::NAN),
+            rmpv::Value::F64(f64::INFINITY),
+            rmpv::Value::F32(f32::NEG_INFINITY),
+            rmpv::Value::Array(vec![1.into(), rmpv::Value::F64(f64::NAN)]),
+            rmpv::Value::Map(vec![("x".into(), rmpv::Value::Map(vec![("y".into(), f64::INFINITY.into())]))]),
+        ];
+        for data in table {
+            let rejected = msgpack_publish(data.clone()).expect_err("non-finite");
+            assert_eq!((rejected.id, rejected.error.code()), (Some(4), "invalid_data"), "{data}");
+            assert!(rejected.error.to_string().contains("JSON cannot represent"), "{}", rejected.error);
+        }
+        let Command::Publish(publish) = msgpack_publish(rmpv::Value::F64(1.5)).expect("finite").command
+        else {
+            panic!("a publish")
+        };
+        assert_eq!(publish.data, Payload::json("1.5").expect("valid"));
+    }
+
+    #[test]
+    fn msgpack_data_is_held_to_the_json_depth_limit() {
+        assert!(msgpack_publish(msgpack_nested(MAX_DATA_DEPTH)).is_ok());
+        let rejected = msgpack_publish(msgpack_nested(MAX_DATA_DEPTH + 1)).expect_err("too deep");
+        assert_eq!((rejected.id, rejected.error.code()), (Some(4), "invalid_data"));
+        // Past what the decoder descends, refused while decoding: before the id is read.
+        let mut deep = Vec::new();
+        rmpv::encode::write_value(&mut deep, &rmpv::Value::Map(vec![("action".into(), "publish".into())]))
+            .expect("encode");
+        deep[0] += 1;
+        rmpv::encode::write_value(&mut deep, &"data".into()).expect("encode");
+        deep.extend(std::iter::repeat_n(0x91, 100_000));
+        deep.push(0x01);
+        let rejected = Request::decode(Format::MessagePack, &deep).expect_err("too deep");
+        assert_eq!((rejected.id, rejected.error.code()), (None, "invalid_data"));
+        // A binary inside an array becomes one more JSON array: the depth of the JSON form counts.
+        let binary_inside = (1..MAX_DATA_DEPTH)
+            .fold(rmpv::Value::Array(vec![rmpv::Value::Binary(vec![1])]), |inner, _| {
+                rmpv::Value::Array(vec![inner])
+            });
+        assert_eq!(msgpack_publish(binary_inside).expect_err("too deep").error.code(), "invalid_data");
+    }
+
+    #[test]
+    fn json_data_is_held_to_the_depth_limit() {
+        let nested = |depth: usize| format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+        let publish =
+            |data: String| json(&format!(r#"{{"id":5,"action":"publish","channel":"a","data":{data}}}"#));
+        assert!(publish(nested(MAX_DATA_DEPTH)).is_ok());
+        for depth in [MAX_DATA_DEPTH + 1, 127, 10_000] {
+            let rejected = publish(nested(depth)).expect_err("too deep");
+            assert_eq!((rejected.id, rejected.error.code()), (Some(5), "invalid_data"), "{depth}");
+        }
     }
 
     #[test]
