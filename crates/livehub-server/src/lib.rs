@@ -149,6 +149,7 @@ impl App {
             .layer(DefaultBodyLimit::max(max_body_size))
             .layer(middleware::map_response(move |r: Response| error::json_body_limit(r, max_body_size)))
             .layer(cors::layer(self.config()))
+            .layer(middleware::from_fn(access::with_peer))
             // Outermost, so that every answer has it: errors, CORS preflights, streams (the
             // direct SSE path writes these headers too), the 404 fallback.
             .layer(middleware::map_response(no_sniff))
