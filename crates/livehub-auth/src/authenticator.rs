@@ -110,7 +110,7 @@ impl Authenticator {
     /// Verifies a credential of either kind: a JWT when it is shaped like one (three
     /// dot-separated parts), an API key otherwise.
     pub fn verify_credential(&self, credential: &str) -> Result<Identity, AuthError> {
-        if credential.bytes().filter(|&b| b == b'.').count() == 2 {
+        if is_token_shaped(credential) {
             self.verify_token(credential)
         } else {
             self.verify_api_key(credential)
@@ -198,6 +198,13 @@ impl std::fmt::Debug for Authenticator {
             .field("api_keys", &!self.shared.api_keys.is_empty())
             .finish_non_exhaustive()
     }
+}
+
+/// Whether `credential` is shaped like a JWT (three dot-separated parts) rather than an API key:
+/// how [`Authenticator::verify_credential`] tells the two apart, and how a server decides that a
+/// credential found outside the `Authorization` header is an API key it must refuse there.
+pub fn is_token_shaped(credential: &str) -> bool {
+    credential.bytes().filter(|&b| b == b'.').count() == 2
 }
 
 /// Whether `name` is an RFC 6265 cookie name (an HTTP token).

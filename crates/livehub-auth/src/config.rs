@@ -41,6 +41,10 @@ pub struct AuthConfig {
     pub api_keys: Vec<ApiKeyConfig>,
     /// Which browser origins may open WebSocket and SSE connections.
     pub origins: OriginConfig,
+    /// The names (`host` or `host:port`) clients reach the server by. Once auth is on and this
+    /// is not empty, a request with any other `Host` header is refused with `host_not_allowed`,
+    /// which stops DNS-rebinding pages from passing as the server's own origin.
+    pub allowed_hosts: Vec<String>,
     /// Name of the cookie that may carry the token.
     pub cookie: String,
 }
@@ -55,6 +59,7 @@ impl Default for AuthConfig {
             channels: Vec::new(),
             api_keys: Vec::new(),
             origins: OriginConfig::default(),
+            allowed_hosts: Vec::new(),
             cookie: DEFAULT_COOKIE.to_owned(),
         }
     }
@@ -275,6 +280,13 @@ pub struct RateLimits {
     /// Reads one client IP may make in a burst above the sustained rate; covers a page opening
     /// every chart's history at once.
     pub read_burst_per_ip: u32,
+    /// Failed credential checks (a wrong API key, a badly signed or expired token) one client
+    /// IP earns back per second. Once its burst is spent, every credential it presents is
+    /// refused with `rate_limited` before it is verified, so guessing keys is slow and costs
+    /// the server no signature checks.
+    pub auth_failures_per_sec_per_ip: f64,
+    /// Failed credential checks one client IP may make in a row before it is throttled.
+    pub auth_failure_burst_per_ip: u32,
 }
 
 impl Default for RateLimits {
@@ -287,6 +299,10 @@ impl Default for RateLimits {
             publish_burst_per_ip: 2000,
             reads_per_sec_per_ip: 1000.0,
             read_burst_per_ip: 2000,
+            // A person mistyping or a client with a stale token retries a few times; a guesser
+            // needs millions of tries and gets one a second.
+            auth_failures_per_sec_per_ip: 1.0,
+            auth_failure_burst_per_ip: 10,
         }
     }
 }
@@ -298,6 +314,7 @@ impl RateLimits {
             ("messages_per_sec", self.messages_per_sec),
             ("publishes_per_sec_per_ip", self.publishes_per_sec_per_ip),
             ("reads_per_sec_per_ip", self.reads_per_sec_per_ip),
+            ("auth_failures_per_sec_per_ip", self.auth_failures_per_sec_per_ip),
         ] {
             if !rate.is_finite() || rate < 0.0 {
                 return Err(AuthConfigError::InvalidLimit(name));
@@ -333,6 +350,7 @@ mod tests {
             r##"
             required = true
             cookie = "tok"
+            allowed_hosts = ["live.example.com"]
             [jwt]
             hmac_secret = "s3cret"
             public_key_files = ["keys/rsa.pem"]
@@ -372,6 +390,7 @@ mod tests {
         assert_eq!(config.channels[1].publish, PublishRule::Denied);
         assert_eq!(config.channels[0].publish, PublishRule::Granted);
         assert!(config.api_keys[0].admin);
+        assert_eq!(config.allowed_hosts, ["live.example.com"]);
         assert_eq!(config.anonymous_grants().subscribe, ["public/#"]);
     }
 
@@ -425,5 +444,7 @@ mod tests {
         assert!(nan.validate().is_err());
         let reads = RateLimits { reads_per_sec_per_ip: f64::INFINITY, ..RateLimits::default() };
         assert!(reads.validate().is_err());
+        let failures = RateLimits { auth_failures_per_sec_per_ip: f64::INFINITY, ..RateLimits::default() };
+        assert!(failures.validate().is_err());
     }
 }

@@ -48,6 +48,9 @@ pub enum AuthError {
     /// The request's `Origin` is not on the allow-list.
     #[error("origin not allowed")]
     OriginNotAllowed,
+    /// The request's `Host` is not in `[auth] allowed_hosts` (a DNS-rebinding page, say).
+    #[error("host not allowed")]
+    HostNotAllowed,
     /// A token bucket ran dry: too many messages or publications.
     #[error("rate limit exceeded, slow down")]
     RateLimited,
@@ -65,6 +68,7 @@ impl AuthError {
             Self::TokenNotYetValid => "token_not_yet_valid",
             Self::Forbidden(_) => "forbidden",
             Self::OriginNotAllowed => "origin_not_allowed",
+            Self::HostNotAllowed => "host_not_allowed",
             Self::RateLimited => "rate_limited",
             Self::TooManyConnections => "too_many_connections",
         }
@@ -74,7 +78,7 @@ impl AuthError {
     pub fn status(&self) -> u16 {
         match self {
             Self::Unauthorized(_) | Self::TokenExpired | Self::TokenNotYetValid => 401,
-            Self::Forbidden(_) | Self::OriginNotAllowed => 403,
+            Self::Forbidden(_) | Self::OriginNotAllowed | Self::HostNotAllowed => 403,
             Self::RateLimited | Self::TooManyConnections => 429,
         }
     }
@@ -143,6 +147,14 @@ pub enum AuthConfigError {
         /// What is wrong with it.
         reason: String,
     },
+    /// An allowed host is malformed.
+    #[error("invalid allowed host {host:?}: {reason}")]
+    InvalidHost {
+        /// The host as configured.
+        host: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// The cookie name is not a valid cookie token.
     #[error("invalid cookie name {0:?}")]
     InvalidCookie(String),
@@ -163,6 +175,7 @@ mod tests {
             (AuthError::TokenNotYetValid, "token_not_yet_valid", 401),
             (AuthError::Forbidden(Action::Publish), "forbidden", 403),
             (AuthError::OriginNotAllowed, "origin_not_allowed", 403),
+            (AuthError::HostNotAllowed, "host_not_allowed", 403),
             (AuthError::RateLimited, "rate_limited", 429),
             (AuthError::TooManyConnections, "too_many_connections", 429),
         ];

@@ -7,6 +7,7 @@
 //!   patterns and the per-prefix [`ChannelRule`]s. A wildcard subscription passes only if every
 //!   channel it could match is allowed.
 //! - [`OriginPolicy`] guards WebSocket and SSE against cross-site hijacking.
+//! - [`HostPolicy`] guards against DNS rebinding by checking the `Host` header.
 //! - [`TokenBucket`], [`KeyedLimiter`] and [`ConnectionLimiter`] implement the rate limits of
 //!   [`RateLimits`].
 //! - [`mint_token`] signs development tokens.
@@ -22,6 +23,7 @@ mod config;
 mod connections;
 mod error;
 mod grants;
+mod hosts;
 mod identity;
 mod jwt;
 mod keys;
@@ -34,13 +36,14 @@ mod sync;
 
 pub use algorithm::Algorithm;
 pub use api_key::{generate_api_key, hash_api_key, MAX_API_KEY_LEN};
-pub use authenticator::Authenticator;
+pub use authenticator::{is_token_shaped, Authenticator};
 pub use config::{
     ApiKeyConfig, AuthConfig, ChannelRule, Grants, JwtConfig, OriginConfig, PublishRule, RateLimits,
     ReadRule, DEFAULT_COOKIE, DEFAULT_LEEWAY_SECS,
 };
 pub use connections::{ConnectionGuard, ConnectionLimiter};
 pub use error::{Action, AuthConfigError, AuthError};
+pub use hosts::HostPolicy;
 pub use identity::{Identity, IdentityKind};
 pub use jwt::MAX_TOKEN_LEN;
 pub use keys::RELOAD_CHECK_INTERVAL;

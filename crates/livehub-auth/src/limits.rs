@@ -126,6 +126,16 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
         }
     }
 
+    /// Whether `key` has a token at `now`, without taking it or creating a bucket: for a budget
+    /// that is spent only when something fails (a wrong credential), but that must refuse
+    /// before the attempt once it is empty.
+    pub fn has_token(&self, key: &K, now: Instant) -> bool {
+        if !self.is_enabled() {
+            return true;
+        }
+        lock(self.shard(key)).get_mut(key).is_none_or(|bucket| bucket.wait_time(now) == Some(Duration::ZERO))
+    }
+
     /// [`KeyedLimiter::try_take`] as a result carrying [`AuthError::RateLimited`].
     pub fn check(&self, key: &K, now: Instant) -> Result<(), AuthError> {
         self.check_n(key, 1, now)
@@ -260,6 +270,20 @@ mod tests {
         // Two seconds later "busy" is full too.
         assert_eq!(limiter.sweep(t0 + Duration::from_secs(7)), 0);
         assert!(limiter.is_empty());
+    }
+
+    #[test]
+    fn peeking_takes_nothing_and_creates_nothing() {
+        let t0 = Instant::now();
+        let limiter = KeyedLimiter::new(1.0, 2);
+        assert!(limiter.has_token(&"a", t0));
+        assert!(limiter.is_empty(), "a peek stores no bucket");
+        assert!(limiter.try_take(&"a", t0) && limiter.has_token(&"a", t0));
+        assert!(limiter.try_take(&"a", t0));
+        assert!(!limiter.has_token(&"a", t0));
+        assert!(!limiter.has_token(&"a", t0 + ms(999)));
+        assert!(limiter.has_token(&"a", t0 + ms(1000)));
+        assert!(KeyedLimiter::new(0.0, 0).has_token(&"a", t0), "an unlimited limiter always has one");
     }
 
     #[test]

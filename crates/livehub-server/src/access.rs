@@ -5,18 +5,20 @@
 //! refusals into HTTP answers and close codes.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
 
+use axum::extract::{ConnectInfo, Request};
 use axum::http::header::{AUTHORIZATION, COOKIE, HOST, ORIGIN};
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use livehub_auth::{
-    AuthConfigError, AuthError, Authenticator, ConnectionGuard, ConnectionLimiter, Identity, KeyedLimiter,
-    OriginConfig, OriginPolicy, RateLimits, TokenBucket,
+    is_token_shaped, AuthConfigError, AuthError, Authenticator, ConnectionGuard, ConnectionLimiter,
+    HostPolicy, Identity, KeyedLimiter, OriginConfig, OriginPolicy, RateLimits, TokenBucket,
 };
 use livehub_core::{ChannelFilter, ChannelName, Disconnect};
 
@@ -27,11 +29,37 @@ use crate::Config;
 /// `EventSource`.
 pub(crate) const TOKEN_PARAMS: [&str; 2] = ["token", "access_token"];
 
-/// How often idle per-address publish and read buckets are dropped.
+/// Why a credential that is not a token is refused in the query string or the cookie (an API
+/// key, as the authenticator would read it); it never quotes the key.
+const API_KEY_CARRIER: &str = "API keys are accepted only in the Authorization: Bearer header";
+
+/// How often idle per-address publish, read and failure buckets are dropped.
 pub(crate) const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Codes of the limits outside access control that `/api/metrics` counts with the refusals.
 const LIMIT_CODES: [&str; 4] = ["too_many_subscriptions", "invalid_channel", "too_large", "message_too_big"];
+
+tokio::task_local! {
+    /// The client address of the request being handled, set by [`with_peer`] around every
+    /// request. The per-address failure budget needs it where the REST handlers check
+    /// credentials ([`Access::identify_api`]), which know no address otherwise; long-lived
+    /// connections pass theirs to [`Access::admit`]. Outside a request (a live connection's
+    /// `refresh`) there is none, and the budget is not consulted.
+    static PEER: IpAddr;
+}
+
+/// The address [`with_peer`] recorded for the request being handled, if any.
+fn current_peer() -> Option<IpAddr> {
+    PEER.try_with(|peer| *peer).ok()
+}
+
+/// A router layer: runs the request with its client address where [`Access`] can find it.
+pub(crate) async fn with_peer(request: Request, next: Next) -> Response {
+    match request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip()) {
+        Some(peer) => PEER.scope(peer, next.run(request)).await,
+        None => next.run(request).await,
+    }
+}
 
 /// The access state every handler shares: verifier, limiters and refusal counters.
 pub(crate) struct Access {
@@ -42,10 +70,15 @@ pub(crate) struct Access {
     /// Origins allowed to call the HTTP API from a browser: the CORS list. Checked on the server
     /// too, because a form or `text/plain` POST reaches it without a preflight, cookie included.
     api_origins: OriginPolicy,
+    /// The names the server is reached by, against DNS rebinding: checked with the origin.
+    hosts: HostPolicy,
     limits: RateLimits,
     connections: ConnectionLimiter<IpAddr>,
     publishes: KeyedLimiter<IpAddr>,
     reads: KeyedLimiter<IpAddr>,
+    /// Failed credential checks per address: spent on each failure, and once empty every
+    /// credential from the address is refused unverified.
+    failures: KeyedLimiter<IpAddr>,
     // Refusals are rare next to messages; a mutex-guarded map keeps the code simple.
     refused: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -70,13 +103,25 @@ impl Access {
             OriginPolicy::new(&OriginConfig { allowed: cors.clone() }, config.auth.is_enabled())?
         };
         let authenticator = Authenticator::new(&config.auth)?;
+        let hosts = HostPolicy::new(&config.auth.allowed_hosts, config.auth.is_enabled())?;
+        if authenticator.enabled() && !hosts.is_enabled() {
+            tracing::warn!(
+                "auth is on but [auth] allowed_hosts is empty: a DNS-rebinding page can pass as this \
+                 server's own origin; list the names clients use to reach it"
+            );
+        }
         Ok(Self {
+            hosts,
             anonymous: Arc::new(authenticator.anonymous()),
             authenticator,
             api_origins,
             connections: ConnectionLimiter::new(limits.connections_per_ip),
             publishes: KeyedLimiter::new(limits.publishes_per_sec_per_ip, limits.publish_burst_per_ip),
             reads: KeyedLimiter::new(limits.reads_per_sec_per_ip, limits.read_burst_per_ip),
+            failures: KeyedLimiter::new(
+                limits.auth_failures_per_sec_per_ip,
+                limits.auth_failure_burst_per_ip,
+            ),
             limits,
             refused: Mutex::new(BTreeMap::new()),
         })
@@ -89,21 +134,43 @@ impl Access {
 
     /// Who the request is, from its credential (or anonymous when it has none and that is
     /// allowed).
-    fn identify(&self, headers: &HeaderMap, query: Option<&str>) -> Result<Arc<Identity>, AuthError> {
+    /// `peer`'s failure budget is checked first and spent on a failure.
+    fn identify(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+        peer: Option<IpAddr>,
+    ) -> Result<Arc<Identity>, AuthError> {
         // With auth off, a stray credential (a cookie from a secured instance on another port of
         // the same host, say) must not lock anyone out of an open server.
         if !self.authenticator.enabled() {
             return Ok(Arc::clone(&self.anonymous));
         }
-        match credential(headers, query, self.authenticator.cookie_name()) {
-            Some(credential) => {
-                self.authenticator.verify_credential(&credential).map(Arc::new).map_err(|e| self.refuse(e))
+        let Some((credential, carrier)) = credential(headers, query, self.authenticator.cookie_name()) else {
+            if self.authenticator.required() {
+                return Err(self.refuse(AuthError::Unauthorized("missing credentials")));
             }
-            None if self.authenticator.required() => {
-                Err(self.refuse(AuthError::Unauthorized("missing credentials")))
-            }
-            None => Ok(Arc::clone(&self.anonymous)),
+            return Ok(Arc::clone(&self.anonymous));
+        };
+        // An address that spent its failure budget is refused before its credential is even
+        // looked at: a guesser gets one try a second, and costs no signature check.
+        let now = Instant::now();
+        if peer.is_some_and(|peer| !self.failures.has_token(&peer, now)) {
+            return Err(self.refuse(AuthError::RateLimited));
         }
+        // A URL or a cookie ends up in proxy logs, browser history and storage: fine for a
+        // short-lived token, not for a key that lives until it is revoked.
+        let verified = if carrier != Carrier::Header && !is_token_shaped(&credential) {
+            Err(AuthError::Unauthorized(API_KEY_CARRIER))
+        } else {
+            self.authenticator.verify_credential(&credential)
+        };
+        if verified.is_err() {
+            if let Some(peer) = peer {
+                self.failures.try_take(&peer, now);
+            }
+        }
+        verified.map(Arc::new).map_err(|e| self.refuse(e))
     }
 
     /// Who an HTTP API request is, after checking its browser origin against the API's.
@@ -114,8 +181,9 @@ impl Access {
     ) -> Result<Arc<Identity>, AuthError> {
         let origin = headers.get(ORIGIN).and_then(|v| v.to_str().ok());
         let host = headers.get(HOST).and_then(|v| v.to_str().ok());
+        self.hosts.check(host).map_err(|e| self.refuse(e))?;
         self.api_origins.check(origin, host).map_err(|e| self.refuse(e))?;
-        self.identify(headers, query)
+        self.identify(headers, query, current_peer())
     }
 
     /// Admits a long-lived connection (WebSocket, SSE, a long poll): the origin, the credential
@@ -127,7 +195,7 @@ impl Access {
         peer: IpAddr,
     ) -> Result<Admission, AuthError> {
         self.check_origin(headers)?;
-        let identity = self.identify(headers, query)?;
+        let identity = self.identify(headers, query, Some(peer))?;
         // A token inside its leeway verifies, but a stream opened with it would end at once:
         // say so now, so the client fetches a fresh one instead of looping.
         if identity.is_expired(SystemTime::now()) {
@@ -141,10 +209,12 @@ impl Access {
         Ok(Admission { identity, _slot: slot })
     }
 
-    /// Refuses a browser request from an origin the policy does not allow.
+    /// Refuses a request to a host name not in `[auth] allowed_hosts`, or a browser request from
+    /// an origin the policy does not allow.
     pub(crate) fn check_origin(&self, headers: &HeaderMap) -> Result<(), AuthError> {
         let origin = headers.get(ORIGIN).and_then(|v| v.to_str().ok());
         let host = headers.get(HOST).and_then(|v| v.to_str().ok());
+        self.hosts.check(host).map_err(|e| self.refuse(e))?;
         self.authenticator.origins().check(origin, host).map_err(|e| self.refuse(e))
     }
 
@@ -214,12 +284,28 @@ impl Access {
     pub(crate) fn sweep(&self) {
         self.publishes.sweep(Instant::now());
         self.reads.sweep(Instant::now());
+        self.failures.sweep(Instant::now());
     }
 }
 
-/// The credential of a request: `Authorization: Bearer`, then `?token=` / `?access_token=`, then
-/// the cookie.
-pub(crate) fn credential(headers: &HeaderMap, query: Option<&str>, cookie: &str) -> Option<String> {
+/// Where a request carried its credential.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Carrier {
+    /// `Authorization: Bearer`: the only place an API key is accepted.
+    Header,
+    /// `?token=` or `?access_token=`.
+    Query,
+    /// The auth cookie.
+    Cookie,
+}
+
+/// The credential of a request and where it was found: `Authorization: Bearer`, then `?token=` /
+/// `?access_token=`, then the cookie.
+pub(crate) fn credential(
+    headers: &HeaderMap,
+    query: Option<&str>,
+    cookie: &str,
+) -> Option<(String, Carrier)> {
     let bearer = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -227,11 +313,11 @@ pub(crate) fn credential(headers: &HeaderMap, query: Option<&str>, cookie: &str)
         .map(str::trim)
         .filter(|v| !v.is_empty());
     if let Some(bearer) = bearer {
-        return Some(bearer.to_owned());
+        return Some((bearer.to_owned(), Carrier::Header));
     }
     let from_query = form_urlencoded::parse(query.unwrap_or("").as_bytes())
         .find(|(k, v)| TOKEN_PARAMS.contains(&k.as_ref()) && !v.is_empty())
-        .map(|(_, v)| v.into_owned());
+        .map(|(_, v)| (v.into_owned(), Carrier::Query));
     if from_query.is_some() {
         return from_query;
     }
@@ -242,7 +328,7 @@ pub(crate) fn credential(headers: &HeaderMap, query: Option<&str>, cookie: &str)
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(name, value)| *name == cookie && !value.is_empty())
-        .map(|(_, value)| value.to_owned())
+        .map(|(_, value)| (value.to_owned(), Carrier::Cookie))
 }
 
 /// How long until `identity`'s token expires, if it does.
@@ -290,10 +376,11 @@ mod tests {
     fn credentials_are_found_in_order() {
         let cookie = "livehub_token";
         let all = headers(&[("authorization", "Bearer H"), ("cookie", "a=1; livehub_token=C")]);
-        assert_eq!(credential(&all, Some("token=Q"), cookie).as_deref(), Some("H"));
+        let found = |headers: &HeaderMap, query: Option<&str>| credential(headers, query, cookie);
+        assert_eq!(found(&all, Some("token=Q")), Some(("H".to_owned(), Carrier::Header)));
         let no_header = headers(&[("cookie", "a=1; livehub_token=C")]);
-        assert_eq!(credential(&no_header, Some("x=1&access_token=Q"), cookie).as_deref(), Some("Q"));
-        assert_eq!(credential(&no_header, Some("x=1"), cookie).as_deref(), Some("C"));
+        assert_eq!(found(&no_header, Some("x=1&access_token=Q")), Some(("Q".to_owned(), Carrier::Query)));
+        assert_eq!(found(&no_header, Some("x=1")), Some(("C".to_owned(), Carrier::Cookie)));
         assert_eq!(credential(&HeaderMap::new(), None, cookie), None);
         let basic = headers(&[("authorization", "Basic abc")]);
         assert_eq!(credential(&basic, None, cookie), None, "only bearer tokens");

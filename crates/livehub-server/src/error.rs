@@ -1,5 +1,6 @@
 //! The HTTP edge's error: a documented code, a status, and a JSON body that hides internals.
 
+use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -76,6 +77,26 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// A router layer: turns the framework's own plain-text `413` for a body over
+/// `limits.max_body_size` into the documented `too_large` JSON error. Answers that are JSON
+/// already (a publication's data over `max_data_size`) pass unchanged.
+pub(crate) async fn json_body_limit(response: Response, max_body_size: usize) -> Response {
+    let is_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if response.status() != StatusCode::PAYLOAD_TOO_LARGE || is_json {
+        return response;
+    }
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!("the request body is larger than limits.max_body_size ({max_body_size} bytes)"),
+    )
+    .into_response()
 }
 
 #[cfg(test)]

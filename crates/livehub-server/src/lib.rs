@@ -31,6 +31,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
+use axum::http::header::X_CONTENT_TYPE_OPTIONS;
+use axum::http::HeaderValue;
+use axum::middleware;
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use livehub_core::Node;
@@ -133,6 +137,7 @@ impl App {
 
     /// The router with every endpoint.
     pub fn router(&self) -> Router {
+        let max_body_size = self.config().limits.max_body_size;
         let mut router = Router::new()
             .route("/", get(dashboard::index))
             .route("/assets/app.js", get(dashboard::script))
@@ -155,13 +160,25 @@ impl App {
             .fallback(|| async {
                 ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such endpoint")
             })
-            .layer(DefaultBodyLimit::max(self.config().limits.max_body_size))
+            .layer(DefaultBodyLimit::max(max_body_size))
             .layer(RequestBodyTimeoutLayer::new(Duration::from_secs(
                 self.config().limits.request_body_timeout_secs.max(1),
             )))
+            .layer(middleware::map_response(move |r: Response| error::json_body_limit(r, max_body_size)))
             .layer(cors::layer(self.config()))
+            .layer(middleware::from_fn(access::with_peer))
+            // Outermost, so that every answer has it: errors, CORS preflights, streams (the
+            // direct SSE path writes these headers too), the 404 fallback.
+            .layer(middleware::map_response(no_sniff))
             .with_state(self.clone())
     }
+}
+
+/// A router layer: `X-Content-Type-Options: nosniff` on every answer, so that no browser
+/// second-guesses a JSON error or a stream as HTML and runs what a client published into it.
+async fn no_sniff(mut response: Response) -> Response {
+    response.headers_mut().insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
 }
 
 /// Drops idle per-address limiter state until shutdown.

@@ -79,30 +79,48 @@ async fn a_valid_credential_is_accepted_in_every_carrier() {
         200
     );
     let user = token(json!({ "subscribe": ["news/#"] }));
-    for credential in [user.as_str(), reader_key] {
-        for carrier in CARRIERS {
-            let cred = Some((carrier, credential));
-            let sse = admitted(&server, Transport::Sse, &["news/a"], cred).await;
-            assert_eq!(
-                sse.body["channels"]["news/a"]["position"]["offset"], 1,
-                "{carrier:?}: {:?}",
-                sse.body
-            );
-            let poll = admitted(&server, Transport::Poll, &["news/a"], cred).await;
-            assert_eq!(poll.status, 204, "{carrier:?}: nothing new after the cursor");
-            let reply = send(get(&server, "/poll?channel=news/a&latest=true&timeout=0", cred)).await;
-            assert_eq!(reply.status, 200, "{carrier:?}: {}", reply.text);
-            assert_eq!(reply.json()["messages"][0]["data"], 1, "{}", reply.text);
-            let rest = admitted(&server, Transport::Rest, &["news/a"], cred).await;
-            assert_eq!(rest.body["publications"].as_array().map(Vec::len), Some(1), "{:?}", rest.body);
-            let latest = send(get(&server, "/api/channels/news/a", cred)).await;
-            assert_eq!(latest.status, 200, "{carrier:?}: {}", latest.text);
-            assert_eq!(latest.json()["latest"]["data"], 1, "{}", latest.text);
-        }
+    // A token in any carrier; an API key only in the header (see the next test).
+    let accepted =
+        CARRIERS.map(|carrier| (carrier, user.as_str())).into_iter().chain([(Carrier::Bearer, reader_key)]);
+    for (carrier, credential) in accepted {
+        let cred = Some((carrier, credential));
+        let sse = admitted(&server, Transport::Sse, &["news/a"], cred).await;
+        assert_eq!(sse.body["channels"]["news/a"]["position"]["offset"], 1, "{carrier:?}: {:?}", sse.body);
+        let poll = admitted(&server, Transport::Poll, &["news/a"], cred).await;
+        assert_eq!(poll.status, 204, "{carrier:?}: nothing new after the cursor");
+        let reply = send(get(&server, "/poll?channel=news/a&latest=true&timeout=0", cred)).await;
+        assert_eq!(reply.status, 200, "{carrier:?}: {}", reply.text);
+        assert_eq!(reply.json()["messages"][0]["data"], 1, "{}", reply.text);
+        let rest = admitted(&server, Transport::Rest, &["news/a"], cred).await;
+        assert_eq!(rest.body["publications"].as_array().map(Vec::len), Some(1), "{:?}", rest.body);
+        let latest = send(get(&server, "/api/channels/news/a", cred)).await;
+        assert_eq!(latest.status, 200, "{carrier:?}: {}", latest.text);
+        assert_eq!(latest.json()["latest"]["data"], 1, "{}", latest.text);
     }
     // The path form of SSE takes the query carriers too.
     let reply = open_sse(get(&server, "/sse/news/a", Some((Carrier::AccessToken, &user)))).await;
     reply.map_err(|r| r.text).expect("path form admitted").connected().await;
+}
+
+#[tokio::test]
+async fn an_api_key_is_refused_outside_the_authorization_header() {
+    // A URL ends up in proxy logs and browser history, a cookie in browser storage: fine for a
+    // token that expires within the hour, not for a key that lives until it is revoked.
+    let reader_key = "lh_reader-key-for-news";
+    let server = TestServer::with(secured(&api_key("reader", reader_key, &[], &["news/#"], false))).await;
+    for carrier in [Carrier::Token, Carrier::AccessToken, Carrier::Cookie] {
+        for transport in TRANSPORTS {
+            let reply = refused(&server, transport, &["news/a"], Some((carrier, reader_key))).await;
+            reply.assert_error(401, "unauthorized");
+            let message = reply.json()["error"]["message"].as_str().unwrap_or_default().to_owned();
+            assert!(message.contains("Authorization"), "{transport:?}, {carrier:?}: says where: {message}");
+            assert!(!reply.text.contains(reader_key), "the key is not echoed: {}", reply.text);
+        }
+        let reply = send(get(&server, "/api/metrics", Some((carrier, ADMIN_KEY)))).await;
+        reply.assert_error(401, "unauthorized");
+    }
+    // The same key as a bearer is fine.
+    admitted(&server, Transport::Sse, &["news/a"], bearer(reader_key)).await;
 }
 
 #[tokio::test]

@@ -98,7 +98,13 @@ fn secured(extra: &str) -> Config {
         "[auth.jwt]\nhmac_secret = \"{SECRET}\"\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\n\n{}{extra}",
         api_key("admin", ADMIN_KEY, &["#"], &["#", "$sys/#"], true),
     );
-    Config::from_toml(&text).unwrap_or_else(|e| panic!("invalid test config: {e}\n{text}"))
+    let mut config = Config::from_toml(&text).unwrap_or_else(|e| panic!("invalid test config: {e}\n{text}"));
+    // These tests fail credentials from one address on purpose, many times over; the failure
+    // budget has its own tests (`hardening.rs`), which set it.
+    if !extra.contains("auth_failure") {
+        config.rate_limits.auth_failures_per_sec_per_ip = 0.0;
+    }
+    config
 }
 
 // ---------------------------------------------------------------------------------------------

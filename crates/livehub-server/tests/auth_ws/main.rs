@@ -76,7 +76,10 @@ fn unsigned(claims: &Value) -> String {
 /// as `[auth.roles.x]`, `[[auth.channels]]`, `[rate_limits]`).
 fn secured(extra: &str) -> Config {
     let text = format!("[auth.jwt]\nhmac_secret = \"{SECRET}\"\nleeway_secs = 0\n{extra}");
-    Config::from_toml(&text).unwrap_or_else(|e| panic!("test config: {e}\n{text}"))
+    let mut config = Config::from_toml(&text).unwrap_or_else(|e| panic!("test config: {e}\n{text}"));
+    // Many refusals from one address on purpose; the failure budget is tested in hardening.rs.
+    config.rate_limits.auth_failures_per_sec_per_ip = 0.0;
+    config
 }
 
 /// A `[[auth.api_keys]]` entry for `key`.
