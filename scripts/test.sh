@@ -11,6 +11,7 @@
 #   LIVEHUB_SKIP_JS=1          skip the TypeScript client suite
 #   LIVEHUB_SKIP_BROWSER=1     skip the dashboard's bundle check and browser tests
 #   LIVEHUB_SKIP_BENCH=1       skip the quick benchmark comparison (nchan, Node ws, Python websockets)
+#   LIVEHUB_SKIP_FUZZ=1        skip fuzzing the decoders (FUZZ_SECS, default 10, per target)
 #
 # The dashboard's browser tests save screenshots of every page under target/artifacts/dashboard/.
 set -euo pipefail
@@ -76,6 +77,27 @@ if [[ "${LIVEHUB_SKIP_AUTOBAHN:-0}" != 1 ]]; then
   kill "$server"
   wait "$server" 2>/dev/null || true
   trap - EXIT
+fi
+
+if [[ "${LIVEHUB_SKIP_FUZZ:-0}" != 1 ]]; then
+  secs=${FUZZ_SECS:-10}
+  step "Fuzzing: every decoder of untrusted bytes (fuzz/), ${secs} s each, from the kept corpus"
+  # cargo-fuzz from crates.io. On stable Rust it fuzzes without a sanitizer (-s none): a panic,
+  # an abort or a stack overflow still fails the run, and coverage still guides it.
+  command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
+  for target in $(cargo fuzz list --fuzz-dir fuzz); do
+    # New inputs go to a scratch folder; the kept corpus (fuzz/corpus) is only read.
+    scratch="target/fuzz-corpus/$target"
+    mkdir -p "$scratch"
+    log="$scratch.log"
+    if ! cargo fuzz run --fuzz-dir fuzz -s none "$target" "$scratch" "fuzz/corpus/$target" -- \
+      -max_total_time="$secs" -rss_limit_mb=2048 >"$log" 2>&1; then
+      tail -n 40 "$log" >&2
+      echo "fuzz target $target failed; the input is in fuzz/artifacts/$target" >&2
+      exit 1
+    fi
+    echo "fuzz $target: $(grep -E '^Done' "$log" | tail -n 1)"
+  done
 fi
 
 if [[ "${LIVEHUB_SKIP_BENCH:-0}" != 1 ]]; then

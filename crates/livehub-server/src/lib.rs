@@ -13,6 +13,8 @@ mod dashboard;
 mod direct;
 mod engine;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod gate;
 mod gather;
 mod half_open;

@@ -1,0 +1,80 @@
+//! Entry points for the fuzz targets in `fuzz/`: each hands untrusted bytes to one decoder, the
+//! way a client's bytes reach it. Not an API: hidden, and free to change with the decoders.
+//!
+//! The corpus the fuzzers grow is kept in `fuzz/corpus/<target>/`, and the test at the bottom
+//! replays all of it on every `cargo test`, so a crash once found stays fixed on stable Rust too.
+
+use livehub_core::{ChannelFilter, ChannelLimits, Payload};
+
+use crate::cursor::Cursor;
+use crate::engine::Request;
+use crate::protocol::Format;
+
+/// One decoder's entry point.
+pub type Target = fn(&[u8]);
+
+/// The decoders that take bytes from clients, by fuzz target name.
+pub const TARGETS: [(&str, Target); 5] = [
+    ("command_json", command_json),
+    ("command_msgpack", command_msgpack),
+    ("cursor", cursor),
+    ("request_head", request_head),
+    ("channel", channel),
+];
+
+/// A WebSocket text message as a command.
+pub fn command_json(bytes: &[u8]) {
+    let _ = Request::decode(Format::Json, bytes);
+}
+
+/// A WebSocket binary message as a command.
+pub fn command_msgpack(bytes: &[u8]) {
+    let _ = Request::decode(Format::MessagePack, bytes);
+}
+
+/// A cursor (`Last-Event-ID`, `?cursor=`), with the default and with tight limits.
+pub fn cursor(bytes: &[u8]) {
+    let Ok(text) = std::str::from_utf8(bytes) else { return };
+    let _ = Cursor::decode(text);
+    let _ = Cursor::decode_with_limits(text, &ChannelLimits { max_len: 8, max_levels: 2 });
+}
+
+/// The first bytes of a connection, as the direct path parses them.
+pub fn request_head(bytes: &[u8]) {
+    crate::direct::fuzz_parse(bytes);
+}
+
+/// A channel name, a filter, a `channel=` list and JSON data: what every publish and subscribe
+/// validates.
+pub fn channel(bytes: &[u8]) {
+    let Ok(text) = std::str::from_utf8(bytes) else { return };
+    if let Ok(filter) = ChannelFilter::new(text) {
+        let _ = filter.to_string();
+    }
+    let _ = crate::channel_list::split(text);
+    let _ = Payload::json(bytes.to_vec());
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn every_corpus_input_replays_without_a_panic() {
+        let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus");
+        let mut replayed = 0;
+        for (name, target) in TARGETS {
+            let dir = corpus.join(name);
+            let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+            for entry in entries {
+                let path = entry.expect("corpus entry").path();
+                let bytes = std::fs::read(&path).expect("corpus file");
+                target(&bytes);
+                replayed += 1;
+            }
+        }
+        assert!(replayed >= TARGETS.len(), "a seed per target at least, got {replayed}");
+    }
+}
