@@ -35,6 +35,11 @@ impl Disconnect {
     pub const MESSAGE_TOO_BIG: Self = Self::new(1009, "message too big", false);
     /// A text message was not valid UTF-8.
     pub const INVALID_UTF8: Self = Self::new(1007, "invalid UTF-8 in a text message", false);
+    /// A message sent in fragments was not finished in time (`limits.message_timeout_secs`).
+    pub const MESSAGE_TIMEOUT: Self = Self::new(1008, "message_timeout", false);
+    /// Every connection's unfinished fragmented messages together hold the server's budget
+    /// (`limits.max_reassembly_bytes`); reconnect after a back-off.
+    pub const REASSEMBLY_BUDGET: Self = Self::new(1013, "reassembly_budget", true);
     /// The connection's token expired and was not refreshed; reconnect with a fresh one.
     pub const TOKEN_EXPIRED: Self = Self::new(4003, "token_expired", true);
 

@@ -191,6 +191,7 @@ pub(crate) async fn metrics(
         "deliveries": stats.deliveries,
         "long_polls_held": app.held_polls().count(),
         "refused": app.access().refused(),
+        "reassembly_bytes": app.reassembly().held(),
         "half_open": {
             "now": half_open.0,
             "shed": half_open.1,

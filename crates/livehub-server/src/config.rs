@@ -97,6 +97,12 @@ pub struct Limits {
     /// Connections from one address that may be half-open (accepted, with no complete request
     /// head yet) at once; more are closed at once. 0 turns the limit off.
     pub max_half_open_per_ip: usize,
+    /// Seconds a WebSocket message sent in fragments may take from its first fragment to its
+    /// last; past it the connection is closed (1008 `message_timeout`).
+    pub message_timeout_secs: u64,
+    /// Bytes that every connection's unfinished fragmented WebSocket messages may hold
+    /// together; the connection whose fragment passes it is closed (1013). 0 turns it off.
+    pub max_reassembly_bytes: usize,
     /// Half-open connections in all; past it the oldest is closed to make room. 0 (the default)
     /// means a quarter of the process's file-descriptor limit, so real clients always find
     /// descriptors left under a flood.
@@ -122,6 +128,10 @@ impl Default for Limits {
             // 256: a load generator or a NAT opens hundreds at once; a flood needs thousands.
             max_half_open_per_ip: 256,
             max_half_open: 0,
+            // 10 s: the largest message (128 KiB) arrives in 4 s at 35 KiB/s.
+            message_timeout_secs: 10,
+            // 64 MiB: 512 clients each half-way through a largest message.
+            max_reassembly_bytes: 64 * 1024 * 1024,
         }
     }
 }

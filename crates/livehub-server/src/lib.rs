@@ -76,6 +76,8 @@ struct AppInner {
     fast_paths: Arc<listen::FastPaths>,
     /// Connections with no complete request head yet.
     half_open: Arc<half_open::HalfOpen>,
+    /// Bytes of unfinished fragmented WebSocket messages, all connections together.
+    reassembly: Arc<ws::ReassemblyBudget>,
     /// Long polls waiting for a publication now (`/api/metrics`).
     held_polls: poll::HeldPolls,
 }
@@ -94,7 +96,18 @@ impl App {
             n => n,
         };
         let half_open = half_open::HalfOpen::new(limits.max_half_open_per_ip, total);
-        let inner = AppInner { node, config, shutdown, access, upgraded, fast_paths, held_polls, half_open };
+        let reassembly = ws::ReassemblyBudget::new(limits.max_reassembly_bytes);
+        let inner = AppInner {
+            node,
+            config,
+            shutdown,
+            access,
+            upgraded,
+            fast_paths,
+            held_polls,
+            half_open,
+            reassembly,
+        };
         Ok(Self { inner: Arc::new(inner) })
     }
 
@@ -104,6 +117,10 @@ impl App {
 
     pub(crate) fn half_open(&self) -> &Arc<half_open::HalfOpen> {
         &self.inner.half_open
+    }
+
+    pub(crate) fn reassembly(&self) -> &Arc<ws::ReassemblyBudget> {
+        &self.inner.reassembly
     }
 
     pub(crate) fn held_polls(&self) -> &poll::HeldPolls {

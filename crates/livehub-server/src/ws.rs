@@ -4,11 +4,14 @@
 //! queue (several publications become one write), pings, and closes with a documented code.
 //! [`socket`] holds the handshake and the frame writer.
 
+mod fragments;
 mod socket;
+
+pub(crate) use self::fragments::ReassemblyBudget;
 
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::{Arc, LazyLock};
 use std::task::Poll;
 use std::time::Duration;
@@ -18,6 +21,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use livehub_core::{DeliveryTracker, Disconnect, Encoding, Publication, ResumeToken};
+use tokio::time::Sleep;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
@@ -84,7 +88,9 @@ pub(crate) async fn upgrade(
         .max_message_size(Some(max))
         .max_frame_size(Some(max))
         .read_buffer_size(READ_BUFFER_SIZE);
-    ws.accept(protocol, config, move |mut socket| async move {
+    let budget = app.reassembly().clone();
+    let message_timeout = Duration::from_secs(app.config().limits.message_timeout_secs.max(1));
+    ws.accept(protocol, config, budget, move |mut socket| async move {
         match admission {
             Ok(admission) => {
                 if socket.is_direct() {
@@ -109,7 +115,8 @@ pub(crate) async fn upgrade(
                 };
                 let session = (!ttl.is_zero())
                     .then(|| Box::new(Resumable { token: ResumeToken::random(), ttl, owner }));
-                tasks.track_future(Connection::new(socket, format, client, session).run(resumed)).await;
+                let connection = Connection::new(socket, format, client, session, message_timeout);
+                tasks.track_future(connection.run(resumed)).await;
             }
             Err(e) => {
                 tracing::debug!(%peer, code = e.code(), "websocket refused");
@@ -128,7 +135,8 @@ pub(crate) async fn echo(ws: Upgrade) -> Response {
     // Autobahn's largest messages are 16 MiB (cases 9.1.6 and 9.2.6).
     const ECHO_MAX: usize = 32 * 1024 * 1024;
     let config = WebSocketConfig::default().max_message_size(Some(ECHO_MAX)).max_frame_size(Some(ECHO_MAX));
-    ws.accept(None, config, |mut socket| async move {
+    // Autobahn sends its large fragmented messages quickly; no budget of its own here.
+    ws.accept(None, config, ReassemblyBudget::new(0), |mut socket| async move {
         while let Some(msg) = socket.recv().await {
             let (opcode, payload) = match msg {
                 Ok(Message::Text(t)) => (OPCODE_TEXT, Bytes::from(t)),
@@ -163,6 +171,10 @@ struct Connection {
     /// How the session outlives the connection, when it may (boxed: rare, and idle connections
     /// should stay small).
     resumable: Option<Box<Resumable>>,
+    /// How long a message sent in fragments may take to finish.
+    message_timeout: Duration,
+    /// Fires when the unfinished fragmented message is past `message_timeout`; only while one is.
+    message_deadline: Option<Pin<Box<Sleep>>>,
 }
 
 /// What parks a session when its connection drops.
@@ -229,7 +241,13 @@ enum End {
 }
 
 impl Connection {
-    fn new(socket: Socket, format: Format, client: Client, resumable: Option<Box<Resumable>>) -> Self {
+    fn new(
+        socket: Socket,
+        format: Format,
+        client: Client,
+        resumable: Option<Box<Resumable>>,
+        message_timeout: Duration,
+    ) -> Self {
         Self {
             socket,
             format,
@@ -238,6 +256,8 @@ impl Connection {
             awaiting_pong: false,
             client_closed: false,
             resumable,
+            message_timeout,
+            message_deadline: None,
         }
     }
 
@@ -290,6 +310,12 @@ impl Connection {
                     }
                     if let Poll::Ready(message) = pin!(self.socket.recv()).poll(cx) {
                         return Poll::Ready(Event::Message(message));
+                    }
+                    // Reading may have gone through fragments of a message that is not finished.
+                    if let Poll::Ready(reason) =
+                        poll_unfinished(&self.socket, &mut self.message_deadline, self.message_timeout, cx)
+                    {
+                        return Poll::Ready(Event::Disconnected(reason));
                     }
                     keepalive.poll_tick(cx).map(|_| Event::Ping)
                 })
@@ -405,6 +431,26 @@ impl Connection {
         };
         written.map_err(|_| End::Gone)
     }
+}
+
+/// Ready with the reason to close when the client's unfinished fragmented message is past its
+/// deadline or over the server's reassembly budget. The deadline's timer exists only while a
+/// message is unfinished.
+fn poll_unfinished(
+    socket: &Socket,
+    deadline: &mut Option<Pin<Box<Sleep>>>,
+    timeout: Duration,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<Disconnect> {
+    if socket.over_reassembly_budget() {
+        return Poll::Ready(Disconnect::REASSEMBLY_BUDGET);
+    }
+    let Some(started) = socket.unfinished_since() else {
+        *deadline = None;
+        return Poll::Pending;
+    };
+    let sleep = deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(started + timeout)));
+    sleep.as_mut().poll(cx).map(|()| Disconnect::MESSAGE_TIMEOUT)
 }
 
 /// A publication as one whole WebSocket text frame of its JSON `message`, header included.

@@ -12,6 +12,7 @@
 use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
@@ -30,6 +31,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
+use super::fragments::{ReassemblyBudget, Watched};
 use crate::error::ApiError;
 use crate::gather::{gather, GATHER_LIMIT};
 use crate::listen::{PlainIo, Replay};
@@ -87,6 +89,7 @@ impl Upgrade {
         self,
         protocol: Option<&'static str>,
         config: WebSocketConfig,
+        budget: Arc<ReassemblyBudget>,
         serve: F,
     ) -> Response
     where
@@ -98,8 +101,8 @@ impl Upgrade {
         tokio::spawn(async move {
             // Fails only when the client went away before the 101 was written.
             let Ok(upgraded) = on_upgrade.await else { return };
-            let stream =
-                WebSocketStream::from_raw_socket(Io::new(upgraded), Role::Server, Some(config)).await;
+            let io = Watched::new(Io::new(upgraded), budget);
+            let stream = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
             serve(Socket { stream, tungstenite_unflushed: false, unwritten: BytesMut::new() }).await;
         });
         let mut response = Response::new(Body::empty());
@@ -207,7 +210,7 @@ impl AsyncWrite for Io {
 
 /// An accepted WebSocket: tungstenite for reading and replies, plus the direct frame writer.
 pub(crate) struct Socket {
-    stream: WebSocketStream<Io>,
+    stream: WebSocketStream<Watched<Io>>,
     /// Whether tungstenite may hold bytes not yet written: a message fed but not flushed, or the
     /// pong it queues when it reads a ping.
     tungstenite_unflushed: bool,
@@ -220,7 +223,18 @@ pub(crate) struct Socket {
 impl Socket {
     /// Whether frames go straight to the TCP socket (the connection was taken back from hyper).
     pub(crate) fn is_direct(&self) -> bool {
-        matches!(self.stream.get_ref(), Io::Tcp(_))
+        matches!(self.stream.get_ref().get_ref(), Io::Tcp(_))
+    }
+
+    /// When the message the client is sending in fragments started, if it is unfinished.
+    pub(crate) fn unfinished_since(&self) -> Option<tokio::time::Instant> {
+        self.stream.get_ref().unfinished_since()
+    }
+
+    /// Whether the client's unfinished message took the server's reassembly budget past its
+    /// limit.
+    pub(crate) fn over_reassembly_budget(&self) -> bool {
+        self.stream.get_ref().over_budget()
     }
 
     /// The next message; `None` once the stream has ended.
