@@ -12,6 +12,7 @@
 #   LIVEHUB_SKIP_BROWSER=1     skip the dashboard's bundle check and browser tests
 #   LIVEHUB_SKIP_BENCH=1       skip the quick benchmark comparison (nchan, Node ws, Python websockets)
 #   LIVEHUB_SKIP_FUZZ=1        skip fuzzing the decoders (FUZZ_SECS, default 10, per target)
+#   LIVEHUB_SKIP_ATTACK=1      skip the attack suite (ATTACK_SECS, default 8, per attack)
 #
 # The dashboard's browser tests save screenshots of every page under target/artifacts/dashboard/.
 set -euo pipefail
@@ -77,6 +78,12 @@ if [[ "${LIVEHUB_SKIP_AUTOBAHN:-0}" != 1 ]]; then
   kill "$server"
   wait "$server" 2>/dev/null || true
   trap - EXIT
+fi
+
+if [[ "${LIVEHUB_SKIP_ATTACK:-0}" != 1 ]]; then
+  step "Attack suite: hostile clients against the release binary while a legitimate one is served"
+  cargo build --release --bin livehub
+  ATTACK_SECS="${ATTACK_SECS:-8}" python3 tests/attack/attack.py target/release/livehub
 fi
 
 if [[ "${LIVEHUB_SKIP_FUZZ:-0}" != 1 ]]; then
