@@ -14,12 +14,13 @@ use crate::protocol::Format;
 pub type Target = fn(&[u8]);
 
 /// The decoders that take bytes from clients, by fuzz target name.
-pub const TARGETS: [(&str, Target); 5] = [
+pub const TARGETS: [(&str, Target); 6] = [
     ("command_json", command_json),
     ("command_msgpack", command_msgpack),
     ("cursor", cursor),
     ("request_head", request_head),
     ("channel", channel),
+    ("ws_frames", ws_frames),
 ];
 
 /// A WebSocket text message as a command.
@@ -42,6 +43,11 @@ pub fn cursor(bytes: &[u8]) {
 /// The first bytes of a connection, as the direct path parses them.
 pub fn request_head(bytes: &[u8]) {
     crate::direct::fuzz_parse(bytes);
+}
+
+/// A client's WebSocket bytes as the fragment watcher reads their frame headers.
+pub fn ws_frames(bytes: &[u8]) {
+    crate::ws::fuzz_frames(bytes);
 }
 
 /// A channel name, a filter, a `channel=` list and JSON data: what every publish and subscribe

@@ -7,7 +7,7 @@
 mod fragments;
 mod socket;
 
-pub(crate) use self::fragments::ReassemblyBudget;
+pub(crate) use self::fragments::{fuzz_frames, ReassemblyBudget};
 
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;

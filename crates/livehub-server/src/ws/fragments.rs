@@ -16,6 +16,10 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
+/// Most bytes one connection's unfinished message counts for: far above any message limit, and
+/// low enough that a million connections at it cannot overflow the shared count.
+const MAX_COUNTED: usize = 1 << 40;
+
 /// Bytes held in unfinished fragmented messages, all connections together.
 #[derive(Debug)]
 pub(crate) struct ReassemblyBudget {
@@ -136,9 +140,14 @@ impl FrameWatch {
             return;
         }
         self.started.get_or_insert_with(Instant::now);
+        // A header may claim any length up to 2^64; tungstenite refuses what passes the message
+        // limit, but the header is counted first. Capped per connection, the sum over every
+        // connection the process can hold stays far from overflowing the shared counter.
         let length = usize::try_from(length).unwrap_or(usize::MAX);
-        self.held = self.held.saturating_add(length);
-        let total = self.budget.held.fetch_add(length, Ordering::Relaxed).saturating_add(length);
+        let before = self.held;
+        self.held = self.held.saturating_add(length).min(MAX_COUNTED);
+        let added = self.held - before;
+        let total = self.budget.held.fetch_add(added, Ordering::Relaxed).saturating_add(added);
         if self.budget.max > 0 && total > self.budget.max {
             self.over_budget = true;
         }
@@ -214,6 +223,19 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
     }
 }
 
+/// Feeds `bytes` to a frame watcher in pieces of every size the first byte picks, as reads would
+/// deliver them, and checks that the budget it held is given back: for the fuzz target.
+pub(crate) fn fuzz_frames(bytes: &[u8]) {
+    let budget = ReassemblyBudget::new(1 << 20);
+    let mut watched = Watched::new((), budget.clone());
+    let step = usize::from(bytes.first().copied().unwrap_or(1)).max(1);
+    for piece in bytes.chunks(step) {
+        watched.frames.observe(piece);
+    }
+    drop(watched);
+    assert_eq!(budget.held(), 0, "a connection gone gives back what it held");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,6 +280,22 @@ mod tests {
         assert_eq!(budget.held(), 70_300);
         w.observe(&frame(true, 0, b"end"));
         assert!(w.started.is_none());
+        assert_eq!(budget.held(), 0);
+    }
+
+    #[tokio::test]
+    async fn headers_claiming_absurd_lengths_cannot_corrupt_the_shared_count() {
+        // Found by the fuzzer: two such headers wrapped the shared counter.
+        let budget = ReassemblyBudget::new(0);
+        let mut w = watch(&budget);
+        let mut huge = vec![0x01, 0x80 | 127];
+        huge.extend_from_slice(&u64::MAX.to_be_bytes());
+        huge.extend_from_slice(&[1, 2, 3, 4]);
+        w.observe(&huge);
+        let mut again = watch(&budget);
+        again.observe(&huge);
+        assert_eq!(budget.held(), 2 * MAX_COUNTED);
+        drop((w, again));
         assert_eq!(budget.held(), 0);
     }
 
