@@ -18,13 +18,14 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use axum::body::Body;
+use axum::body::HttpBody;
 use axum::extract::ConnectInfo;
 use axum::http::Response;
 use axum::serve::{Listener, ListenerExt};
 use axum::Router;
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::future::Either;
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -231,10 +232,16 @@ async fn serve_hyper<I>(
         let head_done = head_done.clone();
         async move {
             let Some((shed, deadline)) = half_open else { return std::future::pending().await };
+            // The deadline is the head's; being shed ends the body phase too.
+            let head = async {
+                tokio::select! {
+                    () = head_done.cancelled() => std::future::pending::<()>().await,
+                    () = tokio::time::sleep_until(deadline) => {}
+                }
+            };
             tokio::select! {
-                () = head_done.cancelled() => std::future::pending().await,
                 () = shed.cancelled() => {}
-                () = tokio::time::sleep_until(deadline) => {}
+                () = head => {}
             }
         }
     };
@@ -246,13 +253,20 @@ async fn serve_hyper<I>(
             FirstCall::Answer(response) => return Either::Left(std::future::ready(Ok(response))),
             FirstCall::Release(slot) => {
                 head_done.cancel();
+                // A request with a body stays half-open until its body is in: a body drip-fed a
+                // byte at a time holds a connection and its buffers as a head does.
+                if !request.body().is_end_stream() {
+                    let mut request = request.map(|body| Body::new(UntilEnd { body, slot: Some(slot) }));
+                    request.extensions_mut().insert(ConnectInfo(peer));
+                    return Either::Right(router.clone().call(request));
+                }
                 drop(slot);
             }
             FirstCall::Done => {}
         }
         // What axum's `into_make_service_with_connect_info` would insert.
         request.extensions_mut().insert(ConnectInfo(peer));
-        Either::Right(router.clone().call(request))
+        Either::Right(router.clone().call(request.map(Body::new)))
     });
     let mut connection = pin!(hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -270,6 +284,38 @@ async fn serve_hyper<I>(
     };
     if let Err(e) = result {
         tracing::trace!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// A request body that holds its connection's half-open slot until it has been read to its end
+/// (or failed, or was dropped unread).
+struct UntilEnd {
+    body: Incoming,
+    slot: Option<Slot>,
+}
+
+impl HttpBody for UntilEnd {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None | Some(Err(_)))) || this.body.is_end_stream() {
+            this.slot = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 

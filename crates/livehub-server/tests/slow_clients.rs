@@ -152,3 +152,41 @@ async fn past_the_global_limit_the_oldest_half_open_connection_makes_room() {
     let metrics = metrics_from(&server, [127, 0, 0, 1]).await;
     assert!(metrics["half_open"]["shed"].as_u64() >= Some(1), "{metrics}");
 }
+
+#[tokio::test]
+async fn requests_whose_bodies_are_still_coming_count_as_half_open() {
+    let server = TestServer::with(config(|c| {
+        c.limits.request_body_timeout_secs = 30;
+        c.limits.max_half_open_per_ip = 3;
+    }))
+    .await;
+    let mut slow = Vec::new();
+    for _ in 0..3 {
+        let mut tcp = connect_from(&server, [127, 0, 0, 1]).await;
+        tcp.write_all(b"POST /api/publish HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"chan")
+            .await
+            .expect("a head and the start of a body");
+        slow.push(tcp);
+    }
+    common::eventually("three bodies under way, still half-open", || async {
+        (metrics_from(&server, [127, 0, 0, 2]).await["half_open"]["now"] == 3).then_some(())
+    })
+    .await;
+    let mut fourth = connect_from(&server, [127, 0, 0, 1]).await;
+    assert_eq!(closed_by_server(&mut fourth).await, "", "a fourth from the address is closed at once");
+    // A body that completes frees its place.
+    let body = br#"{"channel":"slow/done","data":1}"#;
+    let mut done = connect_from(&server, [127, 0, 0, 3]).await;
+    let head = format!(
+        "POST /api/publish HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    done.write_all(head.as_bytes()).await.expect("head");
+    done.write_all(body).await.expect("body");
+    assert!(closed_by_server(&mut done).await.contains("\"offset\":1"));
+    drop(slow);
+    common::eventually("nothing half-open once the slow clients left", || async {
+        (metrics_from(&server, [127, 0, 0, 2]).await["half_open"]["now"] == 0).then_some(())
+    })
+    .await;
+}
