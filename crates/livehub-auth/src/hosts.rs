@@ -58,8 +58,9 @@ impl HostPolicy {
 }
 
 /// Splits `host[:port]` into a lowercase host and its port, strictly: a DNS name or an IPv4
-/// address, or an IPv6 address in brackets, and nothing else.
-fn split_host(text: &str) -> Option<(String, Option<u16>)> {
+/// address, or an IPv6 address in brackets, and nothing else. Shared by the host and origin
+/// policies, so that both read an authority the same way.
+pub(crate) fn split_host(text: &str) -> Option<(String, Option<u16>)> {
     let (host, port) = if let Some(rest) = text.strip_prefix('[') {
         let (inside, after) = rest.split_once(']')?;
         if inside.is_empty() || !inside.chars().all(|c| c.is_ascii_hexdigit() || matches!(c, ':' | '.')) {

@@ -5,6 +5,7 @@
 
 use crate::config::OriginConfig;
 use crate::error::{AuthConfigError, AuthError};
+use crate::hosts::split_host;
 
 /// Which origins may connect.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,42 +122,12 @@ fn split_scheme(text: &str) -> Option<(&str, &str)> {
     valid.then_some((scheme, rest))
 }
 
-/// Parses `host[:port]` (IPv6 in brackets) strictly: no user info, path, query or fragment.
+/// Parses `host[:port]` (IPv6 in brackets) strictly: no user info, path, query or fragment. A
+/// port that is the scheme's default is no port.
 fn parse_authority(scheme: &str, authority: &str) -> Option<Origin> {
-    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
-        let (inside, after) = rest.split_once(']')?;
-        if inside.is_empty() || !inside.chars().all(|c| c.is_ascii_hexdigit() || matches!(c, ':' | '.')) {
-            return None;
-        }
-        let port = match after {
-            "" => None,
-            _ => Some(after.strip_prefix(':')?),
-        };
-        (format!("[{}]", inside.to_ascii_lowercase()), port)
-    } else {
-        let (host, port) = match authority.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (authority, None),
-        };
-        let valid = !host.is_empty()
-            && !host.starts_with('.')
-            && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'));
-        if !valid {
-            return None;
-        }
-        (host.to_ascii_lowercase(), port)
-    };
+    let (host, port) = split_host(authority)?;
     let scheme = scheme.to_ascii_lowercase();
-    let port = match port {
-        None => None,
-        Some(digits)
-            if !digits.is_empty() && digits.len() <= 5 && digits.bytes().all(|b| b.is_ascii_digit()) =>
-        {
-            let port: u16 = digits.parse().ok()?;
-            (Some(port) != default_port(&scheme)).then_some(port)
-        }
-        Some(_) => return None,
-    };
+    let port = port.filter(|port| Some(*port) != default_port(&scheme));
     Some(Origin { scheme, host, port })
 }
 
