@@ -5,8 +5,9 @@
 
 mod common;
 
-use common::{TestServer, Ws, WAIT};
-use futures_util::StreamExt;
+use common::{field, recv_msgpack, send_msgpack};
+
+use common::{TestServer, Ws};
 use livehub_core::MAX_DATA_DEPTH;
 use livehub_server::CURSOR_HEADER;
 use serde_json::{json, Value};
@@ -44,32 +45,10 @@ async fn get(server: &TestServer, path: &str) -> Value {
     response.json().await.expect("JSON answer")
 }
 
-fn field<'a>(v: &'a rmpv::Value, key: &str) -> Option<&'a rmpv::Value> {
-    v.as_map()?.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
-}
-
 async fn msgpack_ws(server: &TestServer) -> Ws {
     let mut ws = Ws::connect(&server.ws_url(), Some("livehub.msgpack")).await;
     assert_eq!(field(&recv_msgpack(&mut ws).await, "type"), Some(&"connected".into()));
     ws
-}
-
-async fn send_msgpack(ws: &mut Ws, v: rmpv::Value) {
-    let mut buf = Vec::new();
-    rmpv::encode::write_value(&mut buf, &v).expect("encode");
-    ws.send_raw(Message::binary(buf)).await;
-}
-
-async fn recv_msgpack(ws: &mut Ws) -> rmpv::Value {
-    loop {
-        let msg =
-            tokio::time::timeout(WAIT, ws.stream.next()).await.expect("in time").expect("open").expect("ok");
-        match msg {
-            Message::Binary(b) => return rmpv::decode::read_value(&mut &b[..]).expect("msgpack"),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
 }
 
 fn msgpack_publish(id: u64, channel: &str, data: rmpv::Value) -> rmpv::Value {

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::{field, recv_msgpack, send_msgpack};
+
 use std::time::Duration;
 
 use common::{TestServer, Ws, WAIT};
@@ -229,28 +231,6 @@ async fn messagepack_subprotocol_speaks_binary_frames() {
     let m = recv_msgpack(&mut ws).await;
     let data = field(&m, "data").expect("data");
     assert_eq!(field(data, "x"), Some(&rmpv::Value::from(1)));
-}
-
-fn field<'a>(v: &'a rmpv::Value, key: &str) -> Option<&'a rmpv::Value> {
-    v.as_map()?.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
-}
-
-async fn send_msgpack(ws: &mut Ws, v: rmpv::Value) {
-    let mut buf = Vec::new();
-    rmpv::encode::write_value(&mut buf, &v).expect("encode");
-    ws.send_raw(Message::binary(buf)).await;
-}
-
-async fn recv_msgpack(ws: &mut Ws) -> rmpv::Value {
-    loop {
-        let msg =
-            tokio::time::timeout(WAIT, ws.stream.next()).await.expect("in time").expect("open").expect("ok");
-        match msg {
-            Message::Binary(b) => return rmpv::decode::read_value(&mut &b[..]).expect("msgpack"),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
 }
 
 #[tokio::test]

@@ -276,3 +276,28 @@ impl Sse {
         }
     }
 }
+
+/// The value of `key` in a MessagePack map.
+pub fn field<'a>(v: &'a rmpv::Value, key: &str) -> Option<&'a rmpv::Value> {
+    v.as_map()?.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
+}
+
+/// Sends `v` as one MessagePack binary message.
+pub async fn send_msgpack(ws: &mut Ws, v: rmpv::Value) {
+    let mut buf = Vec::new();
+    rmpv::encode::write_value(&mut buf, &v).expect("encode");
+    ws.send_raw(Message::binary(buf)).await;
+}
+
+/// The next MessagePack message (pings and pongs skipped).
+pub async fn recv_msgpack(ws: &mut Ws) -> rmpv::Value {
+    loop {
+        let msg =
+            tokio::time::timeout(WAIT, ws.stream.next()).await.expect("in time").expect("open").expect("ok");
+        match msg {
+            Message::Binary(b) => return rmpv::decode::read_value(&mut &b[..]).expect("msgpack"),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
