@@ -117,10 +117,15 @@ fn release(per_address: &mut HashMap<IpAddr, usize>, address: IpAddr) {
 /// from `/proc/self/limits`; 1024 assumed where it cannot be read), and at least 256. The rest
 /// stays for real connections, `/health`, files and sockets of our own.
 pub(crate) fn default_total() -> usize {
-    let open_files = std::fs::read_to_string("/proc/self/limits")
-        .ok()
+    total_for(std::fs::read_to_string("/proc/self/limits").ok().as_deref())
+}
+
+/// [`default_total`] from the text of `/proc/self/limits`, if it could be read.
+fn total_for(limits: Option<&str>) -> usize {
+    let open_files = limits
         .and_then(|limits| {
             let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+            // "Max open files  <soft>  <hard>  files": the soft limit is what `accept` hits.
             line.split_whitespace().nth(3)?.parse::<usize>().ok()
         })
         .unwrap_or(1024);
@@ -148,8 +153,14 @@ mod tests {
     }
 
     #[test]
-    fn the_default_total_leaves_most_descriptors_to_real_connections() {
-        assert!(default_total() >= 256);
+    fn the_default_total_is_a_quarter_of_the_soft_open_files_limit() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
+                      Max cpu time              unlimited            unlimited            seconds\n\
+                      Max open files            20000                65536                files\n";
+        assert_eq!(total_for(Some(limits)), 5000);
+        assert_eq!(total_for(Some("Max open files 400 400 files")), 256, "never below 256");
+        assert_eq!(total_for(Some("no such line")), 256, "1024 assumed");
+        assert_eq!(total_for(None), 256);
     }
 
     #[test]
