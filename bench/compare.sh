@@ -76,15 +76,9 @@ install_prerequisites() {
         (cd bench/peers/node-ws && npm ci --no-audit --no-fund --loglevel=error)
     fi
 
-    # websockets, exactly as requirements.txt pins it.
-    want=$(sed -n 's/^websockets==\(.*\)$/\1/p' bench/peers/requirements.txt)
-    have=$(python3 -c 'import websockets; print(websockets.__version__)' 2>/dev/null || true)
-    if [[ "$have" != "$want" ]]; then
-        log "pip install websockets==$want"
-        # A Debian system Python refuses plain `pip install` (PEP 668); a pyenv or venv one does not.
-        python3 -m pip install -q -r bench/peers/requirements.txt 2>/dev/null ||
-            python3 -m pip install -q --break-system-packages -r bench/peers/requirements.txt
-    fi
+    # websockets, exactly as tests/requirements.txt pins it, in the test suites' virtual
+    # environment (never the system interpreter).
+    PEER_PY=$(scripts/venv.sh)
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -195,7 +189,7 @@ start_server() {
         taskset -c 0 node bench/peers/node-ws/server.mjs --port "$port" >"$logfile" 2>&1 &
         ;;
     python-ws)
-        taskset -c 0 python3 bench/peers/python_ws.py --port "$port" --rate "${PY_RATE:-0}" \
+        taskset -c 0 "$PEER_PY" bench/peers/python_ws.py --port "$port" --rate "${PY_RATE:-0}" \
             --payload "$PAYLOAD" >"$logfile" 2>&1 &
         ;;
     *)

@@ -2,9 +2,9 @@
 # Runs every test suite of livehub. The README's test command; CI runs exactly this.
 #
 # Installs what it needs when missing (Node.js and Chromium from Debian, the npm packages of the
-# client and the dashboard, Python's kosoku for the Autobahn WebSocket conformance suite, and
-# nginx with nchan, ws and websockets for the benchmark peers), so it works on a fresh Debian
-# machine with the Rust toolchain.
+# client and the dashboard, nginx with nchan and Node's ws for the benchmark peers, and the Python
+# packages of tests/requirements.txt in a virtual environment under target/venv, made by
+# scripts/venv.sh), so it works on a fresh Debian machine with the Rust toolchain.
 #
 #   scripts/test.sh            everything
 #   LIVEHUB_SKIP_AUTOBAHN=1    skip the Autobahn suite (quick local runs)
@@ -74,7 +74,7 @@ if [[ "${LIVEHUB_SKIP_AUTOBAHN:-0}" != 1 ]]; then
     python3 -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$port/health', timeout=1)" 2>/dev/null && break
     sleep 0.1
   done
-  tests/autobahn/run.sh "ws://127.0.0.1:$port/_test/echo"
+  PYTHON=$(scripts/venv.sh) tests/autobahn/run.sh "ws://127.0.0.1:$port/_test/echo"
   kill "$server"
   wait "$server" 2>/dev/null || true
   trap - EXIT
