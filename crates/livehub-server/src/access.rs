@@ -152,19 +152,30 @@ impl Access {
             }
             return Ok(Arc::clone(&self.anonymous));
         };
-        // An address that spent its failure budget is refused before its credential is even
-        // looked at: a guesser gets one try a second, and costs no signature check.
+        self.throttled(peer, || {
+            // A URL or a cookie ends up in proxy logs, browser history and storage: fine for a
+            // short-lived token, not for a key that lives until it is revoked.
+            if carrier != Carrier::Header && !is_token_shaped(&credential) {
+                Err(AuthError::Unauthorized(API_KEY_CARRIER))
+            } else {
+                self.authenticator.verify_credential(&credential)
+            }
+        })
+    }
+
+    /// Runs a credential check under `peer`'s failure budget: an address that spent it is
+    /// refused before its credential is even looked at (a guesser gets one try a second, and
+    /// costs no signature check), and a failed check spends from it.
+    fn throttled(
+        &self,
+        peer: Option<IpAddr>,
+        verify: impl FnOnce() -> Result<Identity, AuthError>,
+    ) -> Result<Arc<Identity>, AuthError> {
         let now = Instant::now();
         if peer.is_some_and(|peer| !self.failures.has_token(&peer, now)) {
             return Err(self.refuse(AuthError::RateLimited));
         }
-        // A URL or a cookie ends up in proxy logs, browser history and storage: fine for a
-        // short-lived token, not for a key that lives until it is revoked.
-        let verified = if carrier != Carrier::Header && !is_token_shaped(&credential) {
-            Err(AuthError::Unauthorized(API_KEY_CARRIER))
-        } else {
-            self.authenticator.verify_credential(&credential)
-        };
+        let verified = verify();
         if verified.is_err() {
             if let Some(peer) = peer {
                 self.failures.try_take(&peer, now);
@@ -251,9 +262,10 @@ impl Access {
         })
     }
 
-    /// Verifies a token sent over a live connection (`refresh`).
-    pub(crate) fn refresh(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
-        self.authenticator.verify_token(token).map(Arc::new).map_err(|e| self.refuse(e))
+    /// Verifies a token sent over a live connection (`refresh`), under `peer`'s failure budget
+    /// like any credential: one connection must not be a free token-guessing loop.
+    pub(crate) fn refresh(&self, token: &str, peer: IpAddr) -> Result<Arc<Identity>, AuthError> {
+        self.throttled(Some(peer), || self.authenticator.verify_token(token))
     }
 
     /// Counts a refusal by its code and hands it back.

@@ -386,7 +386,7 @@ impl Client {
         transport: &mut T,
     ) -> Result<(), T::Error> {
         let verified = (|| {
-            let identity = self.app.access().refresh(&cmd.token)?;
+            let identity = self.app.access().refresh(&cmd.token, self.peer())?;
             // Only a token can be refreshed: an anonymous or API-key connection taking on a user
             // would be a login, not a refresh.
             let user =

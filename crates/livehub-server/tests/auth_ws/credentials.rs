@@ -364,3 +364,25 @@ async fn only_a_token_connection_can_be_refreshed() {
         ws.ping(8).await;
     }
 }
+
+#[tokio::test]
+async fn refresh_with_bad_tokens_spends_the_address_failure_budget() {
+    // Two failures, then (practically) no refill: the test never depends on how fast it runs.
+    let mut config = secured("");
+    config.rate_limits.auth_failure_burst_per_ip = 2;
+    config.rate_limits.auth_failures_per_sec_per_ip = 0.0001;
+    let server = TestServer::with(config).await;
+    let mut ws = Client::connected(&server, &q(&token("alice", json!({}))), &[]).await;
+    let forged = sign("not-the-secret", &claims("alice", json!({})));
+    for id in 1..=2 {
+        let reply = ws.request(json!({ "id": id, "action": "refresh", "token": forged })).await;
+        assert_eq!(reply["code"], "unauthorized", "attempt {id}: {reply}");
+    }
+    // A live connection is no free guessing loop: once the budget is spent, even the right
+    // token is not looked at, and a new connection from the address is refused too.
+    let good = token("alice", json!({}));
+    let reply = ws.request(json!({ "id": 3, "action": "refresh", "token": good })).await;
+    assert_eq!(reply["code"], "rate_limited", "{reply}");
+    ws.ping(4).await;
+    assert_eq!(Client::refused(&server, &q(&good), &[]).await.1, "rate_limited");
+}
