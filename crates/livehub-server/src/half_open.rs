@@ -3,7 +3,8 @@
 //! time) cannot take the file descriptors and memory that real clients need.
 //!
 //! A connection is half-open from its accept (for TLS, from the start of its handshake) until its
-//! first request head is complete. Past the per-address limit a new one is closed at once; past
+//! first request head (and body) is complete, and again whenever it waits for its next request
+//! (idle keep-alive). Past the per-address limit a new one is closed at once; past
 //! the global limit the oldest half-open connection is closed to make room, so the server keeps
 //! accepting while under a flood, and `/health` and real clients still get in.
 
@@ -54,6 +55,12 @@ impl HalfOpen {
     /// A place for a new connection from `address`, or `None` when its address has too many
     /// half-open already. Past the global limit, the oldest half-open connection is shed.
     pub(crate) fn admit(self: &Arc<Self>, address: IpAddr) -> Option<Slot> {
+        self.admit_with(address, CancellationToken::new())
+    }
+
+    /// [`admit`](Self::admit) for a connection that is half-open again (idle between two
+    /// requests): being shed cancels `close`, the connection's own token.
+    pub(crate) fn admit_with(self: &Arc<Self>, address: IpAddr, close: CancellationToken) -> Option<Slot> {
         let mut state = self.state.lock();
         let from_address = state.per_address.get(&address).copied().unwrap_or(0);
         if self.per_address > 0 && from_address >= self.per_address {
@@ -69,7 +76,7 @@ impl HalfOpen {
         }
         let id = state.next;
         state.next += 1;
-        let shed = CancellationToken::new();
+        let shed = close;
         state.by_age.insert(id, (address, shed.clone()));
         *state.per_address.entry(address).or_default() += 1;
         Some(Slot { registry: self.clone(), id, address, shed })

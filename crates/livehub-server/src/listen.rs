@@ -8,7 +8,7 @@
 //! not notice. An SSE stream lives for hours, and those 16 KiB were two thirds of its memory.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,6 +25,7 @@ use axum::serve::{Listener, ListenerExt};
 use axum::Router;
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::future::Either;
+use futures_util::TryFutureExt;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -159,7 +160,10 @@ async fn serve_connection<I>(
             return;
         }
     };
-    let head_timeout = accepting.head_timeout;
+    // The connection's token from here on: cancelled when it is shed, now or between requests.
+    let close = slot.shed_token();
+    let hyper =
+        HyperSetup { head_timeout: accepting.head_timeout, half_open: accepting.half_open.clone(), close };
     match first {
         Ok(First::Request(request, read)) => {
             // A complete request: no longer half-open.
@@ -176,13 +180,13 @@ async fn serve_connection<I>(
                 // hyper reads the same request again and answers it with this response.
                 let replay = Replay::new(read, io);
                 let first = HyperFirst::Answered(response);
-                Box::pin(serve_hyper(replay, peer, router, first, head_timeout, shutdown)).await
+                Box::pin(serve_hyper(replay, peer, router, first, hyper, shutdown)).await
             }
         }
         // Boxed, so that the direct path's tasks do not carry hyper's larger future.
         Ok(First::Other(read)) => {
             let first = HyperFirst::Unread { slot, deadline };
-            Box::pin(serve_hyper(Replay::new(read, io), peer, router, first, head_timeout, shutdown)).await
+            Box::pin(serve_hyper(Replay::new(read, io), peer, router, first, hyper, shutdown)).await
         }
         Ok(First::Closed) => {}
         Err(e) => tracing::trace!(%peer, error = %e, "connection failed before its first request"),
@@ -202,8 +206,98 @@ enum HyperFirst {
 /// What hyper's service takes on its first call.
 enum FirstCall {
     Answer(Response<Body>),
-    Release(Slot),
+    Release,
     Done,
+}
+
+/// What `serve_hyper` needs of the listener besides the connection.
+struct HyperSetup {
+    head_timeout: Duration,
+    half_open: Arc<HalfOpen>,
+    /// The connection's shed token (see [`Between`]).
+    close: CancellationToken,
+}
+
+/// How long a connection that was shed, or found no half-open place after a response, gets to
+/// finish writing what it was answering before it is dropped.
+const SHED_GRACE: Duration = Duration::from_secs(1);
+
+/// A hyper connection between its requests. It is half-open again from the moment a response
+/// has been handed to hyper in full until the next request's head (and body) is in: an idle
+/// keep-alive connection, or one dripping its second request, counts against the per-address
+/// and global limits like a new one, and is shed oldest first with them.
+struct Between {
+    half_open: Arc<HalfOpen>,
+    peer: IpAddr,
+    /// Held while the connection waits for a request or reads a request body.
+    slot: Mutex<Option<Slot>>,
+    /// Cancelled when the connection is shed, or when it found no half-open place after a
+    /// response: it is then closed once the response is written.
+    close: CancellationToken,
+}
+
+impl Between {
+    /// A response is out of the router's hands: the connection waits for its next request.
+    fn waiting(&self) {
+        if self.close.is_cancelled() {
+            return;
+        }
+        match self.half_open.admit_with(self.peer, self.close.clone()) {
+            Some(slot) => *self.slot.lock() = Some(slot),
+            None => self.close.cancel(),
+        }
+    }
+}
+
+/// A response body that tells its connection's [`Between`] when hyper is done with it: the
+/// last frame taken, or the body dropped (hyper does not poll an empty body at all).
+struct ResponseBody {
+    body: Body,
+    between: Arc<Between>,
+}
+
+impl HttpBody for ResponseBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        self.between.waiting();
+    }
+}
+
+/// Whether the client means to send another request on the connection after this one.
+fn keep_alive<B>(request: &Request<B>) -> bool {
+    let connection = |token: &str| {
+        request
+            .headers()
+            .get_all(axum::http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    if request.version() == axum::http::Version::HTTP_10 {
+        connection("keep-alive")
+    } else {
+        !connection("close")
+    }
 }
 
 /// Serves a connection with hyper's HTTP/1 server, upgrades included. Every request head must
@@ -213,35 +307,31 @@ async fn serve_hyper<I>(
     peer: SocketAddr,
     router: Router,
     first: HyperFirst,
-    head_timeout: Duration,
+    setup: HyperSetup,
     shutdown: CancellationToken,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     // Until hyper calls the service once, the connection is half-open: watched for its
-    // deadline and for being shed.
+    // deadline (and, through `close`, for being shed).
     let head_done = CancellationToken::new();
-    let (call, half_open) = match first {
-        HyperFirst::Answered(response) => (FirstCall::Answer(response), None),
-        HyperFirst::Unread { slot, deadline } => {
-            let shed = slot.shed_token();
-            (FirstCall::Release(slot), Some((shed, deadline)))
-        }
+    let (call, slot, deadline) = match first {
+        HyperFirst::Answered(response) => (FirstCall::Answer(response), None, None),
+        HyperFirst::Unread { slot, deadline } => (FirstCall::Release, Some(slot), Some(deadline)),
     };
-    let half_open_ended = {
+    let between = Arc::new(Between {
+        half_open: setup.half_open,
+        peer: peer.ip(),
+        slot: Mutex::new(slot),
+        close: setup.close.clone(),
+    });
+    let head_late = {
         let head_done = head_done.clone();
         async move {
-            let Some((shed, deadline)) = half_open else { return std::future::pending().await };
-            // The deadline is the head's; being shed ends the body phase too.
-            let head = async {
-                tokio::select! {
-                    () = head_done.cancelled() => std::future::pending::<()>().await,
-                    () = tokio::time::sleep_until(deadline) => {}
-                }
-            };
+            let Some(deadline) = deadline else { return std::future::pending().await };
             tokio::select! {
-                () = shed.cancelled() => {}
-                () = head => {}
+                () = head_done.cancelled() => std::future::pending::<()>().await,
+                () = tokio::time::sleep_until(deadline) => {}
             }
         }
     };
@@ -249,33 +339,49 @@ async fn serve_hyper<I>(
     let call = Arc::new(Mutex::new(call));
     let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
         let first = std::mem::replace(&mut *call.lock(), FirstCall::Done);
-        let slot = match first {
-            FirstCall::Answer(response) => return Either::Left(std::future::ready(Ok(response))),
-            FirstCall::Release(slot) => {
-                head_done.cancel();
-                Some(slot)
+        // The head is in: the slot goes with the body, if there is one still coming.
+        let slot = between.slot.lock().take();
+        let respond = {
+            // A connection the client closes after this answer never waits for another request.
+            let between = keep_alive(&request).then(|| between.clone());
+            move |response: Response<Body>| match between {
+                Some(between) => response.map(|body| Body::new(ResponseBody { body, between })),
+                None => response,
             }
-            FirstCall::Done => None,
         };
+        match first {
+            FirstCall::Answer(response) => return Either::Left(std::future::ready(Ok(respond(response)))),
+            FirstCall::Release => head_done.cancel(),
+            FirstCall::Done => {}
+        }
         // What axum's `into_make_service_with_connect_info` would insert.
         request.extensions_mut().insert(ConnectInfo(peer));
-        if request.body().is_end_stream() {
+        let request = if request.body().is_end_stream() {
             drop(slot);
-            return Either::Right(router.clone().call(request.map(Body::new)));
-        }
-        // A request with a body stays half-open until its body is in: a body drip-fed a byte at
-        // a time holds a connection and its buffers as a head does.
-        Either::Right(router.clone().call(request.map(|body| Body::new(RequestBody::new(body, slot)))))
+            request.map(Body::new)
+        } else {
+            // A request with a body stays half-open until its body is in: a body drip-fed a
+            // byte at a time holds a connection and its buffers as a head does.
+            request.map(|body| Body::new(RequestBody::new(body, slot)))
+        };
+        Either::Right(router.clone().call(request).map_ok(respond))
     });
     let mut connection = pin!(hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(head_timeout)
+        .header_read_timeout(setup.head_timeout)
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades());
     let result = tokio::select! {
         result = connection.as_mut() => result,
-        // Half-open past its deadline, or shed: closed without an answer, like a silent one.
-        () = half_open_ended => return,
+        // The first head past its deadline: closed without an answer, like a silent one.
+        () = head_late => return,
+        () = setup.close.cancelled() => {
+            // Shed, or no place to wait for another request: whatever is being answered is
+            // finished (briefly), and the connection closed instead of kept alive.
+            connection.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(SHED_GRACE, connection).await;
+            return;
+        }
         () = shutdown.cancelled() => {
             connection.as_mut().graceful_shutdown();
             connection.await

@@ -190,3 +190,78 @@ async fn requests_whose_bodies_are_still_coming_count_as_half_open() {
     })
     .await;
 }
+
+/// Reads one keep-alive answer (its head and its `Content-Length` body), leaving the connection open.
+async fn answer_kept_alive(tcp: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 1024];
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let text = String::from_utf8_lossy(&got).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(str::to_owned))
+                    .and_then(|n| n.trim().parse::<usize>().ok())
+                    .expect("a content-length");
+                if body.len() >= length {
+                    return text;
+                }
+            }
+            let n = tcp.read(&mut chunk).await.expect("read the answer");
+            assert_ne!(n, 0, "closed instead of kept alive: {text}");
+            got.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await
+    .expect("answered in time")
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_count_as_half_open_between_requests() {
+    let server = TestServer::with(config(|c| {
+        c.limits.request_head_timeout_secs = 30;
+        c.limits.max_half_open_per_ip = 2;
+    }))
+    .await;
+    let mut idle = Vec::new();
+    for _ in 0..2 {
+        let mut tcp = connect_from(&server, [127, 0, 0, 1]).await;
+        tcp.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
+        assert!(answer_kept_alive(&mut tcp).await.starts_with("HTTP/1.1 200 OK\r\n"));
+        idle.push(tcp);
+    }
+    // Served once each, then silent: as costly as connections that never sent a head.
+    common::eventually("two idle keep-alive connections, half-open", || async {
+        (metrics_from(&server, [127, 0, 0, 2]).await["half_open"]["now"] == 2).then_some(())
+    })
+    .await;
+    let mut third = connect_from(&server, [127, 0, 0, 1]).await;
+    assert_eq!(closed_by_server(&mut third).await, "", "a third from the address is closed at once");
+    // The next request takes an idle connection out of the count, and it is served as usual.
+    idle[0].write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.expect("write");
+    assert!(closed_by_server(&mut idle[0]).await.starts_with("HTTP/1.1 200 OK\r\n"));
+    common::eventually("one idle connection left", || async {
+        (metrics_from(&server, [127, 0, 0, 2]).await["half_open"]["now"] == 1).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn past_the_global_limit_an_idle_keep_alive_connection_is_shed() {
+    let server = TestServer::with(config(|c| {
+        c.limits.request_head_timeout_secs = 30;
+        c.limits.max_half_open_per_ip = 0;
+        c.limits.max_half_open = 2;
+    }))
+    .await;
+    let mut idle = connect_from(&server, [127, 0, 0, 1]).await;
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
+    assert!(answer_kept_alive(&mut idle).await.starts_with("HTTP/1.1 200 OK\r\n"));
+    common::eventually("the idle connection is half-open", || async {
+        (metrics_from(&server, [127, 0, 0, 2]).await["half_open"]["now"] == 1).then_some(())
+    })
+    .await;
+    let _silent = [connect_from(&server, [127, 0, 0, 3]).await, connect_from(&server, [127, 0, 0, 3]).await];
+    assert_eq!(closed_by_server(&mut idle).await, "", "the oldest, idle since its answer, was shed");
+}
