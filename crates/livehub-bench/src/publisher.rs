@@ -142,3 +142,18 @@ fn check_incoming(client: &mut WsClient) -> io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_is_a_sentence_not_json() {
+        let payload = br#"{"type":"error","code":"rate_limited","message":"rate limit exceeded, slow down"}"#;
+        assert_eq!(
+            refusal(payload),
+            "the server refused a publication (rate_limited): rate limit exceeded, slow down"
+        );
+        assert_eq!(refusal(b"not json"), "the server refused a publication");
+    }
+}
