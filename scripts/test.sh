@@ -14,11 +14,21 @@
 #   LIVEHUB_SKIP_FUZZ=1        skip fuzzing the decoders (FUZZ_SECS, default 10, per target)
 #   LIVEHUB_SKIP_ATTACK=1      skip the attack suite (ATTACK_SECS, default 8, per attack)
 #
-# The dashboard's browser tests save screenshots of every page under target/artifacts/dashboard/.
+# The dashboard's browser tests save screenshots of every page under target/artifacts/dashboard/,
+# the Autobahn suite its reports under target/artifacts/autobahn/. Temporary files go under
+# target/tmp/ and are removed at the end; Python packages go into target/venv (scripts/venv.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
+
+# Temporary files of every suite (mktemp, Rust's tempfile, Python's tempfile) go under target/tmp
+# instead of /tmp, and are removed when the run ends, however it ends.
+TMPDIR="$PWD/target/tmp/test.$$"
+mkdir -p "$TMPDIR"
+export TMPDIR
+cleanup_tmp() { rm -rf "$TMPDIR"; }
+trap cleanup_tmp EXIT
 
 # Load tests of our own only target loopback, and must not inherit a proxy.
 export NO_PROXY="127.0.0.1,localhost" no_proxy="127.0.0.1,localhost"
@@ -69,15 +79,16 @@ if [[ "${LIVEHUB_SKIP_AUTOBAHN:-0}" != 1 ]]; then
   log=$(mktemp)
   target/release/livehub serve --listen "127.0.0.1:$port" --test-endpoints --log warn >"$log" 2>&1 &
   server=$!
-  trap 'kill "$server" 2>/dev/null || true' EXIT
+  trap 'kill "$server" 2>/dev/null || true; cleanup_tmp' EXIT
   for _ in $(seq 1 100); do
     python3 -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$port/health', timeout=1)" 2>/dev/null && break
     sleep 0.1
   done
-  PYTHON=$(scripts/venv.sh) tests/autobahn/run.sh "ws://127.0.0.1:$port/_test/echo"
+  PYTHON=$(scripts/venv.sh) AUTOBAHN_REPORT_DIR="$PWD/target/artifacts/autobahn" \
+    tests/autobahn/run.sh "ws://127.0.0.1:$port/_test/echo"
   kill "$server"
   wait "$server" 2>/dev/null || true
-  trap - EXIT
+  trap cleanup_tmp EXIT
 fi
 
 if [[ "${LIVEHUB_SKIP_ATTACK:-0}" != 1 ]]; then

@@ -86,7 +86,7 @@ pub(crate) async fn publish(args: PublishArgs) -> anyhow::Result<()> {
 fn http_refusal(what: &str, status: reqwest::StatusCode, body: &str) -> Failure {
     let error = serde_json::from_str::<Value>(body).ok().map(|v| v["error"].clone());
     let code = error.as_ref().and_then(|e| e["code"].as_str()).unwrap_or("");
-    let detail = error.as_ref().and_then(|e| e["message"].as_str()).unwrap_or("");
+    let detail = without_code(error.as_ref().and_then(|e| e["message"].as_str()).unwrap_or(""), code);
     let mut message = format!("the server {what} with {status}");
     if !code.is_empty() {
         message = format!("{message} {code}");
@@ -203,11 +203,16 @@ async fn run(
 /// The `id` of the subscribe command, which the server's replies to it carry.
 const SUBSCRIBE_ID: u64 = 1;
 
+/// A server message without the `code: ` some messages start with, which is said already.
+fn without_code<'a>(message: &'a str, code: &str) -> &'a str {
+    message.strip_prefix(code).and_then(|rest| rest.strip_prefix(": ")).unwrap_or(message)
+}
+
 /// An `error` from the server: a refused subscription ends the command (a partial subscription
 /// would look like a quiet channel); any other error is reported and the command goes on.
 fn refused(error: &Value) -> Result<(), Failure> {
     let code = error["code"].as_str().unwrap_or("error");
-    let detail = error["message"].as_str().unwrap_or("");
+    let detail = without_code(error["message"].as_str().unwrap_or(""), code);
     let channel = error["channel"].as_str();
     if error["id"].as_u64() != Some(SUBSCRIBE_ID) {
         eprintln!("livehub subscribe: the server reported {code}: {detail}");
