@@ -22,6 +22,16 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# Every LIVEHUB_SKIP_* takes the usual boolean spellings (1/0, true/false, yes/no, on/off, any
+# case), as livehub's own variables do; normalised here to the 1 or 0 that the checks below test.
+for var in $(compgen -v LIVEHUB_SKIP_ || true); do
+  case "${!var,,}" in
+    1 | true | yes | on) printf -v "$var" 1 ;;
+    "" | 0 | false | no | off) printf -v "$var" 0 ;;
+    *) echo "test.sh: $var=${!var} is not a boolean; use 1 or 0" >&2 && exit 2 ;;
+  esac
+done
+
 # Temporary files of every suite (mktemp, Rust's tempfile, Python's tempfile) go under target/tmp
 # instead of /tmp, and are removed when the run ends, however it ends.
 TMPDIR="$PWD/target/tmp/test.$$"
