@@ -14,17 +14,30 @@ export interface Row {
   values: (number | null)[];
 }
 
-/** The newest `capacity` rows, in time order, in the column layout uPlot draws from. */
+/**
+ * The newest `capacity` rows, in time order, in the column layout uPlot draws from. Where two
+ * rows are more than `gapMs` apart (an outage the reconnect could not recover, which history
+ * cannot fill either), a row of nulls goes between them, so that the lines break there instead
+ * of joining across the missing interval.
+ */
 export class SeriesBuffer {
   /** Seconds since the epoch (uPlot's time unit). */
   private xs: number[] = [];
   private ys: (number | null)[][];
+  /** The gap markers (rows of nulls) in the buffer. */
+  private gapRows = 0;
 
   constructor(
     readonly capacity: number,
     private series: number,
+    private readonly gapMs = Number.POSITIVE_INFINITY,
   ) {
     this.ys = Array.from({ length: series }, () => []);
+  }
+
+  /** How many gaps the buffer holds. */
+  get gaps(): number {
+    return this.gapRows;
   }
 
   get length(): number {
@@ -44,14 +57,19 @@ export class SeriesBuffer {
 
   /** Appends a row newer than the newest; older rows (repeats, late arrivals) are ignored. */
   push(row: Row): boolean {
-    if (this.xs.length && row.ts / 1000 <= this.xs[this.xs.length - 1]!) {
+    const newest = this.xs[this.xs.length - 1];
+    if (newest !== undefined && row.ts / 1000 <= newest) {
       return false;
     }
-    this.xs.push(row.ts / 1000);
-    for (let i = 0; i < this.series; i++) {
-      this.ys[i]!.push(row.values[i] ?? null);
+    if (newest !== undefined && row.ts - newest * 1000 > this.gapMs) {
+      this.append(newest + GAP_OFFSET_SECS, []);
+      this.gapRows++;
     }
-    if (this.xs.length > this.capacity) {
+    this.append(row.ts / 1000, row.values);
+    while (this.xs.length > this.capacity) {
+      if (this.isGap(0)) {
+        this.gapRows--;
+      }
       this.xs.shift();
       for (const col of this.ys) {
         col.shift();
@@ -60,16 +78,52 @@ export class SeriesBuffer {
     return true;
   }
 
+  private append(x: number, values: (number | null)[]): void {
+    this.xs.push(x);
+    for (let i = 0; i < this.series; i++) {
+      this.ys[i]!.push(values[i] ?? null);
+    }
+  }
+
+  /** Whether row `j` is a gap marker: every value null. */
+  private isGap(j: number): boolean {
+    return this.ys.every((col) => col[j] === null || col[j] === undefined);
+  }
+
   /** Merges rows from history with what is there: sorted by time, one row per time, the newest kept. */
   merge(rows: Row[]): void {
     const byTs = new Map<number, (number | null)[]>();
     for (const row of rows) {
       byTs.set(row.ts / 1000, row.values);
     }
-    this.xs.forEach((x, j) => byTs.set(x, this.ys.map((col) => col[j] ?? null)));
-    const xs = [...byTs.keys()].sort((a, b) => a - b).slice(-this.capacity);
-    this.xs = xs;
-    this.ys = Array.from({ length: this.series }, (_, i) => xs.map((x) => byTs.get(x)![i] ?? null));
+    this.xs.forEach((x, j) => {
+      // The gap markers are placed again below, where gaps remain once history is in.
+      if (!this.isGap(j)) {
+        byTs.set(x, this.ys.map((col) => col[j] ?? null));
+      }
+    });
+    const sorted = [...byTs.keys()].sort((a, b) => a - b);
+    const xs: number[] = [];
+    const values: (number | null)[][] = [];
+    this.gapRows = 0;
+    sorted.forEach((x, k) => {
+      const previous = sorted[k - 1];
+      if (previous !== undefined && (x - previous) * 1000 > this.gapMs) {
+        xs.push(previous + GAP_OFFSET_SECS);
+        values.push([]);
+        this.gapRows++;
+      }
+      xs.push(x);
+      values.push(byTs.get(x)!);
+    });
+    const drop = Math.max(0, xs.length - this.capacity);
+    for (let j = 0; j < drop; j++) {
+      if (values[j]!.every((v) => v === null || v === undefined)) {
+        this.gapRows--;
+      }
+    }
+    this.xs = xs.slice(drop);
+    this.ys = Array.from({ length: this.series }, (_, i) => values.slice(drop).map((v) => v[i] ?? null));
   }
 
   /** Changes the number of series (CPU cores become known with the first sample); old values are kept. */
@@ -120,10 +174,15 @@ export interface ChartSpec {
   series: SeriesSpec[];
   axes: AxisSpec[];
   capacity: number;
+  /** Rows further apart than this (ms) are not joined by a line: the data between them is missing. */
+  gapMs?: number;
   height?: number;
   /** Formats a series' newest value in the legend. */
   legendValue?: (v: number | null, i: number) => string;
 }
+
+/** Where a gap marker goes: just after the last row before the gap, so it does not shift the line. */
+const GAP_OFFSET_SECS = 0.001;
 
 /** The time axis spans at least this long, so that a chart with few points fills from the right. */
 const MIN_WINDOW_SECS = 60;
@@ -148,12 +207,12 @@ export class LiveChart {
   private readonly resize: ResizeObserver;
 
   constructor(private spec: ChartSpec) {
-    this.buffer = new SeriesBuffer(spec.capacity, spec.series.length);
+    this.buffer = new SeriesBuffer(spec.capacity, spec.series.length, spec.gapMs);
     this.legend = h("div", { class: "legend" });
     this.holder = h("div", { class: "plot", style: `height:${spec.height ?? 200}px` });
     this.el = h(
       "div",
-      { class: "chart", "data-chart": spec.key, "data-points": 0 },
+      { class: "chart", "data-chart": spec.key, "data-points": 0, "data-gaps": 0 },
       h("div", { class: "chart-head" }, h("h3", {}, spec.title), this.legend),
       this.holder,
     );
@@ -205,6 +264,7 @@ export class LiveChart {
   /** Notes a change: `data-points` now, the drawing on the next frame. */
   invalidate(): void {
     this.el.dataset.points = String(this.buffer.length);
+    this.el.dataset.gaps = String(this.buffer.gaps);
     if (this.active && !this.frame) {
       this.frame = requestAnimationFrame(() => {
         this.frame = 0;

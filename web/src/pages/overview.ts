@@ -18,6 +18,12 @@ const HISTORY_ROWS = 600;
  */
 const CHART_ROWS = 900;
 
+/**
+ * Samples further apart than this are not joined: the source publishes every second, so five
+ * missing ones mean an outage, and a line across it would make up data.
+ */
+const GAP_MS = 5000;
+
 const TOTAL: SeriesSpec = { label: "Total", color: "#34d399", width: 2, fill: "rgba(52, 211, 153, 0.10)" };
 
 function isMetrics(data: unknown): data is SystemMetrics {
@@ -41,6 +47,7 @@ export function overviewPage({ conn, catalog, root }: PageContext): Page {
     series: [TOTAL],
     axes: [{ scale: "%", format: (v) => `${v} %`, range: [0, 100] }],
     capacity: CHART_ROWS,
+    gapMs: GAP_MS,
     legendValue: (v) => percent(v),
   });
   const memory = new LiveChart({
@@ -52,6 +59,7 @@ export function overviewPage({ conn, catalog, root }: PageContext): Page {
     ],
     axes: [{ scale: "%", format: (v) => `${v} %`, range: [0, 100] }],
     capacity: CHART_ROWS,
+    gapMs: GAP_MS,
     legendValue: (v) => percent(v),
   });
   const network = new LiveChart({
@@ -63,6 +71,7 @@ export function overviewPage({ conn, catalog, root }: PageContext): Page {
     ],
     axes: [{ scale: "B/s", format: axisBytes, incrs: BYTE_STEPS }],
     capacity: CHART_ROWS,
+    gapMs: GAP_MS,
     legendValue: (v) => rate(v),
   });
   const disk = new LiveChart({
@@ -74,6 +83,7 @@ export function overviewPage({ conn, catalog, root }: PageContext): Page {
     ],
     axes: [{ scale: "B/s", format: axisBytes, incrs: BYTE_STEPS }],
     capacity: CHART_ROWS,
+    gapMs: GAP_MS,
     legendValue: (v) => rate(v),
   });
   const charts = [cpu, memory, network, disk];

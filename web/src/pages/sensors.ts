@@ -63,6 +63,8 @@ class SensorView {
         { scale: "%", format: (v) => `${num(v, 1)} %`, side: "right", padded: true },
       ],
       capacity: CHART_ROWS,
+      // Ten readings a second: a second without any is an outage, not a quiet sensor.
+      gapMs: 1000,
       height: 300,
       legendValue: (v, i) => (i === 0 ? `${num(v, 2)} °C` : `${num(v, 1)} %`),
     });
