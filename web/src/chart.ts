@@ -184,6 +184,11 @@ export interface ChartSpec {
 /** Where a gap marker goes: just after the last row before the gap, so it does not shift the line. */
 const GAP_OFFSET_SECS = 0.001;
 
+/** Below this width (px) a chart is on a phone: see `LiveChart.options`. */
+const NARROW_PX = 520;
+/** Right padding that keeps the last time label (about 50 px wide, centred on its tick) inside the canvas. */
+const LAST_LABEL_ROOM = 28;
+
 /** The time axis spans at least this long, so that a chart with few points fills from the right. */
 const MIN_WINDOW_SECS = 60;
 /** Time-axis steps, in seconds: whole seconds, as the labels show no fractions. */
@@ -204,6 +209,8 @@ export class LiveChart {
   private legendValues: HTMLElement[] = [];
   private active = false;
   private frame = 0;
+  /** Whether the plot was built for a narrow width (see `options`). */
+  private narrow = false;
   private readonly resize: ResizeObserver;
 
   constructor(private spec: ChartSpec) {
@@ -297,7 +304,12 @@ export class LiveChart {
 
   private fit(): void {
     const width = this.holder.clientWidth;
-    if (this.plot && width > 0 && width !== this.plot.width) {
+    if (this.plot && width > 0 && width < NARROW_PX !== this.narrow) {
+      // The axes depend on the width: build the plot again.
+      this.plot.destroy();
+      this.plot = null;
+      this.invalidate();
+    } else if (this.plot && width > 0 && width !== this.plot.width) {
       this.plot.setSize({ width, height: this.spec.height ?? 200 });
     } else if (!this.plot && width > 0) {
       this.invalidate();
@@ -319,12 +331,18 @@ export class LiveChart {
 
   private options(width: number): uPlot.Options {
     const { spec } = this;
+    // On a phone, two 64 px axes would leave the plot a third of the screen: narrower axes, and
+    // the right-hand one left out (its series' value stays in the legend).
+    const narrow = width < NARROW_PX;
+    this.narrow = narrow;
+    const rightAxis = spec.axes.some((a) => a.side === "right") && !narrow;
     return {
       width,
       height: spec.height ?? 200,
       legend: { show: false },
       cursor: { show: false },
-      padding: [8, 4, 0, 0],
+      // Room on the right for half of the last time label, unless an axis is there.
+      padding: [8, rightAxis ? 4 : LAST_LABEL_ROOM, 0, 0],
       scales: Object.fromEntries([
         ["x", { time: true, range: (_u: uPlot, min: number, max: number): uPlot.Range.MinMax => [Math.min(min, max - MIN_WINDOW_SECS), max] }],
         ...spec.axes.map((a) => [a.scale, a.range ? { range: a.range } : { range: (_u: uPlot, min: number, max: number) => (a.padded ? paddedRange(min, max) : niceRange(min, max)) }]),
@@ -345,7 +363,8 @@ export class LiveChart {
             side: a.side === "right" ? 1 : 3,
             stroke: AXIS_STROKE,
             font: FONT,
-            size: 64,
+            size: narrow ? 46 : 64,
+            show: a.side !== "right" || rightAxis,
             grid: { show: a.side !== "right", stroke: GRID_STROKE, width: 1 },
             ticks: { show: false },
             values: (_u, splits) => splits.map((v) => a.format(v)),

@@ -2,7 +2,7 @@
 
 import type { Message } from "../../../clients/js/src/index.js";
 import { unavailable, type RouteInfo } from "../catalog.js";
-import { h, note, simulatedBadge } from "../dom.js";
+import { h, note, simulatedBadge, tableWrap } from "../dom.js";
 import { isFiniteNumber, label, num } from "../format.js";
 import { fetchHistory } from "../history.js";
 import { isStringArray, load, save } from "../prefs.js";
@@ -166,7 +166,7 @@ export function transitPage({ conn, catalog, root }: PageContext): Page {
         "div",
         { class: "transit-grid" },
         h("div", { class: "panel map-panel" }, pickers, h("div", { class: "map-wrap" }, map.el), legend),
-        h("aside", { class: "panel" }, h("h3", {}, "Vehicles"), h("div", { class: "table-wrap" }, table)),
+        h("aside", { class: "panel" }, h("h3", {}, "Vehicles"), tableWrap(table)),
       ),
     );
     for (const route of routes) {
