@@ -194,8 +194,20 @@ const MIN_WINDOW_SECS = 60;
 /** Time-axis steps, in seconds: whole seconds, as the labels show no fractions. */
 const TIME_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600];
 
-const AXIS_STROKE = "#8a94a6";
-const GRID_STROKE = "rgba(148, 163, 184, 0.09)";
+/** A colour of the current theme (`--chart-axis`, `--chart-grid`), read when a plot is built. */
+function themeColor(name: string, fallback: string): string {
+  return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || fallback;
+}
+
+/** Every chart, to rebuild their plots when the theme changes (canvas colours are not CSS). */
+const charts = new Set<LiveChart>();
+
+/** Rebuilds every chart's plot with the colours of the theme now in force. */
+export function redrawCharts(): void {
+  for (const chart of charts) {
+    chart.rebuild();
+  }
+}
 const FONT = '11px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
 
 /** A chart that draws its buffer on the next animation frame after a change, while active. */
@@ -226,6 +238,14 @@ export class LiveChart {
     this.buildLegend();
     this.resize = new ResizeObserver(() => this.fit());
     this.resize.observe(this.holder);
+    charts.add(this);
+  }
+
+  /** Builds the plot again on the next draw (new colours, new axes). */
+  rebuild(): void {
+    this.plot?.destroy();
+    this.plot = null;
+    this.invalidate();
   }
 
   /** Replaces the series (same axes); the plot is rebuilt on the next draw. */
@@ -331,6 +351,8 @@ export class LiveChart {
 
   private options(width: number): uPlot.Options {
     const { spec } = this;
+    const AXIS_STROKE = themeColor("--chart-axis", "#8a94a6");
+    const GRID_STROKE = themeColor("--chart-grid", "rgba(148, 163, 184, 0.09)");
     // On a phone, two 64 px axes would leave the plot a third of the screen: narrower axes, and
     // the right-hand one left out (its series' value stays in the legend).
     const narrow = width < NARROW_PX;
