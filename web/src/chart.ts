@@ -148,8 +148,13 @@ export interface SeriesSpec {
   fill?: string;
   /** The y scale, when the chart has two. */
   scale?: string;
-  /** Leave it out of the legend above the chart (per-core lines). */
+  /** Leave it out of the legend above the chart. */
   hideInLegend?: boolean;
+  /**
+   * Series that share one legend entry, with this label and no value (the per-core CPU lines):
+   * the first of them draws the entry, the others are left out.
+   */
+  legendGroup?: string;
 }
 
 export interface AxisSpec {
@@ -277,6 +282,11 @@ export class LiveChart {
     }
   }
 
+  /** Shows "Loading history…" over the chart while history is on its way (`data-loading`). */
+  setLoading(loading: boolean): void {
+    this.el.toggleAttribute("data-loading", loading);
+  }
+
   /** Draws while its page is shown; stops drawing (but keeps collecting) when not. */
   setActive(active: boolean): void {
     this.active = active;
@@ -339,7 +349,15 @@ export class LiveChart {
   private buildLegend(): void {
     this.legend.replaceChildren();
     this.legendValues = [];
+    const grouped = new Set<string>();
     this.spec.series.forEach((s, i) => {
+      if (s.legendGroup !== undefined) {
+        if (!grouped.has(s.legendGroup)) {
+          grouped.add(s.legendGroup);
+          this.legend.append(h("span", { class: "key group" }, h("i", { style: `background:${s.color}` }), s.legendGroup));
+        }
+        return;
+      }
       if (s.hideInLegend) {
         return;
       }

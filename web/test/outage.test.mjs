@@ -79,6 +79,8 @@ test("the server stopped for 15 s: stale within 2 s, a countdown, connected with
     }
     await sleep(1500); // two more samples on the right of the gap, for the screenshot
     await screenshot(page, "outage-after-gap");
+    const feed = await page.$$eval("#activity li", (lis) => lis.map((li) => li.textContent ?? ""));
+    assert.ok(!feed.some((line) => /TypeError|Failed to fetch|fetch failed/.test(line)), `no raw errors in the feed: ${feed.join(" | ")}`);
     console.log(`# stale ${staleAfter} ms after the stop; connected ${backAfter} ms after the return`);
     assert.deepEqual(unexpected(errors), []);
   } finally {

@@ -24,6 +24,9 @@ const CHART_ROWS = 900;
  */
 const GAP_MS = 5000;
 
+const MEMORY: SeriesSpec = { label: "Memory", color: "#60a5fa", width: 2, fill: "rgba(96, 165, 250, 0.10)" };
+const SWAP: SeriesSpec = { label: "Swap", color: "#f472b6", width: 1.5 };
+
 const TOTAL: SeriesSpec = { label: "Total", color: "#34d399", width: 2, fill: "rgba(52, 211, 153, 0.10)" };
 
 function isMetrics(data: unknown): data is SystemMetrics {
@@ -53,10 +56,7 @@ export function overviewPage({ conn, catalog, root }: PageContext): Page {
   const memory = new LiveChart({
     key: "memory",
     title: "Memory",
-    series: [
-      { label: "Memory", color: "#60a5fa", width: 2, fill: "rgba(96, 165, 250, 0.10)" },
-      { label: "Swap", color: "#f472b6", width: 1.5 },
-    ],
+    series: [MEMORY, SWAP],
     axes: [{ scale: "%", format: (v) => `${v} %`, range: [0, 100] }],
     capacity: CHART_ROWS,
     gapMs: GAP_MS,
@@ -107,9 +107,17 @@ export function overviewPage({ conn, catalog, root }: PageContext): Page {
         label: `core ${i}`,
         color: `hsla(${Math.round((i * 360) / Math.max(cores, 1))}, 70%, 68%, 0.35)`,
         width: 1,
-        hideInLegend: true,
+        legendGroup: `each of ${cores} cores`,
       }));
       cpu.setSeries([...coreSeries, TOTAL]);
+    }
+  }
+
+  /** A host without swap gets no swap line, and no "Swap –" in the legend. */
+  function fitSwap(m: SystemMetrics): void {
+    const series = m.swap?.total ? 2 : 1;
+    if (series !== memory.seriesCount) {
+      memory.setSeries(series === 2 ? [MEMORY, SWAP] : [MEMORY]);
     }
   }
 
@@ -143,17 +151,21 @@ export function overviewPage({ conn, catalog, root }: PageContext): Page {
       return;
     }
     fitCores(msg.data);
+    fitSwap(msg.data);
     rows(msg.data).forEach((row, i) => charts[i]!.push(row));
     showCards(msg.data);
   }
 
   async function loadHistory(): Promise<void> {
+    charts.forEach((c) => c.setLoading(true));
     const publications = (await fetchHistory(channel, HISTORY_ROWS)).map((p) => p.data).filter(isMetrics);
+    charts.forEach((c) => c.setLoading(false));
     const newest = publications[publications.length - 1];
     if (!newest) {
       return;
     }
     fitCores(newest);
+    fitSwap(newest);
     const columns: Row[][] = [[], [], [], []];
     for (const m of publications) {
       rows(m).forEach((row, i) => columns[i]!.push(row));

@@ -88,7 +88,9 @@ class SensorView {
   }
 
   async load(): Promise<void> {
+    this.chart.setLoading(true);
     const samples = (await fetchHistory(this.info.channel, HISTORY_ROWS)).map((p) => p.data).filter(isSample);
+    this.chart.setLoading(false);
     this.chart.merge(samples.map(row));
     const newest = samples[samples.length - 1];
     if (newest && (!this.latest || newest.ts > this.latest.ts)) {
