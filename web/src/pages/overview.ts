@@ -1,10 +1,11 @@
 /** Overview: the host's real metrics (`metrics/system`) as cards and charts, and the activity feed. */
 
 import type { Message } from "../../../clients/js/src/index.js";
-import { activityList } from "../activity.js";
+import { activityList, logActivity } from "../activity.js";
 import { BYTE_STEPS, LiveChart, type Row, type SeriesSpec } from "../chart.js";
 import { h, note, setText } from "../dom.js";
-import { bytesShort, isFiniteNumber, percent, rate } from "../format.js";
+import { bytesShort, isFiniteNumber, percent, rate, time } from "../format.js";
+import { HOST_RULES, HostAlerts, type HostAlert } from "../host-alerts.js";
 import { fetchHistory } from "../history.js";
 import type { Page, PageContext } from "./page.js";
 import { SystemCards, type SystemMetrics } from "./system-cards.js";
@@ -38,7 +39,32 @@ function axisBytes(v: number): string {
   return v === 0 ? "0" : bytesShort(v);
 }
 
+/** How many host alerts the list keeps. */
+const MAX_HOST_ALERTS = 20;
+
 export function overviewPage({ conn, catalog, root }: PageContext): Page {
+  const hostAlerts = new HostAlerts();
+  const hostAlertsList = h("ul", { id: "host-alerts", class: "alerts" }, h("li", { class: "empty" }, "No host alerts so far."));
+
+  /** Lists an alert on the real metrics, newest first, and says it in the activity feed. */
+  function showHostAlert(alert: HostAlert): void {
+    const severity = alert.state === "firing" ? "danger" : "info";
+    hostAlertsList.querySelector(".empty")?.remove();
+    hostAlertsList.prepend(
+      h(
+        "li",
+        { "data-rule": alert.rule, "data-severity": severity, "data-state": alert.state },
+        h("span", { class: `sev ${severity}` }, alert.state === "firing" ? "alert" : "ok"),
+        h("div", {}, h("strong", {}, alert.text)),
+        h("time", { class: "muted" }, time(alert.ts)),
+      ),
+    );
+    while (hostAlertsList.childElementCount > MAX_HOST_ALERTS) {
+      hostAlertsList.lastElementChild?.remove();
+    }
+    logActivity("alert", alert.text, alert.state === "firing" ? "danger" : "ok", alert.ts);
+  }
+
   let channel = DEFAULT_CHANNEL;
   const cards = new SystemCards();
   const host = h("b", {}, "this host");
@@ -92,7 +118,22 @@ export function overviewPage({ conn, catalog, root }: PageContext): Page {
   root.append(
     h("div", { class: "page-head" }, h("h2", {}, "Overview"), h("p", { class: "muted" }, "Real metrics of ", host, ", sampled every second")),
     notes,
-    h("div", { class: "overview-grid" }, body, h("aside", { class: "panel activity-panel" }, h("h3", {}, "Activity"), activityList)),
+    h(
+      "div",
+      { class: "overview-grid" },
+      body,
+      h(
+        "div",
+        { class: "overview-side" },
+        h(
+          "aside",
+          { class: "panel host-alerts-panel" },
+          h("h3", { title: HOST_RULES.map((r) => `${r.label} ≥ ${r.threshold} %`).join(", ") }, "Host alerts"),
+          hostAlertsList,
+        ),
+        h("aside", { class: "panel activity-panel" }, h("h3", {}, "Activity"), activityList),
+      ),
+    ),
   );
 
   let active = false;
@@ -152,6 +193,7 @@ export function overviewPage({ conn, catalog, root }: PageContext): Page {
     }
     fitCores(msg.data);
     fitSwap(msg.data);
+    hostAlerts.feed(msg.data).forEach(showHostAlert);
     rows(msg.data).forEach((row, i) => charts[i]!.push(row));
     showCards(msg.data);
   }
