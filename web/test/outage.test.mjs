@@ -142,3 +142,18 @@ test("a transport pinned in the URL and disabled on the server: the page falls b
     await server.stop();
   }
 });
+
+test("websocket pinned in the URL and disabled on the server: the page falls back to automatic and says why", { timeout: 60000 }, async () => {
+  const server = await startServer(["--disable", "websocket"]);
+  const { page, errors, close } = await open(browser, `${server.url}/?transport=websocket`);
+  try {
+    await connected(page, "sse", RECONNECT);
+    await cpuUpdates(page, RECONNECT);
+    assert.equal(await page.inputValue("#transport-select"), "auto");
+    assert.match((await page.textContent("#notice")) ?? "", /WebSocket was picked, but websocket is disabled on this server: switched to automatic/);
+    assert.deepEqual(unexpected(errors), []);
+  } finally {
+    await close();
+    await server.stop();
+  }
+});

@@ -1,7 +1,7 @@
 import { Backoff, CircuitBreaker } from "./backoff.js";
 import { matches } from "./cursor.js";
 import { Emitter } from "./emitter.js";
-import { LiveHubError } from "./errors.js";
+import { LiveHubError, httpError } from "./errors.js";
 import { Subscription } from "./subscription.js";
 import { TokenManager, type TokenSource } from "./token.js";
 import { LongPollTransport } from "./transports/longpoll.js";
@@ -442,6 +442,25 @@ export class LiveHub extends Emitter<HubEvents> {
     }
   }
 
+  /** `transport_disabled` when a plain `GET /ws` says the server switched WebSocket off, else `null`. */
+  private async disabledOnServer(): Promise<LiveHubError | null> {
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), PROBE_TIMEOUT_MS);
+    try {
+      const response = await this.ctx.fetch(`${this.baseUrl}/ws`, { signal: abort.signal });
+      if (response.status !== 404) {
+        void response.body?.cancel().catch(() => {});
+        return null;
+      }
+      const error = await httpError(response);
+      return error.code === "transport_disabled" ? error : null;
+    } catch {
+      return null;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** Ends the current wait and tries at once. */
   private hurry(): void {
     this.retryAsked = true;
@@ -492,7 +511,11 @@ export class LiveHub extends Emitter<HubEvents> {
       } catch (err) {
         transport.close();
         this.transportClosed = null;
-        const error = asError(err, "transport_failed");
+        let error = asError(err, "transport_failed");
+        if (name === "websocket" && this.transports.length === 1 && error.code === "transport_failed") {
+          // A refused handshake tells a browser nothing; a plain GET says whether it is switched off.
+          error = (await this.disabledOnServer()) ?? error;
+        }
         const verdict = this.tokens.verdict(error, generation, renewed);
         if (verdict === "renew") {
           renewed = true;

@@ -30,6 +30,24 @@ test("pinned to sse on a server with sse disabled: `fallback`, then connected on
   await waitFor(() => messages.length === 1, 5000, "a message on the fallback transport");
 });
 
+test("pinned to websocket on a server with websocket disabled: `fallback`, then connected on sse", { timeout: 30000 }, async (t) => {
+  let server, hub;
+  t.after(async () => {
+    hub?.close();
+    await server?.stop();
+  });
+  server = await startServer(["--disable", "websocket"]);
+  hub = new LiveHub(server.url, { WebSocket, transports: ["websocket"], autoConnect: false });
+  const fallback = nextEvent(hub, "fallback");
+  hub.connect();
+  const info = await fallback;
+  assert.equal(info.from, "websocket");
+  assert.equal(info.code, "transport_disabled");
+  assert.match(info.reason, /websocket is disabled/);
+  await waitFor(() => hub.state === "connected", 10000, "state connected");
+  assert.equal(hub.transport, "sse");
+});
+
 /** A fetch that counts the SSE streams the client opens. */
 function countingFetch() {
   const counter = { streams: 0 };
