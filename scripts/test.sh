@@ -9,6 +9,7 @@
 #   scripts/test.sh            everything
 #   LIVEHUB_SKIP_AUTOBAHN=1    skip the Autobahn suite (quick local runs)
 #   LIVEHUB_SKIP_JS=1          skip the TypeScript client suite
+#   LIVEHUB_SKIP_PACK=1        skip installing the packed client in a scratch project (clients/js/test/pack.sh)
 #   LIVEHUB_SKIP_BROWSER=1     skip the dashboard's bundle check and browser tests
 #   LIVEHUB_SKIP_BENCH=1       skip the quick benchmark comparison (nchan, Node ws, Python websockets)
 #   LIVEHUB_SKIP_FUZZ=1        skip fuzzing the decoders (FUZZ_SECS, default 10, per target)
@@ -53,6 +54,12 @@ if [[ "${LIVEHUB_SKIP_JS:-0}" != 1 ]]; then
   fi
   cargo build --bin livehub
   (cd clients/js && npm ci --no-audit --no-fund && LIVEHUB_BIN="$PWD/../../target/debug/livehub" npm test)
+  if [[ "${LIVEHUB_SKIP_PACK:-0}" != 1 ]]; then
+    # npm pack, the tarball installed in a scratch project under target/client-pack, and the
+    # README's example run from there under Node 20 with ws, as CommonJS and in Chromium.
+    [[ -x /usr/bin/chromium ]] || { apt-get update -qq && apt-get install -y -qq chromium; }
+    LIVEHUB_BIN="$PWD/target/debug/livehub" clients/js/test/pack.sh
+  fi
 fi
 
 if [[ "${LIVEHUB_SKIP_BROWSER:-0}" != 1 ]]; then
