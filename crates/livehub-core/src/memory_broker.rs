@@ -201,6 +201,7 @@ impl<S: HistoryStore> MemoryBroker<S> {
         key: Option<&str>,
     ) -> Result<Published, Error> {
         let policy = self.policy(channel);
+        self.store.admit(channel)?;
         let Ok(stream) = self.loaded(channel, true).await? else {
             return Err(Error::Broker("channel state without its store".into()));
         };
