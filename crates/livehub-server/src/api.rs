@@ -286,12 +286,15 @@ fn polling_enabled(app: &App) -> Result<(), ApiError> {
     }
 }
 
-/// `GET /health`: 200 while the server serves, 503 once it is shutting down.
+/// `GET /health`: 200 while the server serves, 503 once it is shutting down. `status` is
+/// `degraded` (still 200) while the store fails writes or refuses publishes.
 pub(crate) async fn health(State(app): State<App>) -> Response {
     if app.shutting_down() {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "shutting_down" }))).into_response();
     }
-    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") })).into_response()
+    let (store, degraded) = crate::storage::health(app.store());
+    let status = if degraded { "degraded" } else { "ok" };
+    Json(json!({ "status": status, "version": env!("CARGO_PKG_VERSION"), "store": store })).into_response()
 }
 
 /// `GET /api/sources`: what the built-in sources publish, with the static data the dashboard

@@ -4,6 +4,7 @@
 mod apikey;
 mod bench;
 mod client;
+mod store;
 mod token;
 
 use std::path::PathBuf;
@@ -25,7 +26,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the server (defaults: 127.0.0.1:8080, in-memory history, every transport on).
+    /// Run the server (defaults: 127.0.0.1:8080, history in ./livehub-data, every transport on).
     Serve(ServeArgs),
     /// Publish one message: `livehub publish demo/ticks '{"v":2}'`.
     Publish(client::PublishArgs),
@@ -40,6 +41,9 @@ enum Command {
     /// (docs/benchmarks.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Inspect or back up the history store (docs/storage.md).
+    #[command(subcommand)]
+    Store(store::StoreCommand),
 }
 
 /// Settings for `serve`. Precedence: flags, then `LIVEHUB_*` environment variables, then the
@@ -58,6 +62,12 @@ struct ServeArgs {
     /// Age limit of history by default, in seconds.
     #[arg(long, env = "LIVEHUB_HISTORY_MAX_AGE_SECS")]
     history_max_age_secs: Option<u64>,
+    /// Where history is kept: `sqlite` (under --data-dir) or `memory` (lost on restart).
+    #[arg(long, env = "LIVEHUB_STORE")]
+    store: Option<StoreArg>,
+    /// Directory of the SQLite store (default ./livehub-data).
+    #[arg(long, env = "LIVEHUB_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     /// Transports to switch off, comma-separated: websocket, sse, long-polling, polling.
     #[arg(long, env = "LIVEHUB_DISABLE", value_delimiter = ',')]
     disable: Vec<Transport>,
@@ -73,6 +83,12 @@ struct ServeArgs {
     /// Log filter, such as `info` or `livehub=debug` (RUST_LOG syntax).
     #[arg(long, env = "LIVEHUB_LOG", default_value = "info")]
     log: String,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum StoreArg {
+    Sqlite,
+    Memory,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -97,6 +113,14 @@ impl ServeArgs {
         }
         if let Some(secs) = self.history_max_age_secs {
             config.history.max_age_secs = secs;
+        }
+        match self.store {
+            Some(StoreArg::Sqlite) => config.storage.store = livehub_server::StoreKind::Sqlite,
+            Some(StoreArg::Memory) => config.storage.store = livehub_server::StoreKind::Memory,
+            None => {}
+        }
+        if let Some(dir) = &self.data_dir {
+            config.storage.data_dir = dir.clone();
         }
         if let Some(max) = self.max_message_size {
             config.limits.max_message_size = max;
@@ -137,6 +161,7 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::ApiKey(args) => apikey::run(args),
         // Its own runtime, and its own exit status: 1 when the run failed.
         Command::Bench(command) => return bench::run(command),
+        Command::Store(command) => store::run(command),
     };
     done.map(|()| ExitCode::SUCCESS)
 }
@@ -169,6 +194,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ),
         None => {}
     }
+    // Before listening: a store in use by another process, or written by a newer livehub,
+    // stops the start with its reason.
+    let store = livehub_server::open_store(&config.storage)
+        .with_context(|| format!("cannot open the history store in {}", config.storage.data_dir.display()))?;
     let listener =
         livehub_server::bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
@@ -178,7 +207,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if config.test_endpoints {
         tracing::warn!("test endpoints are enabled (/_test/echo); never do this in production");
     }
-    livehub_server::serve(config, listener, shutdown).await?;
+    livehub_server::serve_with_store(config, store, listener, shutdown).await?;
     tracing::info!("livehub stopped");
     Ok(())
 }
