@@ -24,6 +24,7 @@ mod protocol;
 mod resume;
 mod sse;
 mod storage;
+mod timeq;
 mod tls;
 mod transport;
 #[cfg(test)]
