@@ -149,12 +149,15 @@ pub struct HistorySettings {
     pub max_age_secs: u64,
     /// Overrides for channels starting with a prefix; the longest prefix wins.
     pub rules: Vec<HistoryRule>,
+    /// With a store, the most publications per channel kept in memory; older history is read
+    /// from disk. Unset: all of a channel's history is kept in memory too.
+    pub memory_size: Option<usize>,
 }
 
 impl Default for HistorySettings {
     fn default() -> Self {
         let d = HistoryPolicy::default();
-        Self { size: d.size, max_age_secs: d.max_age.as_secs(), rules: Vec::new() }
+        Self { size: d.size, max_age_secs: d.max_age.as_secs(), rules: Vec::new(), memory_size: None }
     }
 }
 
@@ -380,6 +383,7 @@ impl Config {
                 max_len: self.limits.max_channel_length.max(1),
                 max_levels: self.limits.max_channel_levels.max(1),
             },
+            memory_size: self.history.memory_size,
             ..NodeConfig::default()
         }
     }

@@ -260,6 +260,9 @@ pub async fn serve_with_store(
         Some(store) => Node::with_store(config.node_config(), store.clone()),
         None => Node::new(config.node_config()),
     };
+    if let Some(store) = &store {
+        storage::spawn_retention(store.clone(), &node, shutdown.clone());
+    }
     let served = serve_stored(node, store.clone(), config, listener, shutdown).await;
     if let Some(store) = store {
         storage::close(&store).await;

@@ -2,8 +2,12 @@
 
 use std::sync::Arc;
 
-use livehub_store::{Durability, DurabilitySettings, SqliteStore, Store, StoreError};
+use livehub_core::Node;
+use livehub_store::{
+    Durability, DurabilitySettings, Retention, SqliteStore, Store, StoreError, RETENTION_INTERVAL,
+};
 use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{StorageSettings, StoreKind};
 
@@ -36,18 +40,41 @@ pub(crate) async fn close(store: &Store) {
 /// The store's part of `/health`, and whether it is degraded (writes failed, or the write-behind
 /// queue is full so publishes are refused).
 pub(crate) fn health(store: Option<&Arc<Store>>) -> (Value, bool) {
-    let Some(store) = store else { return (json!({ "kind": "memory", "status": "ok" }), false) };
+    // `state`, not `status`: the body's one `status` is the server's.
+    let Some(store) = store else { return (json!({ "kind": "memory", "state": "ok" }), false) };
     let queue = store.queue_status();
     let failed_writes = store.store().failed_writes();
     let degraded = failed_writes > 0 || queue.failed_flushes > 0 || queue.queued >= queue.max_queued;
-    let status = if degraded { "degraded" } else { "ok" };
+    let state = if degraded { "degraded" } else { "ok" };
     let value = json!({
         "kind": "sqlite",
-        "status": status,
+        "state": state,
         "path": store.store().path(),
         "queued": queue.queued,
         "max_queued": queue.max_queued,
         "failed_writes": failed_writes + queue.failed_flushes as u64,
     });
     (value, degraded)
+}
+
+/// Enforces the history bounds on every stored channel every [`RETENTION_INTERVAL`] (the node's
+/// sweep covers only the channels in memory) until `shutdown`.
+pub(crate) fn spawn_retention(store: Arc<Store>, node: &Node, shutdown: CancellationToken) {
+    let history = node.config().history.clone();
+    let clock = node.config().clock.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(RETENTION_INTERVAL);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = every.tick() => {}
+            }
+            let retention = Retention { store: &store, history: &history };
+            match retention.sweep(clock.now_millis()).await {
+                Ok(channels) => tracing::debug!(channels, "retention swept the store"),
+                Err(e) => tracing::warn!(error = %e, "retention sweep of the store failed"),
+            }
+        }
+    });
 }

@@ -9,6 +9,7 @@
 mod dir;
 mod durability;
 mod ops;
+mod retention;
 mod schema;
 mod sqlite;
 
@@ -19,6 +20,7 @@ use livehub_core::{ChannelName, Error, HistoryStore, StoredEntry};
 
 pub use durability::{Durability, DurabilitySettings, QueueStatus, FLUSH_INTERVAL};
 pub use ops::{backup, stats, StoreStats};
+pub use retention::{Retention, RETENTION_INTERVAL};
 pub use schema::SCHEMA_VERSION;
 pub use sqlite::{SqliteStore, DB_FILE};
 

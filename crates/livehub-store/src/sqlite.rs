@@ -164,6 +164,18 @@ impl SqliteStore {
         answer.await.map_err(|_| Error::Broker("the store's writer stopped".into()))?
     }
 
+    /// Up to `limit` stored channel names after `after`, sorted.
+    pub async fn channel_names(&self, after: Option<String>, limit: usize) -> Result<Vec<String>, Error> {
+        self.read_with(move |conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT name FROM channels WHERE name > ?1 ORDER BY name LIMIT ?2")?;
+            let names =
+                stmt.query_map(params![after.unwrap_or_default(), int(limit as u64)], |row| row.get(0))?;
+            names.collect()
+        })
+        .await
+    }
+
     /// Runs `read` on a read connection on a blocking thread.
     async fn read_with<T: Send + 'static>(
         &self,

@@ -81,7 +81,7 @@ async fn acknowledged_durable_publications_survive_sigkill_and_sigterm() {
     let health: Value =
         http.get(format!("{}/health", served.url)).send().await.expect("health").json().await.expect("JSON");
     assert_eq!(health["store"]["kind"], "sqlite", "{health}");
-    assert_eq!(health["store"]["status"], "ok", "{health}");
+    assert_eq!(health["store"]["state"], "ok", "{health}");
 
     served.child.kill().expect("SIGKILL");
     served.child.wait().expect("wait");
