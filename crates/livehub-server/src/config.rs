@@ -22,6 +22,8 @@ pub struct Config {
     pub limits: Limits,
     /// History kept per channel.
     pub history: HistorySettings,
+    /// Where history is kept across restarts (`docs/storage.md`).
+    pub storage: StorageSettings,
     /// WebSocket transport.
     pub websocket: WebSocketSettings,
     /// Server-Sent Events transport.
@@ -53,6 +55,7 @@ impl Default for Config {
             shutdown_grace_secs: 10,
             limits: Limits::default(),
             history: HistorySettings::default(),
+            storage: StorageSettings::default(),
             websocket: WebSocketSettings::default(),
             sse: SseSettings::default(),
             long_polling: LongPollSettings::default(),
@@ -146,12 +149,15 @@ pub struct HistorySettings {
     pub max_age_secs: u64,
     /// Overrides for channels starting with a prefix; the longest prefix wins.
     pub rules: Vec<HistoryRule>,
+    /// With a store, the most publications per channel kept in memory; older history is read
+    /// from disk. Unset: all of a channel's history is kept in memory too.
+    pub memory_size: Option<usize>,
 }
 
 impl Default for HistorySettings {
     fn default() -> Self {
         let d = HistoryPolicy::default();
-        Self { size: d.size, max_age_secs: d.max_age.as_secs(), rules: Vec::new() }
+        Self { size: d.size, max_age_secs: d.max_age.as_secs(), rules: Vec::new(), memory_size: None }
     }
 }
 
@@ -165,6 +171,42 @@ pub struct HistoryRule {
     pub size: usize,
     /// Age limit in seconds.
     pub max_age_secs: u64,
+}
+
+/// Which store keeps history, positions and epochs across restarts.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// The embedded SQLite database under `data_dir` (the default).
+    Sqlite,
+    /// Nothing on disk: every restart loses history and changes every epoch.
+    Memory,
+}
+
+/// Storage settings (`docs/storage.md`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSettings {
+    /// `sqlite` or `memory`.
+    pub store: StoreKind,
+    /// Directory of the SQLite store, created when missing; one process at a time.
+    pub data_dir: std::path::PathBuf,
+    /// Channel-name prefixes whose publishes are acknowledged only once committed to disk; the
+    /// others are written behind within 50 ms. `""` makes every channel durable.
+    pub durable: Vec<String>,
+    /// Write-behind publications queued for the disk before publishes are refused (`store_full`).
+    pub max_queued: usize,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self {
+            store: StoreKind::Sqlite,
+            data_dir: "./livehub-data".into(),
+            durable: Vec::new(),
+            max_queued: 100_000,
+        }
+    }
 }
 
 /// WebSocket settings.
@@ -341,6 +383,7 @@ impl Config {
                 max_len: self.limits.max_channel_length.max(1),
                 max_levels: self.limits.max_channel_levels.max(1),
             },
+            memory_size: self.history.memory_size,
             ..NodeConfig::default()
         }
     }
