@@ -22,6 +22,7 @@ mod listen;
 mod poll;
 mod protocol;
 mod resume;
+mod signalr;
 mod sse;
 mod tls;
 mod transport;
@@ -49,6 +50,7 @@ pub use config::{
     ApiSettings, Config, ConfigError, CorsSettings, DashboardSettings, HistoryRule, HistorySettings, Limits,
     LongPollSettings, SseSettings, TlsSettings, WebSocketSettings,
 };
+pub use config::{SignalRSettings, SignalRTarget};
 pub use cursor::{BadCursor, Cursor, MAX_CURSOR_LEN};
 pub use error::ApiError;
 pub use listen::bind;
@@ -80,6 +82,8 @@ struct AppInner {
     reassembly: Arc<ws::ReassemblyBudget>,
     /// Long polls waiting for a publication now (`/api/metrics`).
     held_polls: poll::HeldPolls,
+    /// The SignalR hub's connections by token.
+    signalr: signalr::Registry,
 }
 
 impl App {
@@ -107,6 +111,7 @@ impl App {
             held_polls,
             half_open,
             reassembly,
+            signalr: signalr::Registry::default(),
         };
         Ok(Self { inner: Arc::new(inner) })
     }
@@ -125,6 +130,10 @@ impl App {
 
     pub(crate) fn held_polls(&self) -> &poll::HeldPolls {
         &self.inner.held_polls
+    }
+
+    pub(crate) fn signalr(&self) -> &signalr::Registry {
+        &self.inner.signalr
     }
 
     pub(crate) fn upgraded(&self) -> &TaskTracker {
@@ -175,6 +184,7 @@ impl App {
         if self.config().test_endpoints {
             router = router.route("/_test/echo", get(ws::echo));
         }
+        router = router.merge(signalr::routes(self));
         router
             .fallback(|| async {
                 ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such endpoint")
