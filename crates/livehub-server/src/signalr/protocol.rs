@@ -598,6 +598,35 @@ pub(crate) fn publication_record(protocol: Protocol, target: &str, p: &Publicati
     out.freeze()
 }
 
+/// The fuzz target `signalr`: bytes as a client sends them. The first byte picks the protocol
+/// (bit 0) and whether a handshake comes first (bit 1); the rest arrives in two reads, and every
+/// argument of every invocation is read as each method reads it.
+pub(crate) fn fuzz(bytes: &[u8]) {
+    let Some((&mode, rest)) = bytes.split_first() else { return };
+    let protocol = if mode & 1 == 0 { Protocol::Json } else { Protocol::MessagePack };
+    let (first, second) = rest.split_at(rest.len() / 2);
+    let mut buf = BytesMut::from(first);
+    if mode & 2 != 0 && !matches!(read_handshake(&mut buf), Ok(Some(_))) {
+        return;
+    }
+    let mut framer = Framer::with(protocol, 4096, buf);
+    framer.push(second);
+    while let Ok(Some(message)) = framer.next_message() {
+        let arguments = match message {
+            Incoming::Invocation { arguments, .. } => arguments,
+            Incoming::StreamItem { item, .. } => vec![item],
+            _ => continue,
+        };
+        for argument in arguments {
+            let _ = argument.parse::<Vec<String>>();
+            let _ = argument.parse::<std::collections::HashMap<String, livehub_core::StreamPosition>>();
+            let _ = argument.parse::<Option<usize>>();
+            let _ = argument.is_null();
+            let _ = argument.into_payload();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
