@@ -12,14 +12,23 @@
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { promisify } from "node:util";
 import * as signalR from "@microsoft/signalr";
 import { MessagePackHubProtocol } from "@microsoft/signalr-protocol-msgpack";
 import WebSocket from "ws";
-import { publishHttp, startProxy, startServer, waitFor, withTimeout } from "../../clients/js/test/harness.mjs";
+import {
+  LIVEHUB_BIN,
+  publishHttp,
+  startProxy,
+  startServer,
+  waitFor,
+  withTimeout,
+} from "../../clients/js/test/harness.mjs";
 
 const ROWS = [
   { transport: "WebSockets", protocol: "json" },
@@ -336,4 +345,68 @@ describe("stateful reconnect", () => {
       }
     });
   }
+});
+
+describe("authentication and permissions", () => {
+  const SECRET = "signalr-auth-test-secret";
+  let secured;
+
+  /** Mints a token with `livehub token` (HS256 with SECRET). */
+  async function mint({ sub = "alice", subscribe = [], publish = [] }) {
+    const args = ["token", "--secret", SECRET, "--sub", sub, "--ttl", "600"];
+    for (const p of subscribe) args.push("--subscribe", p);
+    for (const p of publish) args.push("--publish", p);
+    const { stdout } = await promisify(execFile)(LIVEHUB_BIN, args);
+    return stdout.trim();
+  }
+
+  before(async () => {
+    const file = path.join(dir, "auth.toml");
+    await writeFile(file, `[auth.jwt]\nhmac_secret = "${SECRET}"\nleeway_secs = 0\n`);
+    secured = await startServer(["--config", file]);
+  });
+  after(async () => {
+    await secured?.stop();
+  });
+
+  for (const row of ROWS) {
+    test(`${row.transport} + ${row.protocol}: the token from accessTokenFactory decides every method`, async () => {
+      const token = await mint({ subscribe: ["open/#"], publish: ["open/#"] });
+      let builder = new signalR.HubConnectionBuilder()
+        .withUrl(`${secured.url}/hubs/live`, {
+          transport: signalR.HttpTransportType[row.transport],
+          accessTokenFactory: () => token,
+        })
+        .configureLogging(signalR.LogLevel.None);
+      if (row.protocol === "messagepack") builder = builder.withHubProtocol(new MessagePackHubProtocol());
+      const hub = builder.build();
+      const got = collect(hub);
+      await hub.start();
+      try {
+        const name = channel("open");
+        await hub.invoke("Subscribe", [name]);
+        assert.equal((await hub.invoke("Publish", name, 1)).offset, 1);
+        await waitFor(() => got.length === 1, 10000, "the publication");
+        await assert.rejects(hub.invoke("Subscribe", ["closed/a"]), /^Error: forbidden: closed\/a/);
+        await assert.rejects(hub.invoke("Publish", "closed/a", 1), /forbidden/);
+        await assert.rejects(hub.invoke("History", "closed/a"), /forbidden/);
+        await assert.rejects(hub.invoke("Presence", "closed/a"), /forbidden/);
+      } finally {
+        await hub.stop();
+      }
+    });
+  }
+
+  test("a client without a token is refused at negotiate, and skipping negotiate does not help", async () => {
+    const hub = new signalR.HubConnectionBuilder()
+      .withUrl(`${secured.url}/hubs/live`)
+      .configureLogging(signalR.LogLevel.None)
+      .build();
+    await assert.rejects(hub.start(), /401/);
+    const direct = new signalR.HubConnectionBuilder()
+      .withUrl(`${secured.url}/hubs/live`, { transport: signalR.HttpTransportType.WebSockets, skipNegotiation: true })
+      .configureLogging(signalR.LogLevel.None)
+      .build();
+    await assert.rejects(direct.start());
+  });
 });
