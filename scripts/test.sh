@@ -14,6 +14,7 @@
 #   LIVEHUB_SKIP_BENCH=1       skip the quick benchmark comparison (nchan, Node ws, Python websockets)
 #   LIVEHUB_SKIP_FUZZ=1        skip fuzzing the decoders (FUZZ_SECS, default 10, per target)
 #   LIVEHUB_SKIP_ATTACK=1      skip the attack suite (ATTACK_SECS, default 8, per attack)
+#   LIVEHUB_SKIP_SIGNALR=1     skip the official SignalR JavaScript client suite
 #
 # The dashboard's browser tests save screenshots of every page under target/artifacts/dashboard/,
 # the Autobahn suite its reports under target/artifacts/autobahn/. Temporary files go under
@@ -133,6 +134,15 @@ if [[ "${LIVEHUB_SKIP_FUZZ:-0}" != 1 ]]; then
     fi
     echo "fuzz $target: $(grep -E '^Done' "$log" | tail -n 1)"
   done
+fi
+
+if [[ "${LIVEHUB_SKIP_SIGNALR:-0}" != 1 ]]; then
+  step "SignalR: the official @microsoft/signalr client over every transport and both hub protocols"
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq nodejs npm
+  fi
+  cargo build --bin livehub
+  LIVEHUB_BIN="$PWD/target/debug/livehub" tests/signalr/run.sh
 fi
 
 if [[ "${LIVEHUB_SKIP_BENCH:-0}" != 1 ]]; then

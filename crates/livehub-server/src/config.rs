@@ -44,6 +44,8 @@ pub struct Config {
     pub cors: CorsSettings,
     /// TLS on the listener; plain HTTP when absent.
     pub tls: Option<TlsSettings>,
+    /// The SignalR hub (`docs/signalr.md`).
+    pub signalr: SignalRSettings,
     /// Endpoints used only by the conformance tests (a WebSocket echo); never enable in production.
     pub test_endpoints: bool,
 }
@@ -66,6 +68,7 @@ impl Default for Config {
             rate_limits: RateLimits::default(),
             cors: CorsSettings::default(),
             tls: None,
+            signalr: SignalRSettings::default(),
             test_endpoints: false,
         }
     }
@@ -294,6 +297,52 @@ impl Default for DashboardSettings {
     fn default() -> Self {
         Self { enabled: true }
     }
+}
+
+/// The SignalR hub: ASP.NET Core SignalR clients connect to it unchanged (`docs/signalr.md`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SignalRSettings {
+    /// Serve the hub.
+    pub enabled: bool,
+    /// Where the hub is; `negotiate` is under it.
+    pub path: String,
+    /// Seconds between the server's pings (ASP.NET Core's `KeepAliveInterval`).
+    pub keep_alive_secs: u64,
+    /// Seconds without a message from the client before it is disconnected
+    /// (`ClientTimeoutInterval`); keep it at least twice the client's own keep-alive.
+    pub client_timeout_secs: u64,
+    /// Seconds a connection has to send its handshake (`HandshakeTimeout`).
+    pub handshake_timeout_secs: u64,
+    /// The client method publications invoke when no `targets` entry matches.
+    pub default_target: String,
+    /// Client methods per channel prefix; the longest matching prefix wins.
+    pub targets: Vec<SignalRTarget>,
+}
+
+impl Default for SignalRSettings {
+    fn default() -> Self {
+        // ASP.NET Core's defaults, which the official clients' own timeouts are set against.
+        Self {
+            enabled: true,
+            path: "/hubs/live".into(),
+            keep_alive_secs: 15,
+            client_timeout_secs: 30,
+            handshake_timeout_secs: 15,
+            default_target: "Receive".into(),
+            targets: Vec::new(),
+        }
+    }
+}
+
+/// The client method invoked for publications on channels starting with `prefix`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SignalRTarget {
+    /// Channel-name prefix, such as `metrics/`.
+    pub prefix: String,
+    /// The client method, such as `ReceiveMetrics`.
+    pub target: String,
 }
 
 /// Which other origins may call the HTTP API and the polling endpoints from a browser.

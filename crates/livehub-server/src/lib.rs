@@ -22,6 +22,7 @@ mod listen;
 mod poll;
 mod protocol;
 mod resume;
+mod signalr;
 mod sse;
 mod storage;
 mod timeq;
@@ -51,6 +52,7 @@ pub use config::{
     ApiSettings, Config, ConfigError, CorsSettings, DashboardSettings, HistoryRule, HistorySettings, Limits,
     LongPollSettings, SseSettings, StorageSettings, StoreKind, TlsSettings, WebSocketSettings,
 };
+pub use config::{SignalRSettings, SignalRTarget};
 pub use cursor::{BadCursor, Cursor, MAX_CURSOR_LEN};
 pub use error::ApiError;
 pub use listen::bind;
@@ -85,6 +87,8 @@ struct AppInner {
     held_polls: poll::HeldPolls,
     /// The durable store, when history is kept on disk (`/health` reports it).
     store: Option<Arc<livehub_store::Store>>,
+    /// The SignalR hub's connections by token.
+    signalr: signalr::Registry,
 }
 
 impl App {
@@ -113,6 +117,7 @@ impl App {
             half_open,
             reassembly,
             store: None,
+            signalr: signalr::Registry::default(),
         };
         Ok(Self { inner: Arc::new(inner) })
     }
@@ -144,6 +149,10 @@ impl App {
 
     pub(crate) fn held_polls(&self) -> &poll::HeldPolls {
         &self.inner.held_polls
+    }
+
+    pub(crate) fn signalr(&self) -> &signalr::Registry {
+        &self.inner.signalr
     }
 
     pub(crate) fn upgraded(&self) -> &TaskTracker {
@@ -194,6 +203,7 @@ impl App {
         if self.config().test_endpoints {
             router = router.route("/_test/echo", get(ws::echo));
         }
+        router = router.merge(signalr::routes(self));
         router
             .fallback(|| async {
                 ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such endpoint")

@@ -19,7 +19,9 @@ use livehub_auth::Identity;
 use livehub_core::{ChannelFilter, ChannelName, History, HistoryQuery, Payload, Published};
 
 pub(crate) use client::{Budget, Client};
-pub(crate) use command::Request;
+pub(crate) use command::{
+    msgpack_payload, Command, HistoryRequest, Publish, Request, Subscribe, Unsubscribe,
+};
 pub(crate) use error::ClientError;
 pub(crate) use reply::Reply;
 
