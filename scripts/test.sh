@@ -67,7 +67,7 @@ if [[ "${LIVEHUB_SKIP_AUTOBAHN:-0}" != 1 ]]; then
   cargo build --release --bin livehub
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   log=$(mktemp)
-  target/release/livehub serve --listen "127.0.0.1:$port" --test-endpoints --log warn >"$log" 2>&1 &
+  LIVEHUB_MQTT_LISTEN=127.0.0.1:0 target/release/livehub serve --listen "127.0.0.1:$port" --test-endpoints --log warn >"$log" 2>&1 &
   server=$!
   trap 'kill "$server" 2>/dev/null || true' EXIT
   for _ in $(seq 1 100); do

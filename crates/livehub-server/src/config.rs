@@ -44,6 +44,8 @@ pub struct Config {
     pub tls: Option<TlsSettings>,
     /// Endpoints used only by the conformance tests (a WebSocket echo); never enable in production.
     pub test_endpoints: bool,
+    /// The MQTT broker (`docs/mqtt.md`).
+    pub mqtt: crate::MqttSettings,
 }
 
 impl Default for Config {
@@ -64,6 +66,7 @@ impl Default for Config {
             cors: CorsSettings::default(),
             tls: None,
             test_endpoints: false,
+            mqtt: crate::MqttSettings::default(),
         }
     }
 }

@@ -19,6 +19,7 @@ mod gate;
 mod gather;
 mod half_open;
 mod listen;
+mod mqtt;
 mod poll;
 mod protocol;
 mod resume;
@@ -54,6 +55,7 @@ pub use error::ApiError;
 pub use listen::bind;
 pub use livehub_auth::{AuthConfig, RateLimits};
 pub use livehub_sources::SourcesConfig;
+pub use mqtt::{parse_listen as parse_mqtt_listen, MqttSettings};
 pub use poll::CURSOR_HEADER;
 pub use protocol::{JSON_PROTOCOL, MSGPACK_PROTOCOL};
 pub use tls::{TlsError, TlsListener, TlsReloader};
@@ -80,6 +82,8 @@ struct AppInner {
     reassembly: Arc<ws::ReassemblyBudget>,
     /// Long polls waiting for a publication now (`/api/metrics`).
     held_polls: poll::HeldPolls,
+    /// The MQTT broker's state, unless MQTT is off (no listener and no WebSocket path).
+    mqtt: Option<Arc<mqtt::Mqtt>>,
 }
 
 impl App {
@@ -97,7 +101,9 @@ impl App {
         };
         let half_open = half_open::HalfOpen::new(limits.max_half_open_per_ip, total);
         let reassembly = ws::ReassemblyBudget::new(limits.max_reassembly_bytes);
+        let mqtt = (config.mqtt.listen.is_some() || config.mqtt.websocket).then(mqtt::Mqtt::new);
         let inner = AppInner {
+            mqtt,
             node,
             config,
             shutdown,
@@ -121,6 +127,10 @@ impl App {
 
     pub(crate) fn reassembly(&self) -> &Arc<ws::ReassemblyBudget> {
         &self.inner.reassembly
+    }
+
+    pub(crate) fn mqtt(&self) -> Option<&Arc<mqtt::Mqtt>> {
+        self.inner.mqtt.as_ref()
     }
 
     pub(crate) fn held_polls(&self) -> &poll::HeldPolls {
@@ -175,6 +185,9 @@ impl App {
         if self.config().test_endpoints {
             router = router.route("/_test/echo", get(ws::echo));
         }
+        if self.config().mqtt.websocket {
+            router = router.route("/mqtt", get(mqtt::upgrade));
+        }
         router
             .fallback(|| async {
                 ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such endpoint")
@@ -226,11 +239,30 @@ pub async fn serve(
     serve_node(node, config, listener, shutdown).await
 }
 
-/// Like [`serve`], over an existing node (for embedding and tests).
+/// Binds the MQTT listener `[mqtt] listen` names, if any; the error names the setting. Bind it
+/// before logging that the server is up, and pass it to [`serve_with_mqtt`].
+pub fn bind_mqtt(config: &Config) -> std::io::Result<Option<TcpListener>> {
+    config.mqtt.listen.map(mqtt::bind).transpose()
+}
+
+/// Like [`serve`], over an existing node (for embedding and tests); the MQTT listener, when
+/// `[mqtt] listen` names one, is bound here.
 pub async fn serve_node(
     node: Node,
     config: Config,
     listener: TcpListener,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let mqtt = bind_mqtt(&config)?;
+    serve_with_mqtt(node, config, listener, mqtt, shutdown).await
+}
+
+/// Like [`serve_node`], with the MQTT listener bound already (or none).
+pub async fn serve_with_mqtt(
+    node: Node,
+    config: Config,
+    listener: TcpListener,
+    mqtt_listener: Option<TcpListener>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let grace = Duration::from_secs(config.shutdown_grace_secs);
@@ -248,6 +280,12 @@ pub async fn serve_node(
     // publish into the node.
     let _sources = livehub_sources::spawn(&node, &app.config().sources, &shutdown);
     tokio::spawn(sweep_limits(app.clone()));
+    if let Some(mqtt) = app.mqtt() {
+        if let Some(listener) = mqtt_listener {
+            mqtt::spawn(&app, mqtt, listener)?;
+        }
+        tokio::spawn(mqtt::run_sys(app.clone(), mqtt.clone()));
+    }
     let router = app.router();
     let upgraded = app.upgraded().clone();
     let policy = Arc::new(listen::Accepting {

@@ -70,6 +70,9 @@ struct ServeArgs {
     /// Serve the test-only WebSocket echo endpoint /_test/echo (for the Autobahn suite).
     #[arg(long, hide = true, env = "LIVEHUB_TEST_ENDPOINTS")]
     test_endpoints: bool,
+    /// Where MQTT listens, such as 127.0.0.1:1883, or `off` (see docs/mqtt.md).
+    #[arg(long, env = "LIVEHUB_MQTT_LISTEN")]
+    mqtt_listen: Option<String>,
     /// Log filter, such as `info` or `livehub=debug` (RUST_LOG syntax).
     #[arg(long, env = "LIVEHUB_LOG", default_value = "info")]
     log: String,
@@ -113,6 +116,10 @@ impl ServeArgs {
             config.sources = SourcesConfig::disabled();
         }
         config.test_endpoints |= self.test_endpoints;
+        if let Some(mqtt) = &self.mqtt_listen {
+            config.mqtt.listen = livehub_server::parse_mqtt_listen(mqtt)
+                .map_err(|e| anyhow::anyhow!("--mqtt-listen / LIVEHUB_MQTT_LISTEN: {e}"))?;
+        }
         Ok(config)
     }
 }
@@ -172,13 +179,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener =
         livehub_server::bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let mqtt = livehub_server::bind_mqtt(&config)?;
     let shutdown = CancellationToken::new();
     on_signal(shutdown.clone()).context("cannot listen for SIGINT and SIGTERM")?;
     tracing::info!(%addr, "livehub listening: dashboard and API at http://{addr}/");
     if config.test_endpoints {
         tracing::warn!("test endpoints are enabled (/_test/echo); never do this in production");
     }
-    livehub_server::serve(config, listener, shutdown).await?;
+    let node = livehub_core::Node::new(config.node_config());
+    livehub_server::serve_with_mqtt(node, config, listener, mqtt, shutdown).await?;
     tracing::info!("livehub stopped");
     Ok(())
 }
