@@ -13,6 +13,7 @@
 #   LIVEHUB_SKIP_BENCH=1       skip the quick benchmark comparison (nchan, Node ws, Python websockets)
 #   LIVEHUB_SKIP_FUZZ=1        skip fuzzing the decoders (FUZZ_SECS, default 10, per target)
 #   LIVEHUB_SKIP_ATTACK=1      skip the attack suite (ATTACK_SECS, default 8, per attack)
+#   LIVEHUB_SKIP_MQTT=1        skip the MQTT suite (Paho, mosquitto_pub/sub, MQTT.js; livehub and Mosquitto)
 #
 # The dashboard's browser tests save screenshots of every page under target/artifacts/dashboard/.
 set -euo pipefail
@@ -105,6 +106,16 @@ if [[ "${LIVEHUB_SKIP_FUZZ:-0}" != 1 ]]; then
     fi
     echo "fuzz $target: $(grep -E '^Done' "$log" | tail -n 1)"
   done
+fi
+
+if [[ "${LIVEHUB_SKIP_MQTT:-0}" != 1 ]]; then
+  step "MQTT: Paho, mosquitto_pub/sub and MQTT.js against livehub and Debian's Mosquitto"
+  if ! command -v mosquitto_sub >/dev/null || [[ ! -x /usr/sbin/mosquitto ]]; then
+    apt-get update -qq && apt-get install -y -qq mosquitto mosquitto-clients
+  fi
+  # Debian's package starts a Mosquitto on 1883; the suite runs its own on a free port.
+  cargo build --bin livehub
+  tests/mqtt/run.sh target/debug/livehub
 fi
 
 if [[ "${LIVEHUB_SKIP_BENCH:-0}" != 1 ]]; then
