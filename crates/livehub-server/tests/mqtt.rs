@@ -17,9 +17,13 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// What a raw client talks over: TCP or TLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
 /// A raw MQTT client.
 struct Client {
-    tcp: TcpStream,
+    tcp: Box<dyn Io>,
     buf: BytesMut,
     version: Version,
 }
@@ -40,12 +44,21 @@ fn connect_packet(version: Version, id: &str, clean: bool) -> Connect {
 impl Client {
     async fn open(addr: SocketAddr, version: Version) -> Self {
         let tcp = TcpStream::connect(addr).await.expect("connect");
-        Self { tcp, buf: BytesMut::new(), version }
+        Self { tcp: Box::new(tcp), buf: BytesMut::new(), version }
     }
 
     /// Connects with `connect` and returns the CONNACK.
     async fn connect_with(addr: SocketAddr, connect: Connect) -> (Self, ConnAck) {
-        let mut client = Self::open(addr, connect.version).await;
+        let client = Self::open(addr, connect.version).await;
+        client.handshake(connect).await
+    }
+
+    /// Sends `connect` and returns the CONNACK.
+    async fn handshake(mut self, connect: Connect) -> (Self, ConnAck) {
+        let mut client = {
+            self.version = connect.version;
+            self
+        };
         client.send(Packet::Connect(Box::new(connect))).await;
         match client.recv().await {
             Packet::ConnAck(ack) => (client, ack),
@@ -582,4 +595,113 @@ fn reader_auth(key: &str) -> livehub_server::AuthConfig {
         livehub_auth::hash_api_key(key)
     );
     Config::from_toml(&text).expect("auth config").auth
+}
+
+#[tokio::test]
+async fn mqtt_over_websocket_at_slash_mqtt() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let server = TestServer::start().await;
+    let mut request = format!("ws://{}/mqtt", server.addr).into_client_request().expect("request");
+    request.headers_mut().insert("sec-websocket-protocol", "mqtt".parse().expect("header"));
+    let (ws, response) = tokio_tungstenite::connect_async(request).await.expect("upgrade");
+    let (mut tx, mut rx) = ws.split();
+    assert_eq!(response.headers()["sec-websocket-protocol"], "mqtt");
+    let frame = |packet: Packet| {
+        let mut out = Vec::new();
+        encode(&packet, Version::V5, &mut out);
+        Message::binary(out)
+    };
+    let mut recv = async || -> Packet {
+        let mut buf = BytesMut::new();
+        loop {
+            if let Some(d) = decode(&buf, Some(Version::V5), usize::MAX).expect("valid") {
+                return d.packet;
+            }
+            match tokio::time::timeout(WAIT, rx.next()).await.expect("in time").expect("open").expect("ok") {
+                Message::Binary(b) => buf.extend_from_slice(&b),
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    tx.send(frame(Packet::Connect(Box::new(connect_packet(Version::V5, "ws", true))))).await.expect("send");
+    assert!(matches!(recv().await, Packet::ConnAck(a) if a.reason == Reason::Success));
+    let options = SubscriptionOptions { qos: Some(QoS::AtMostOnce), ..Default::default() };
+    let subscribe = Subscribe {
+        packet_id: 1,
+        properties: Properties::default(),
+        filters: vec![("ws/t".into(), options)],
+    };
+    tx.send(frame(Packet::Subscribe(subscribe))).await.expect("send");
+    assert!(matches!(recv().await, Packet::SubAck(_)));
+    server.publish("ws/t", json!([1, 2])).await;
+    match recv().await {
+        Packet::Publish(p) => assert_eq!(&p.payload[..], b"[1,2]"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn mqtt_over_tls_when_the_server_has_tls() {
+    use std::sync::Arc;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+    use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+
+    let certs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/certs");
+    let text = format!(
+        "[tls]\ncert_file = '{}'\nkey_file = '{}'\n",
+        certs.join("a.pem").display(),
+        certs.join("a.key").display()
+    );
+    let server = TestServer::with(Config::from_toml(&text).expect("tls config")).await;
+    let mut roots = RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_file(certs.join("ca.pem")).expect("ca")).expect("ca");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = TcpStream::connect(server.mqtt_addr).await.expect("connect");
+    let name = ServerName::try_from("localhost").expect("name");
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.expect("handshake");
+    let client = Client { tcp: Box::new(tls), buf: BytesMut::new(), version: Version::V311 };
+    let (mut client, ack) = client.handshake(connect_packet(Version::V311, "tls", true)).await;
+    assert_eq!(ack.reason, Reason::Success);
+    client.subscribe("tls/x", QoS::AtMostOnce).await;
+    client.publish("tls/x", b"secret", QoS::AtMostOnce, false, 0).await;
+    assert_eq!(&client.recv_publish().await.payload[..], b"secret");
+}
+
+#[tokio::test]
+async fn the_accept_path_limits_apply_to_mqtt() {
+    let mut config = Config::default();
+    config.limits.request_head_timeout_secs = 1;
+    config.rate_limits.connections_per_ip = 2;
+    let server = TestServer::with(config).await;
+    // No CONNECT within the head timeout: closed.
+    let mut silent = Client::open(server.mqtt_addr, Version::V5).await;
+    assert!(silent.next().await.is_none(), "closed without a packet");
+    // Past the address's connection limit: CONNACK 0x97 (3.1.1: 3, server unavailable).
+    let _a = Client::connect(server.mqtt_addr, Version::V5, "a").await;
+    let _b = Client::connect(server.mqtt_addr, Version::V5, "b").await;
+    let (_, ack) = Client::connect_with(server.mqtt_addr, connect_packet(Version::V5, "c", true)).await;
+    assert_eq!(ack.reason, Reason::QuotaExceeded);
+    let (_, ack) = Client::connect_with(server.mqtt_addr, connect_packet(Version::V311, "d", true)).await;
+    assert_eq!(ack.reason, Reason::ServerUnavailable);
+}
+
+#[tokio::test]
+async fn a_taken_port_is_an_error_naming_the_setting() {
+    let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let mut config = Config::default();
+    config.mqtt.listen = Some(taken.local_addr().expect("addr"));
+    let error = livehub_server::bind_mqtt(&config).expect_err("the port is taken");
+    let text = error.to_string();
+    assert!(text.contains("[mqtt] listen") && text.contains("LIVEHUB_MQTT_LISTEN"), "{text}");
+    config.mqtt.listen = livehub_server::parse_mqtt_listen("off").expect("off");
+    assert!(livehub_server::bind_mqtt(&config).expect("no listener").is_none());
 }
