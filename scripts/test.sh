@@ -15,6 +15,7 @@
 #   LIVEHUB_SKIP_FUZZ=1        skip fuzzing the decoders (FUZZ_SECS, default 10, per target)
 #   LIVEHUB_SKIP_ATTACK=1      skip the attack suite (ATTACK_SECS, default 8, per attack)
 #   LIVEHUB_SKIP_SIGNALR=1     skip the official SignalR JavaScript client suite
+#   LIVEHUB_SKIP_MQTT=1        skip the MQTT suite (Paho, mosquitto_pub/sub, MQTT.js; livehub and Mosquitto)
 #
 # The dashboard's browser tests save screenshots of every page under target/artifacts/dashboard/,
 # the Autobahn suite its reports under target/artifacts/autobahn/. Temporary files go under
@@ -95,7 +96,7 @@ if [[ "${LIVEHUB_SKIP_AUTOBAHN:-0}" != 1 ]]; then
   cargo build --release --bin livehub
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   log=$(mktemp)
-  LIVEHUB_STORE=memory target/release/livehub serve --listen "127.0.0.1:$port" --test-endpoints --log warn >"$log" 2>&1 &
+  LIVEHUB_STORE=memory LIVEHUB_MQTT_LISTEN=127.0.0.1:0 target/release/livehub serve --listen "127.0.0.1:$port" --test-endpoints --log warn >"$log" 2>&1 &
   server=$!
   trap 'kill "$server" 2>/dev/null || true; cleanup_tmp' EXIT
   for _ in $(seq 1 100); do
@@ -143,6 +144,16 @@ if [[ "${LIVEHUB_SKIP_SIGNALR:-0}" != 1 ]]; then
   fi
   cargo build --bin livehub
   LIVEHUB_BIN="$PWD/target/debug/livehub" tests/signalr/run.sh
+fi
+
+if [[ "${LIVEHUB_SKIP_MQTT:-0}" != 1 ]]; then
+  step "MQTT: Paho, mosquitto_pub/sub and MQTT.js against livehub and Debian's Mosquitto"
+  if ! command -v mosquitto_sub >/dev/null || [[ ! -x /usr/sbin/mosquitto ]]; then
+    apt-get update -qq && apt-get install -y -qq mosquitto mosquitto-clients
+  fi
+  # Debian's package starts a Mosquitto on 1883; the suite runs its own on a free port.
+  cargo build --bin livehub
+  tests/mqtt/run.sh target/debug/livehub
 fi
 
 if [[ "${LIVEHUB_SKIP_BENCH:-0}" != 1 ]]; then

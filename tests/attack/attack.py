@@ -73,7 +73,8 @@ class Server:
             config += f"[tls]\ncert_file = '{CERTS / 'a.pem'}'\nkey_file = '{CERTS / 'a.key'}'\n"
         path = pathlib.Path(self.dir.name) / "livehub.toml"
         path.write_text(config)
-        env = dict(os.environ, LIVEHUB_CONFIG=str(path), LIVEHUB_STORE="memory")
+        # MQTT's default port is fixed (1883): never fight another server over it.
+        env = dict(os.environ, LIVEHUB_CONFIG=str(path), LIVEHUB_STORE="memory", LIVEHUB_MQTT_LISTEN="127.0.0.1:0")
         self.process = subprocess.Popen(
             [binary, "serve", "--no-sources", "--listen", f"127.0.0.1:{self.port}", "--log", "error"],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

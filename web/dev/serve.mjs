@@ -75,7 +75,7 @@ function startLivehub() {
   const bin = process.env.LIVEHUB_BIN ?? join(here, "..", "..", "target", "debug", "livehub");
   const child = spawn(bin, ["serve", "--listen", "127.0.0.1:0"], {
     stdio: ["ignore", "ignore", "pipe"],
-    env: { ...process.env, LIVEHUB_STORE: process.env.LIVEHUB_STORE ?? "memory" },
+    env: { ...process.env, LIVEHUB_STORE: process.env.LIVEHUB_STORE ?? "memory", LIVEHUB_MQTT_LISTEN: "127.0.0.1:0" },
   });
   process.on("exit", () => child.kill());
   for (const signal of ["SIGINT", "SIGTERM"]) {

@@ -86,7 +86,8 @@ export async function freePort() {
 function spawnServer(port, args) {
   const proc = spawn(LIVEHUB_BIN, ["serve", "--listen", `127.0.0.1:${port}`, "--log", "info", ...args], {
     stdio: ["ignore", "ignore", "pipe"],
-    env: { ...process.env, NO_COLOR: "1", LIVEHUB_STORE: "memory" },
+    // MQTT's default port is fixed (1883): parallel servers must not fight over it.
+    env: { ...process.env, NO_COLOR: "1", LIVEHUB_STORE: "memory", LIVEHUB_MQTT_LISTEN: "127.0.0.1:0" },
   });
   running.add(proc);
   const log = { text: "" };

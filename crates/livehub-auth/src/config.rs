@@ -181,7 +181,9 @@ impl Grants {
     /// Everything: every channel including `$` system channels to read, every ordinary channel
     /// to publish to. The anonymous grants while auth is off.
     pub fn everything() -> Self {
-        Self { subscribe: vec!["#".to_owned(), "$sys/#".to_owned()], publish: vec!["#".to_owned()] }
+        // `$SYS/#`: the MQTT broker's figures, under the name Mosquitto users know.
+        let subscribe = vec!["#".to_owned(), "$sys/#".to_owned(), "$SYS/#".to_owned()];
+        Self { subscribe, publish: vec!["#".to_owned()] }
     }
 }
 

@@ -220,6 +220,35 @@ impl Access {
         Ok(Admission { identity, _slot: slot })
     }
 
+    /// Admits an MQTT connection by the credential its `CONNECT` carries (the password, see
+    /// `docs/mqtt.md`): a token or an API key, checked under the address's failure budget like
+    /// any other, and a connection slot for the address. There is no browser origin to check.
+    pub(crate) fn admit_credential(
+        &self,
+        credential: Option<&str>,
+        peer: IpAddr,
+    ) -> Result<Admission, AuthError> {
+        let identity = match credential.filter(|c| !c.is_empty()) {
+            _ if !self.authenticator.enabled() => Arc::clone(&self.anonymous),
+            None if self.authenticator.required() => {
+                return Err(self.refuse(AuthError::Unauthorized("missing credentials")))
+            }
+            None => Arc::clone(&self.anonymous),
+            Some(credential) => {
+                self.throttled(Some(peer), || self.authenticator.verify_credential(credential))?
+            }
+        };
+        if identity.is_expired(SystemTime::now()) {
+            return Err(self.refuse(AuthError::TokenExpired));
+        }
+        let slot = if self.limits.connections_per_ip == 0 {
+            None
+        } else {
+            Some(self.connections.try_acquire(peer).map_err(|e| self.refuse(e))?)
+        };
+        Ok(Admission { identity, _slot: slot })
+    }
+
     /// Refuses a request to a host name not in `[auth] allowed_hosts`, or a browser request from
     /// an origin the policy does not allow.
     pub(crate) fn check_origin(&self, headers: &HeaderMap) -> Result<(), AuthError> {

@@ -48,6 +48,8 @@ pub struct Config {
     pub signalr: SignalRSettings,
     /// Endpoints used only by the conformance tests (a WebSocket echo); never enable in production.
     pub test_endpoints: bool,
+    /// The MQTT broker (`docs/mqtt.md`).
+    pub mqtt: crate::MqttSettings,
 }
 
 impl Default for Config {
@@ -70,6 +72,7 @@ impl Default for Config {
             tls: None,
             signalr: SignalRSettings::default(),
             test_endpoints: false,
+            mqtt: crate::MqttSettings::default(),
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::protocol::Format;
 pub type Target = fn(&[u8]);
 
 /// The decoders that take bytes from clients, by fuzz target name.
-pub const TARGETS: [(&str, Target); 7] = [
+pub const TARGETS: [(&str, Target); 8] = [
     ("command_json", command_json),
     ("command_msgpack", command_msgpack),
     ("cursor", cursor),
@@ -22,6 +22,7 @@ pub const TARGETS: [(&str, Target); 7] = [
     ("channel", channel),
     ("ws_frames", ws_frames),
     ("signalr", signalr),
+    ("mqtt_packets", mqtt_packets),
 ];
 
 /// A WebSocket text message as a command.
@@ -54,6 +55,24 @@ pub fn ws_frames(bytes: &[u8]) {
 /// A SignalR client's bytes: the handshake and either hub protocol's records.
 pub fn signalr(bytes: &[u8]) {
     crate::signalr::protocol::fuzz(bytes);
+}
+
+/// A client's MQTT bytes, as a first packet and as either version's stream of packets. Every
+/// packet decoded must encode and decode again to itself.
+pub fn mqtt_packets(bytes: &[u8]) {
+    use livehub_mqtt::{decode, encode, Version};
+    let _ = decode(bytes, None, 1024);
+    for version in [Version::V311, Version::V5] {
+        let mut rest = bytes;
+        while let Ok(Some(decoded)) = decode(rest, Some(version), usize::MAX) {
+            rest = &rest[decoded.len..];
+            let mut again = Vec::new();
+            encode(&decoded.packet, version, &mut again);
+            let redecoded = decode(&again, Some(version), usize::MAX);
+            let redecoded = redecoded.ok().flatten().map(|d| d.packet);
+            assert_eq!(redecoded.as_ref(), Some(&decoded.packet), "{version:?} round trip");
+        }
+    }
 }
 
 /// A channel name, a filter, a `channel=` list and JSON data: what every publish and subscribe

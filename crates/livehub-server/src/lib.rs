@@ -19,6 +19,7 @@ mod gate;
 mod gather;
 mod half_open;
 mod listen;
+mod mqtt;
 mod poll;
 mod protocol;
 mod resume;
@@ -58,6 +59,7 @@ pub use error::ApiError;
 pub use listen::bind;
 pub use livehub_auth::{AuthConfig, RateLimits};
 pub use livehub_sources::SourcesConfig;
+pub use mqtt::{parse_listen as parse_mqtt_listen, MqttSettings};
 pub use poll::CURSOR_HEADER;
 pub use protocol::{JSON_PROTOCOL, MSGPACK_PROTOCOL};
 pub use storage::open_store;
@@ -89,6 +91,8 @@ struct AppInner {
     store: Option<Arc<livehub_store::Store>>,
     /// The SignalR hub's connections by token.
     signalr: signalr::Registry,
+    /// The MQTT broker's state, unless MQTT is off (no listener and no WebSocket path).
+    mqtt: Option<Arc<mqtt::Mqtt>>,
 }
 
 impl App {
@@ -106,7 +110,9 @@ impl App {
         };
         let half_open = half_open::HalfOpen::new(limits.max_half_open_per_ip, total);
         let reassembly = ws::ReassemblyBudget::new(limits.max_reassembly_bytes);
+        let mqtt = (config.mqtt.listen.is_some() || config.mqtt.websocket).then(mqtt::Mqtt::new);
         let inner = AppInner {
+            mqtt,
             node,
             config,
             shutdown,
@@ -145,6 +151,10 @@ impl App {
 
     pub(crate) fn reassembly(&self) -> &Arc<ws::ReassemblyBudget> {
         &self.inner.reassembly
+    }
+
+    pub(crate) fn mqtt(&self) -> Option<&Arc<mqtt::Mqtt>> {
+        self.inner.mqtt.as_ref()
     }
 
     pub(crate) fn held_polls(&self) -> &poll::HeldPolls {
@@ -204,6 +214,9 @@ impl App {
             router = router.route("/_test/echo", get(ws::echo));
         }
         router = router.merge(signalr::routes(self));
+        if self.config().mqtt.websocket {
+            router = router.route("/mqtt", get(mqtt::upgrade));
+        }
         router
             .fallback(|| async {
                 ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such endpoint")
@@ -255,15 +268,18 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let store = open_store(&config.storage).map_err(std::io::Error::other)?;
-    serve_with_store(config, store, listener, shutdown).await
+    let mqtt = bind_mqtt(&config)?;
+    serve_with_store(config, store, listener, mqtt, shutdown).await
 }
 
-/// Like [`serve`], with the store already opened by [`open_store`] (so that a store that cannot
-/// be opened stops the process before it listens); closes it cleanly at the end.
+/// Like [`serve`], with the store already opened by [`open_store`] and the MQTT listener bound by
+/// [`bind_mqtt`] (so that a store that cannot be opened or a port that is taken stops the process
+/// before it listens); closes the store cleanly at the end.
 pub async fn serve_with_store(
     config: Config,
     store: Option<Arc<livehub_store::Store>>,
     listener: TcpListener,
+    mqtt_listener: Option<TcpListener>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let node = match &store {
@@ -273,21 +289,40 @@ pub async fn serve_with_store(
     if let Some(store) = &store {
         storage::spawn_retention(store.clone(), &node, shutdown.clone());
     }
-    let served = serve_stored(node, store.clone(), config, listener, shutdown).await;
+    let served = serve_stored(node, store.clone(), config, listener, mqtt_listener, shutdown).await;
     if let Some(store) = store {
         storage::close(&store).await;
     }
     served
 }
 
-/// Like [`serve`], over an existing node (for embedding and tests).
+/// Binds the MQTT listener `[mqtt] listen` names, if any; the error names the setting. Bind it
+/// before logging that the server is up, and pass it to [`serve_with_mqtt`].
+pub fn bind_mqtt(config: &Config) -> std::io::Result<Option<TcpListener>> {
+    config.mqtt.listen.map(mqtt::bind).transpose()
+}
+
+/// Like [`serve`], over an existing node (for embedding and tests); the MQTT listener, when
+/// `[mqtt] listen` names one, is bound here.
 pub async fn serve_node(
     node: Node,
     config: Config,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    serve_stored(node, None, config, listener, shutdown).await
+    let mqtt = bind_mqtt(&config)?;
+    serve_stored(node, None, config, listener, mqtt, shutdown).await
+}
+
+/// Like [`serve_node`], with the MQTT listener bound already (or none).
+pub async fn serve_with_mqtt(
+    node: Node,
+    config: Config,
+    listener: TcpListener,
+    mqtt_listener: Option<TcpListener>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    serve_stored(node, None, config, listener, mqtt_listener, shutdown).await
 }
 
 async fn serve_stored(
@@ -295,6 +330,7 @@ async fn serve_stored(
     store: Option<Arc<livehub_store::Store>>,
     config: Config,
     listener: TcpListener,
+    mqtt_listener: Option<TcpListener>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let grace = Duration::from_secs(config.shutdown_grace_secs);
@@ -313,6 +349,12 @@ async fn serve_stored(
     // publish into the node.
     let _sources = livehub_sources::spawn(&node, &app.config().sources, &shutdown);
     tokio::spawn(sweep_limits(app.clone()));
+    if let Some(mqtt) = app.mqtt() {
+        if let Some(listener) = mqtt_listener {
+            mqtt::spawn(&app, mqtt, listener)?;
+        }
+        tokio::spawn(mqtt::run_sys(app.clone(), mqtt.clone()));
+    }
     let router = app.router();
     let upgraded = app.upgraded().clone();
     let policy = Arc::new(listen::Accepting {

@@ -271,6 +271,8 @@ async fn serve_with_tls() -> (SocketAddr, CancellationToken, JoinHandle<io::Resu
     let mut config = tls_config(&cert_path("a.pem"), &cert_path("a.key"));
     config.sources = livehub_server::SourcesConfig::disabled();
     config.storage.store = livehub_server::StoreKind::Memory;
+    // MQTT's default port is fixed (1883): take a free one.
+    config.mqtt.listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
     let shutdown = CancellationToken::new();
     let handle = tokio::spawn(livehub_server::serve(config, tcp, shutdown.clone()));
     (addr, shutdown, handle)

@@ -96,6 +96,10 @@ struct ServeArgs {
     /// Serve the test-only WebSocket echo endpoint /_test/echo (for the Autobahn suite).
     #[arg(long, hide = true)]
     test_endpoints: bool,
+    /// Where MQTT listens, such as 127.0.0.1:1883, or `off` (docs/mqtt.md)
+    /// [env: LIVEHUB_MQTT_LISTEN].
+    #[arg(long)]
+    mqtt_listen: Option<String>,
     /// Log filter, such as `info` or `livehub=debug` (RUST_LOG syntax; every directive names a
     /// level) [env: LIVEHUB_LOG, then RUST_LOG; default: info].
     #[arg(long)]
@@ -181,6 +185,14 @@ impl ServeArgs {
         }
         config.test_endpoints |=
             self.test_endpoints || settings::env_bool("LIVEHUB_TEST_ENDPOINTS")?.unwrap_or(false);
+        let mqtt = match &self.mqtt_listen {
+            Some(text) => Some(("--mqtt-listen", text.clone())),
+            None => settings::env_text("LIVEHUB_MQTT_LISTEN")?.map(|text| ("LIVEHUB_MQTT_LISTEN", text)),
+        };
+        if let Some((from, text)) = mqtt {
+            config.mqtt.listen = livehub_server::parse_mqtt_listen(&text)
+                .map_err(|why| Failure::usage(format!("{from}={text:?}: {why}")))?;
+        }
         Ok(config)
     }
 
@@ -352,13 +364,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener =
         livehub_server::bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let mqtt = livehub_server::bind_mqtt(&config)?;
     let shutdown = CancellationToken::new();
     on_signal(shutdown.clone()).context("cannot listen for SIGINT and SIGTERM")?;
     tracing::info!(%addr, "livehub listening: dashboard and API at http://{addr}/");
     if config.test_endpoints {
         tracing::warn!("test endpoints are enabled (/_test/echo); never do this in production");
     }
-    livehub_server::serve_with_store(config, store, listener, shutdown).await?;
+    livehub_server::serve_with_store(config, store, listener, mqtt, shutdown).await?;
     tracing::info!("livehub stopped");
     Ok(())
 }

@@ -43,6 +43,8 @@ where
 /// A server running in this process on a free loopback port.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The MQTT listener, on a free loopback port of its own.
+    pub mqtt_addr: SocketAddr,
     pub shutdown: CancellationToken,
     pub handle: JoinHandle<std::io::Result<()>>,
 }
@@ -68,9 +70,20 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         config.listen = addr;
+        // MQTT's default port is fixed (1883): every test server takes a free one instead.
+        config.mqtt.listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        let mqtt = livehub_server::bind_mqtt(&config).expect("bind MQTT").expect("an MQTT listener");
+        let mqtt_addr = mqtt.local_addr().expect("MQTT local addr");
         let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(livehub_server::serve(config, listener, shutdown.clone()));
-        Self { addr, shutdown, handle }
+        let node = livehub_core::Node::new(config.node_config());
+        let handle = tokio::spawn(livehub_server::serve_with_mqtt(
+            node,
+            config,
+            listener,
+            Some(mqtt),
+            shutdown.clone(),
+        ));
+        Self { addr, mqtt_addr, shutdown, handle }
     }
 
     pub fn url(&self, path: &str) -> String {

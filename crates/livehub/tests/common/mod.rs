@@ -14,6 +14,8 @@ pub(crate) fn serve() -> Command {
         .args(["serve", "--no-sources", "--log", "info"])
         .env("NO_COLOR", "1")
         .env("LIVEHUB_STORE", "memory")
+        // MQTT's default port is fixed (1883): parallel tests must not fight over it.
+        .env("LIVEHUB_MQTT_LISTEN", "127.0.0.1:0")
         .stderr(Stdio::piped())
         .stdout(Stdio::null());
     command
