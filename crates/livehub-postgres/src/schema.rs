@@ -22,7 +22,8 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     // Version 1. One row per channel holds its epoch, position and latest value (kept when
     // history keeps nothing else). Publications and idempotency keys carry their epoch in the
     // key, so a new epoch's rows are inserted beside the old ones in the statement that deletes
-    // those. `pos` is the publication's offset (`offset` is an SQL keyword).
+    // those. `pos` is the publication's offset (`offset` is an SQL keyword). `dead_epochs` are
+    // the channel's abandoned epochs, whose late writes are refused.
     "
     CREATE TABLE livehub_channels (
         channel       text PRIMARY KEY,
@@ -30,7 +31,8 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
         last_pos      bigint NOT NULL,
         latest_ts     bigint NOT NULL,
         latest_binary boolean NOT NULL,
-        latest_data   bytea NOT NULL
+        latest_data   bytea NOT NULL,
+        dead_epochs   text[] NOT NULL DEFAULT '{}'
     );
     CREATE TABLE livehub_publications (
         channel   text NOT NULL,

@@ -6,6 +6,7 @@
 //! batch follows the stored position (or starts a new epoch), and the batch's rows are inserted
 //! from arrays with `unnest`, all in one implicit transaction.
 
+use std::collections::HashMap;
 use std::error::Error as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -27,17 +28,28 @@ use crate::settings::PgSettings;
 use crate::PgStoreError;
 
 /// Appends a batch to a channel. The channel row changes only when the batch follows the stored
-/// position (`last_pos = first - 1`) or brings a new epoch; every other part runs only when it
-/// did (`EXISTS (SELECT 1 FROM chan)`), so a batch that does not follow changes nothing and
-/// returns 0. A new epoch deletes the old one's rows in the same statement.
+/// position in the stored epoch, or starts a new epoch at offset 1 that is not one of the
+/// channel's abandoned epochs; every other part runs only when it did (`EXISTS (SELECT 1 FROM
+/// chan)`), so any other batch changes nothing and returns 0. A new epoch deletes the old one's
+/// rows in the same statement and adds the old epoch and `$14` (epochs whose writes failed on
+/// this store) to the abandoned ones, keeping the newest [`DEAD_EPOCHS`].
+///
+/// The conditions are evaluated on the newest version of the locked channel row, so a late write
+/// of an abandoned epoch (one the database received after livehub gave up on it) cannot replace
+/// the epoch that followed, however the two statements interleave.
 const APPEND: &str = "
 WITH chan AS (
-    INSERT INTO livehub_channels AS c (channel, epoch, last_pos, latest_ts, latest_binary, latest_data)
-    VALUES ($1, $2, $4, $5, $6, $7)
+    INSERT INTO livehub_channels AS c
+        (channel, epoch, last_pos, latest_ts, latest_binary, latest_data, dead_epochs)
+    VALUES ($1, $2, $4, $5, $6, $7, $14)
     ON CONFLICT (channel) DO UPDATE SET
         epoch = EXCLUDED.epoch, last_pos = EXCLUDED.last_pos, latest_ts = EXCLUDED.latest_ts,
-        latest_binary = EXCLUDED.latest_binary, latest_data = EXCLUDED.latest_data
-    WHERE c.epoch <> EXCLUDED.epoch OR c.last_pos = $3::int8 - 1
+        latest_binary = EXCLUDED.latest_binary, latest_data = EXCLUDED.latest_data,
+        dead_epochs = CASE WHEN c.epoch = EXCLUDED.epoch THEN c.dead_epochs ELSE
+            (c.dead_epochs || EXCLUDED.dead_epochs || c.epoch)[greatest(1,
+                cardinality(c.dead_epochs || EXCLUDED.dead_epochs || c.epoch) - $15::int4 + 1):] END
+    WHERE (c.epoch = EXCLUDED.epoch AND c.last_pos = $3::int8 - 1)
+       OR (c.epoch <> EXCLUDED.epoch AND $3::int8 = 1 AND NOT EXCLUDED.epoch = ANY(c.dead_epochs))
     RETURNING 1
 ), old_publications AS (
     DELETE FROM livehub_publications
@@ -56,6 +68,11 @@ WITH chan AS (
     WHERE EXISTS (SELECT 1 FROM chan)
 )
 SELECT count(*) FROM chan";
+
+/// How many abandoned epochs a channel remembers. An epoch is abandoned when a write fails; a
+/// late write of it can only arrive while the database is slow or partitioned, so the last few
+/// suffice.
+const DEAD_EPOCHS: i32 = 16;
 
 /// A channel's stored state, with the offset of its oldest stored publication.
 const LOAD: &str = "
@@ -131,6 +148,10 @@ struct Shared {
     pool: Pool,
     settings: PgSettings,
     health: Health,
+    /// Per channel, the epochs whose writes failed here since its last successful write. The
+    /// broker abandons an epoch whose write failed; the next write records them in the database,
+    /// so that a late arrival of the failed write is refused there.
+    abandoned: Mutex<HashMap<ChannelName, Vec<String>>>,
 }
 
 /// Whether the database answered the last operation, for `/health`.
@@ -221,7 +242,8 @@ impl PgStore {
         let mut client = pool.get().await.map_err(|e| PgStoreError::Connect(describe_pool(&e).message))?;
         let version = schema::migrate(&mut client).await?;
         tracing::debug!(version, "opened the PostgreSQL store");
-        Ok(Self { shared: Arc::new(Shared { pool, settings, health: Health::default() }) })
+        let abandoned = Mutex::default();
+        Ok(Self { shared: Arc::new(Shared { pool, settings, health: Health::default(), abandoned }) })
     }
 
     /// The settings it was opened with.
@@ -272,12 +294,16 @@ impl PgStore {
         if batches.is_empty() {
             return Ok(());
         }
-        let conflict = self
+        let dead: Vec<_> = batches.iter().map(|(channel, _)| self.abandoned(channel)).collect();
+        let written = self
             .run("append", async |client| {
                 let tx = client.transaction().await?;
                 let statement = tx.prepare_cached(APPEND).await?;
-                let params: Vec<AppendParams<'_>> =
-                    batches.iter().map(|(channel, entries)| AppendParams::new(channel, entries)).collect();
+                let params: Vec<AppendParams<'_>> = batches
+                    .iter()
+                    .zip(&dead)
+                    .map(|((channel, entries), dead)| AppendParams::new(channel, entries, dead))
+                    .collect();
                 let refs: Vec<_> = params.iter().map(AppendParams::refs).collect();
                 let writes = refs.iter().map(|r| tx.query_one(&statement, &r[..]));
                 // Awaited together, the statements are pipelined on the connection: the whole
@@ -292,10 +318,40 @@ impl PgStore {
                 }
                 Ok(conflict)
             })
-            .await?;
-        match conflict {
-            None => Ok(()),
-            Some((channel, first)) => Err(not_following(&channel, first)),
+            .await;
+        let outcome = match written {
+            Ok(None) => Ok(()),
+            Ok(Some((channel, first))) => Err(not_following(&channel, first)),
+            Err(e) => Err(e),
+        };
+        for (channel, entries) in &batches {
+            self.settle(channel, entries, outcome.is_ok());
+        }
+        outcome
+    }
+
+    /// The epochs of `channel` whose writes failed here since its last successful write.
+    fn abandoned(&self, channel: &ChannelName) -> Vec<String> {
+        self.shared.abandoned.lock().get(channel).cloned().unwrap_or_default()
+    }
+
+    /// After a write of `entries`: forgets the channel's abandoned epochs once a write (which
+    /// recorded them) succeeded, or adds the batch's epoch to them when it failed, because the
+    /// broker abandons it.
+    fn settle(&self, channel: &ChannelName, entries: &[StoredEntry], stored: bool) {
+        let mut abandoned = self.shared.abandoned.lock();
+        if stored {
+            abandoned.remove(channel);
+            return;
+        }
+        let Some(first) = entries.first() else { return };
+        let epoch = first.publication.position.epoch.as_str();
+        let dead = abandoned.entry(channel.clone()).or_default();
+        if !dead.iter().any(|e| e == epoch) {
+            dead.push(epoch.to_owned());
+            if dead.len() > DEAD_EPOCHS as usize {
+                dead.remove(0);
+            }
         }
     }
 
@@ -387,18 +443,21 @@ impl HistoryStore for PgStore {
 
     async fn append(&self, channel: &ChannelName, entries: &[StoredEntry]) -> Result<(), Error> {
         let Some(first) = entries.first() else { return Ok(()) };
-        let params = AppendParams::new(channel, entries);
-        let row = self
+        let dead = self.abandoned(channel);
+        let params = AppendParams::new(channel, entries, &dead);
+        let written = self
             .run("append", async |client| {
                 let statement = client.prepare_cached(APPEND).await?;
                 client.query_one(&statement, &params.refs()[..]).await
             })
-            .await?;
-        if appended(&row) {
-            Ok(())
-        } else {
-            Err(not_following(channel, first.publication.position.offset))
-        }
+            .await;
+        let outcome = match written {
+            Ok(row) if appended(&row) => Ok(()),
+            Ok(_) => Err(not_following(channel, first.publication.position.offset)),
+            Err(e) => Err(e),
+        };
+        self.settle(channel, entries, outcome.is_ok());
+        outcome
     }
 
     async fn read(&self, channel: &ChannelName, query: HistoryQuery) -> Result<StoredHistory, Error> {
@@ -476,11 +535,13 @@ struct AppendParams<'a> {
     data: Vec<&'a [u8]>,
     key_offsets: Vec<i64>,
     keys: Vec<&'a str>,
+    dead: &'a [String],
+    dead_max: i32,
 }
 
 impl<'a> AppendParams<'a> {
     /// For a non-empty batch.
-    fn new(channel: &'a ChannelName, entries: &'a [StoredEntry]) -> Self {
+    fn new(channel: &'a ChannelName, entries: &'a [StoredEntry], dead: &'a [String]) -> Self {
         let n = entries.len();
         let mut p = Self {
             channel: channel.as_str(),
@@ -496,6 +557,8 @@ impl<'a> AppendParams<'a> {
             data: Vec::with_capacity(n),
             key_offsets: Vec::new(),
             keys: Vec::new(),
+            dead,
+            dead_max: DEAD_EPOCHS,
         };
         for entry in entries {
             let publication = &entry.publication;
@@ -522,7 +585,7 @@ impl<'a> AppendParams<'a> {
         p
     }
 
-    fn refs(&self) -> [&(dyn ToSql + Sync); 13] {
+    fn refs(&self) -> [&(dyn ToSql + Sync); 15] {
         [
             &self.channel,
             &self.epoch,
@@ -537,6 +600,8 @@ impl<'a> AppendParams<'a> {
             &self.data,
             &self.key_offsets,
             &self.keys,
+            &self.dead,
+            &self.dead_max,
         ]
     }
 }

@@ -117,6 +117,27 @@ async fn a_batch_that_does_not_follow_changes_nothing_and_a_new_epoch_replaces_t
     let read = store.read(&a, HistoryQuery::after(0, 10)).await.expect("read");
     assert_eq!(offsets(&read.publications), vec![1]);
     assert_eq!(read.publications[0].position.epoch, new);
+
+    // An epoch is abandoned when its write fails, even if the database never saw it; a late
+    // write of it (received after livehub gave up) must not replace the epoch that followed.
+    let failed = Epoch::random();
+    store
+        .append(&a, &[entry(&a, &failed, 2, START_MS + 20, None)])
+        .await
+        .expect_err("a new epoch starts at 1");
+    let next = Epoch::random();
+    store.append(&a, &[entry(&a, &next, 1, START_MS + 30, None)]).await.expect("the epoch after it");
+    for late in [&failed, &old] {
+        let error =
+            store.append(&a, &[entry(&a, late, 1, START_MS + 40, None)]).await.expect_err("abandoned");
+        assert!(error.to_string().contains("does not follow"), "{error}");
+    }
+    let reopened = db.open().await;
+    let error =
+        reopened.append(&a, &[entry(&a, &failed, 1, START_MS + 40, None)]).await.expect_err("abandoned");
+    assert!(error.to_string().contains("does not follow"), "the database remembers: {error}");
+    let loaded = reopened.load(&a).await.expect("load").expect("stored");
+    assert_eq!((loaded.epoch, loaded.offset), (next, 1));
     db.drop_db().await;
 }
 
