@@ -13,6 +13,8 @@
 #   LIVEHUB_SKIP_BENCH=1       skip the quick benchmark comparison (nchan, Node ws, Python websockets)
 #   LIVEHUB_SKIP_FUZZ=1        skip fuzzing the decoders (FUZZ_SECS, default 10, per target)
 #   LIVEHUB_SKIP_ATTACK=1      skip the attack suite (ATTACK_SECS, default 8, per attack)
+#   LIVEHUB_SKIP_POSTGRES=1    skip the PostgreSQL store's tests (they need Debian's postgresql,
+#                              installed when missing; DATABASE_URL set uses that server instead)
 #
 # The dashboard's browser tests save screenshots of every page under target/artifacts/dashboard/.
 set -euo pipefail
@@ -24,7 +26,8 @@ step() { printf '\n==> %s\n' "$*"; }
 export NO_PROXY="127.0.0.1,localhost" no_proxy="127.0.0.1,localhost"
 
 step "Rust: unit and integration tests"
-cargo test --workspace --all-targets
+# livehub-postgres needs a PostgreSQL server: its own block below starts one.
+cargo test --workspace --all-targets --exclude livehub-postgres
 
 if [[ "${LIVEHUB_SKIP_JS:-0}" != 1 ]]; then
   step "TypeScript client: build and tests against the real server binary"
@@ -105,6 +108,21 @@ if [[ "${LIVEHUB_SKIP_FUZZ:-0}" != 1 ]]; then
     fi
     echo "fuzz $target: $(grep -E '^Done' "$log" | tail -n 1)"
   done
+fi
+
+if [[ "${LIVEHUB_SKIP_POSTGRES:-0}" != 1 ]]; then
+  step "PostgreSQL store: conformance, restart and outage tests against a real server"
+  if [[ -z "${DATABASE_URL:-}" ]]; then
+    # A throwaway cluster under target/ on a free loopback port (Debian's postgresql is
+    # installed when missing), stopped and removed on exit after any EXIT trap already set.
+    pg_dir=target/postgres/test-sh
+    previous_exit_trap=$(trap -p EXIT | sed -E 's/^trap -- (.*) EXIT$/\1/')
+    eval "previous_exit_trap=${previous_exit_trap:-''}"
+    trap "tests/postgres/cluster.sh stop $pg_dir; ${previous_exit_trap:-:}" EXIT
+    DATABASE_URL=$(tests/postgres/cluster.sh start "$pg_dir")
+  fi
+  export DATABASE_URL
+  cargo test -p livehub-postgres --all-targets
 fi
 
 if [[ "${LIVEHUB_SKIP_BENCH:-0}" != 1 ]]; then
