@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! DATABASE_URL=$(tests/postgres/cluster.sh start) \
-//!   cargo run --release -p livehub-postgres --example durable_acks -- 64 64 10 [pool]
+//!   cargo run --release -p livehub-postgres --example durable_acks -- 64 64 10 [pool] [committers]
 //! ```
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,7 +31,10 @@ async fn main() {
     if let Some(&pool) = args.get(3) {
         settings.pool_size = pool;
     }
-    let pool = settings.pool_size;
+    if let Some(&committers) = args.get(4) {
+        settings.committers = committers;
+    }
+    let (pool, committers) = (settings.pool_size, settings.committers);
     let store = PgStore::open(settings).await.expect("open");
     let broker = Arc::new(MemoryBroker::with_store(
         HistoryConfig::default(),
@@ -69,7 +72,7 @@ async fn main() {
     latencies.sort_unstable();
     let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize].as_secs_f64() * 1000.0;
     println!(
-        "publishers={publishers} channels={channels} pool={pool}: {:.0} acks/s, p50 {:.2} ms, p99 {:.2} ms ({} acks in {elapsed:.1} s)",
+        "publishers={publishers} channels={channels} pool={pool} committers={committers}: {:.0} acks/s, p50 {:.2} ms, p99 {:.2} ms ({} acks in {elapsed:.1} s)",
         latencies.len() as f64 / elapsed,
         at(0.5),
         at(0.99),

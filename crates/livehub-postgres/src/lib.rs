@@ -12,7 +12,9 @@ mod settings;
 mod store;
 
 pub use schema::SCHEMA_VERSION;
-pub use settings::{PgSettings, DEFAULT_CONNECT_TIMEOUT, DEFAULT_POOL_SIZE, DEFAULT_STATEMENT_TIMEOUT};
+pub use settings::{
+    PgSettings, DEFAULT_COMMITTERS, DEFAULT_CONNECT_TIMEOUT, DEFAULT_POOL_SIZE, DEFAULT_STATEMENT_TIMEOUT,
+};
 pub use store::{PgStats, PgStatus, PgStore};
 
 /// A PostgreSQL store that cannot be opened.

@@ -8,6 +8,8 @@
 
 use std::collections::HashMap;
 use std::error::Error as _;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -20,6 +22,7 @@ use livehub_core::{
     StoredStream, StreamPosition, IDEMPOTENCY_WINDOW,
 };
 use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
@@ -31,14 +34,17 @@ use crate::PgStoreError;
 /// position in the stored epoch, or starts a new epoch at offset 1 that is not one of the
 /// channel's abandoned epochs; every other part runs only when it did (`EXISTS (SELECT 1 FROM
 /// chan)`), so any other batch changes nothing and returns 0. A new epoch deletes the old one's
-/// rows in the same statement and adds the old epoch and `$14` (epochs whose writes failed on
+/// rows in the same statement (only then: the `previous` condition is a one-time filter, so an
+/// append in the same epoch never scans the channel's rows) and adds the old epoch and `$14` (epochs whose writes failed on
 /// this store) to the abandoned ones, keeping the newest [`DEAD_EPOCHS`].
 ///
 /// The conditions are evaluated on the newest version of the locked channel row, so a late write
 /// of an abandoned epoch (one the database received after livehub gave up on it) cannot replace
 /// the epoch that followed, however the two statements interleave.
 const APPEND: &str = "
-WITH chan AS (
+WITH previous AS (
+    SELECT epoch FROM livehub_channels WHERE channel = $1
+), chan AS (
     INSERT INTO livehub_channels AS c
         (channel, epoch, last_pos, latest_ts, latest_binary, latest_data, dead_epochs)
     VALUES ($1, $2, $4, $5, $6, $7, $14)
@@ -54,9 +60,11 @@ WITH chan AS (
 ), old_publications AS (
     DELETE FROM livehub_publications
     WHERE channel = $1 AND epoch <> $2 AND EXISTS (SELECT 1 FROM chan)
+      AND EXISTS (SELECT 1 FROM previous WHERE previous.epoch <> $2)
 ), old_keys AS (
     DELETE FROM livehub_keys
     WHERE channel = $1 AND epoch <> $2 AND EXISTS (SELECT 1 FROM chan)
+      AND EXISTS (SELECT 1 FROM previous WHERE previous.epoch <> $2)
 ), publications AS (
     INSERT INTO livehub_publications (channel, epoch, pos, ts, is_binary, data)
     SELECT $1, $2, u.pos, u.ts, u.is_binary, u.data
@@ -142,7 +150,51 @@ SELECT (SELECT count(*) FROM livehub_channels),
 #[derive(Clone)]
 pub struct PgStore {
     shared: Arc<Shared>,
+    /// To the committers: each takes every append waiting and writes them as one transaction.
+    commits: mpsc::UnboundedSender<Commit>,
 }
+
+/// One channel's batch waiting for a committer.
+struct Commit {
+    channel: ChannelName,
+    entries: Vec<StoredEntry>,
+    done: oneshot::Sender<Result<(), Error>>,
+}
+
+/// Most channels' batches one transaction takes.
+const MAX_GROUP: usize = 512;
+
+/// A committer: waits for appends, takes every one waiting (up to [`MAX_GROUP`]) and writes them
+/// in one transaction. Several run, so that one group is being gathered while others commit;
+/// they end when the last handle of the store is dropped.
+async fn committer(shared: Arc<Shared>, queue: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Commit>>>) {
+    loop {
+        let mut commits = Vec::new();
+        {
+            let mut queue = queue.lock().await;
+            match queue.recv().await {
+                Some(commit) => commits.push(commit),
+                None => return,
+            }
+            while commits.len() < MAX_GROUP {
+                match queue.try_recv() {
+                    Ok(commit) => commits.push(commit),
+                    Err(_) => break,
+                }
+            }
+        }
+        let batches: Vec<_> = commits.iter().map(|c| (&c.channel, &c.entries[..])).collect();
+        let outcomes = shared.write(&batches).await;
+        drop(batches);
+        for (commit, outcome) in commits.into_iter().zip(outcomes) {
+            // The publisher may have gone; its batch's outcome stands in the broker regardless.
+            let _ = commit.done.send(outcome);
+        }
+    }
+}
+
+/// One request of a pipelined transaction.
+type Step<'a> = Pin<Box<dyn Future<Output = Result<Option<Row>, tokio_postgres::Error>> + Send + 'a>>;
 
 struct Shared {
     pool: Pool,
@@ -242,8 +294,15 @@ impl PgStore {
         let mut client = pool.get().await.map_err(|e| PgStoreError::Connect(describe_pool(&e).message))?;
         let version = schema::migrate(&mut client).await?;
         tracing::debug!(version, "opened the PostgreSQL store");
-        let abandoned = Mutex::default();
-        Ok(Self { shared: Arc::new(Shared { pool, settings, health: Health::default(), abandoned }) })
+        let committers = settings.committers.max(1);
+        let shared =
+            Arc::new(Shared { pool, settings, health: Health::default(), abandoned: Mutex::default() });
+        let (commits, queue) = mpsc::unbounded_channel();
+        let queue = Arc::new(tokio::sync::Mutex::new(queue));
+        for _ in 0..committers {
+            tokio::spawn(committer(shared.clone(), queue.clone()));
+        }
+        Ok(Self { shared, commits })
     }
 
     /// The settings it was opened with.
@@ -266,80 +325,113 @@ impl PgStore {
 
     /// Asks the database whether it answers (within the timeouts), updating [`status`](Self::status).
     pub async fn check(&self) -> PgStatus {
-        let _ =
-            self.run("health check", async |client| client.simple_query("SELECT 1").await.map(drop)).await;
+        let _ = self
+            .shared
+            .run("health check", async |client| client.simple_query("SELECT 1").await.map(drop))
+            .await;
         self.status()
     }
 
     /// Size, channels and the oldest entry of the store.
     pub async fn stats(&self) -> Result<PgStats, Error> {
-        self.run("stats", async |client| {
-            let (version, row) = tokio::try_join!(schema::version(&***client), client.query_one(STATS, &[]))?;
-            Ok(PgStats {
-                schema_version: version,
-                channels: row.try_get::<_, i64>(0)?.max(0) as u64,
-                entries: row.try_get::<_, i64>(1)?.max(0) as u64,
-                size_bytes: row.try_get::<_, i64>(2)?.max(0) as u64,
-                oldest_ts: row.try_get::<_, Option<i64>>(3)?.map(to_u64),
-                newest_ts: row.try_get::<_, Option<i64>>(4)?.map(to_u64),
+        self.shared
+            .run("stats", async |client| {
+                let (version, row) =
+                    tokio::try_join!(schema::version(&***client), client.query_one(STATS, &[]))?;
+                Ok(PgStats {
+                    schema_version: version,
+                    channels: row.try_get::<_, i64>(0)?.max(0) as u64,
+                    entries: row.try_get::<_, i64>(1)?.max(0) as u64,
+                    size_bytes: row.try_get::<_, i64>(2)?.max(0) as u64,
+                    oldest_ts: row.try_get::<_, Option<i64>>(3)?.map(to_u64),
+                    newest_ts: row.try_get::<_, Option<i64>>(4)?.map(to_u64),
+                })
             })
-        })
-        .await
+            .await
     }
 
     /// Stores the batches of several channels in one transaction (each as
-    /// [`HistoryStore::append`] would), pipelined: the write half of write-behind.
+    /// [`HistoryStore::append`] would), pipelined: the write half of write-behind. Fails if any
+    /// batch was not stored.
     pub async fn append_many(&self, batches: &[(ChannelName, Vec<StoredEntry>)]) -> Result<(), Error> {
-        let batches: Vec<_> = batches.iter().filter(|(_, entries)| !entries.is_empty()).collect();
+        let batches: Vec<_> = batches
+            .iter()
+            .filter(|(_, entries)| !entries.is_empty())
+            .map(|(channel, entries)| (channel, &entries[..]))
+            .collect();
         if batches.is_empty() {
             return Ok(());
         }
+        self.shared.write(&batches).await.into_iter().collect()
+    }
+}
+
+impl Shared {
+    /// Writes `batches` (each non-empty, of distinct channels) in one transaction: BEGIN, one
+    /// statement per batch and COMMIT are sent together, pipelined on one connection, so the
+    /// group costs one round trip and one commit. Returns, per batch, whether it was stored; a
+    /// batch that does not follow changes nothing and does not stop the others.
+    async fn write(&self, batches: &[(&ChannelName, &[StoredEntry])]) -> Vec<Result<(), Error>> {
         let dead: Vec<_> = batches.iter().map(|(channel, _)| self.abandoned(channel)).collect();
+        let params: Vec<AppendParams<'_>> = batches
+            .iter()
+            .zip(&dead)
+            .map(|((channel, entries), dead)| AppendParams::new(channel, entries, dead))
+            .collect();
         let written = self
             .run("append", async |client| {
-                let tx = client.transaction().await?;
-                let statement = tx.prepare_cached(APPEND).await?;
-                let params: Vec<AppendParams<'_>> = batches
-                    .iter()
-                    .zip(&dead)
-                    .map(|((channel, entries), dead)| AppendParams::new(channel, entries, dead))
-                    .collect();
+                let client: &Object = client;
+                let statement = client.prepare_cached(APPEND).await?;
                 let refs: Vec<_> = params.iter().map(AppendParams::refs).collect();
-                let writes = refs.iter().map(|r| tx.query_one(&statement, &r[..]));
-                // Awaited together, the statements are pipelined on the connection: the whole
-                // transaction costs about one round trip besides BEGIN and COMMIT.
-                let rows = try_join_all(writes).await?;
-                let conflict =
-                    batches.iter().zip(&rows).find(|(_, row)| !appended(row)).map(|((c, e), _)| {
-                        (c.clone(), e.first().map_or(0, |e| e.publication.position.offset))
-                    });
-                if conflict.is_none() {
-                    tx.commit().await?;
+                if let [one] = &refs[..] {
+                    // One statement is its own transaction.
+                    let row = client.query_one(&statement, &one[..]).await?;
+                    return Ok(vec![appended(&row)]);
                 }
-                Ok(conflict)
+                // try_join_all polls its futures in order, and each sends its request when first
+                // polled: BEGIN, the statements and COMMIT leave in that order. A failing
+                // statement aborts the transaction, and the COMMIT then rolls it back.
+                let mut steps: Vec<Step<'_>> = Vec::with_capacity(refs.len() + 2);
+                steps.push(Box::pin(async { client.batch_execute("BEGIN").await.map(|()| None) }));
+                for r in &refs {
+                    let statement = &statement;
+                    steps.push(Box::pin(async move { client.query_one(statement, &r[..]).await.map(Some) }));
+                }
+                steps.push(Box::pin(async { client.batch_execute("COMMIT").await.map(|()| None) }));
+                let rows = try_join_all(steps).await?;
+                Ok(rows.iter().flatten().map(appended).collect())
             })
             .await;
-        let outcome = match written {
-            Ok(None) => Ok(()),
-            Ok(Some((channel, first))) => Err(not_following(&channel, first)),
-            Err(e) => Err(e),
+        let outcomes: Vec<Result<(), Error>> = match written {
+            Ok(stored) => batches
+                .iter()
+                .zip(stored)
+                .map(|((channel, entries), stored)| {
+                    if stored {
+                        Ok(())
+                    } else {
+                        Err(not_following(channel, entries[0].publication.position.offset))
+                    }
+                })
+                .collect(),
+            Err(e) => vec![Err(e); batches.len()],
         };
-        for (channel, entries) in &batches {
+        for ((channel, entries), outcome) in batches.iter().zip(&outcomes) {
             self.settle(channel, entries, outcome.is_ok());
         }
-        outcome
+        outcomes
     }
 
     /// The epochs of `channel` whose writes failed here since its last successful write.
     fn abandoned(&self, channel: &ChannelName) -> Vec<String> {
-        self.shared.abandoned.lock().get(channel).cloned().unwrap_or_default()
+        self.abandoned.lock().get(channel).cloned().unwrap_or_default()
     }
 
     /// After a write of `entries`: forgets the channel's abandoned epochs once a write (which
     /// recorded them) succeeded, or adds the batch's epoch to them when it failed, because the
     /// broker abandons it.
     fn settle(&self, channel: &ChannelName, entries: &[StoredEntry], stored: bool) {
-        let mut abandoned = self.shared.abandoned.lock();
+        let mut abandoned = self.abandoned.lock();
         if stored {
             abandoned.remove(channel);
             return;
@@ -362,7 +454,7 @@ impl PgStore {
         what: &str,
         op: impl AsyncFnOnce(&mut Object) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, Error> {
-        let shared = &self.shared;
+        let shared = self;
         let mut client = match shared.pool.get().await {
             Ok(client) => client,
             Err(e) => return Err(self.failed(what, describe_pool(&e))),
@@ -400,7 +492,7 @@ impl PgStore {
     fn failed(&self, what: &str, failure: Failure) -> Error {
         let message = format!("PostgreSQL store: {what} failed: {}", failure.message);
         if failure.unreachable {
-            self.shared.health.failed(&message);
+            self.health.failed(&message);
         }
         Error::Broker(message)
     }
@@ -411,6 +503,7 @@ impl HistoryStore for PgStore {
     async fn load(&self, channel: &ChannelName) -> Result<Option<StoredStream>, Error> {
         let window = IDEMPOTENCY_WINDOW as i64;
         let (row, keys) = self
+            .shared
             .run("load", async |client| {
                 let (load, keys) =
                     tokio::try_join!(client.prepare_cached(LOAD), client.prepare_cached(KEYS))?;
@@ -437,27 +530,22 @@ impl HistoryStore for PgStore {
             }
             Ok(StoredStream { epoch, offset, oldest, latest: Some(Arc::new(latest)), keys: stored_keys })
         })()
-        .map_err(|e| self.failed("load", classify(&e)))?;
+        .map_err(|e| self.shared.failed("load", classify(&e)))?;
         Ok(Some(stored))
     }
 
     async fn append(&self, channel: &ChannelName, entries: &[StoredEntry]) -> Result<(), Error> {
-        let Some(first) = entries.first() else { return Ok(()) };
-        let dead = self.abandoned(channel);
-        let params = AppendParams::new(channel, entries, &dead);
-        let written = self
-            .run("append", async |client| {
-                let statement = client.prepare_cached(APPEND).await?;
-                client.query_one(&statement, &params.refs()[..]).await
-            })
-            .await;
-        let outcome = match written {
-            Ok(row) if appended(&row) => Ok(()),
-            Ok(_) => Err(not_following(channel, first.publication.position.offset)),
-            Err(e) => Err(e),
-        };
-        self.settle(channel, entries, outcome.is_ok());
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let (done, outcome) = oneshot::channel();
+        let commit = Commit { channel: channel.clone(), entries: entries.to_vec(), done };
+        if self.commits.send(commit).is_err() {
+            return Err(Error::Broker("PostgreSQL store: its committers stopped".into()));
+        }
         outcome
+            .await
+            .unwrap_or_else(|_| Err(Error::Broker("PostgreSQL store: its committers stopped".into())))
     }
 
     async fn read(&self, channel: &ChannelName, query: HistoryQuery) -> Result<StoredHistory, Error> {
@@ -467,6 +555,7 @@ impl HistoryStore for PgStore {
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
         let sql = if query.is_forward() { READ_FORWARD } else { READ_BACKWARD };
         let (rows, oldest) = self
+            .shared
             .run("read", async |client| {
                 let (read, oldest) =
                     tokio::try_join!(client.prepare_cached(sql), client.prepare_cached(OLDEST))?;
@@ -500,7 +589,7 @@ impl HistoryStore for PgStore {
             }
             Ok(StoredHistory { publications, oldest })
         };
-        decode().map_err(|e| self.failed("read", classify(&e)))
+        decode().map_err(|e| self.shared.failed("read", classify(&e)))
     }
 
     async fn evict(&self, channel: &ChannelName, size: usize, min_ts: u64) -> Result<u64, Error> {
@@ -508,13 +597,16 @@ impl HistoryStore for PgStore {
         let min_ts = to_i64(min_ts);
         let keep_keys = IDEMPOTENCY_WINDOW as i64 - 1;
         let row = self
+            .shared
             .run("evict", async |client| {
                 let statement = client.prepare_cached(EVICT).await?;
                 client.query_opt(&statement, &[&channel.as_str(), &size, &min_ts, &keep_keys]).await
             })
             .await?;
         match row {
-            Some(row) => row.try_get::<_, i64>(0).map(to_u64).map_err(|e| self.failed("evict", classify(&e))),
+            Some(row) => {
+                row.try_get::<_, i64>(0).map(to_u64).map_err(|e| self.shared.failed("evict", classify(&e)))
+            }
             None => Ok(1),
         }
     }

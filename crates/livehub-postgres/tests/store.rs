@@ -142,6 +142,49 @@ async fn a_batch_that_does_not_follow_changes_nothing_and_a_new_epoch_replaces_t
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_written_together_commit_together_and_one_that_does_not_follow_stops_none() {
+    let db = common::TestDb::new().await;
+    let store = db.open().await;
+    let epoch = Epoch::random();
+    let (a, b, c) = (ch("a"), ch("b"), ch("c"));
+    store.append(&b, &[entry(&b, &epoch, 1, START_MS, None)]).await.expect("append");
+    let batches = vec![
+        (a.clone(), vec![entry(&a, &epoch, 1, START_MS, Some("ka")), entry(&a, &epoch, 2, START_MS, None)]),
+        (b.clone(), vec![entry(&b, &epoch, 3, START_MS, None)]),
+        (c.clone(), vec![entry(&c, &epoch, 1, START_MS, None)]),
+    ];
+    let error = store.append_many(&batches).await.expect_err("b's offset 2 is missing");
+    assert!(error.to_string().contains("b: offset 3 does not follow"), "{error}");
+    let stored = |channel: ChannelName| {
+        let store = store.clone();
+        async move { offsets(&store.read(&channel, HistoryQuery::after(0, 10)).await.expect("read").publications) }
+    };
+    assert_eq!(stored(a.clone()).await, vec![1, 2]);
+    assert_eq!(stored(b.clone()).await, vec![1], "b is unchanged");
+    assert_eq!(stored(c.clone()).await, vec![1]);
+
+    // Many channels appending at once go through the committers together.
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let (store, channel, epoch) = (store.clone(), ch(&format!("many/{i}")), epoch.clone());
+            tokio::spawn(async move {
+                for o in 1..=5 {
+                    store
+                        .append(&channel, &[entry(&channel, &epoch, o, START_MS, None)])
+                        .await
+                        .expect("append");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task");
+    }
+    assert_eq!(store.stats().await.expect("stats").entries, 4 + 64 * 5);
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eviction_keeps_the_newest_the_recent_the_latest_and_the_key_window() {
     let db = common::TestDb::new().await;
     let store = db.open().await;
