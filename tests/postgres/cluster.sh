@@ -83,8 +83,12 @@ case "$cmd" in
       [[ $(id -u) == 0 ]] && chown -R postgres:postgres "$dir"
       as_owner "$bin/initdb" -D "$dir/data" -U livehub --auth=trust --no-locale -E UTF8 >"$dir/initdb.log" 2>&1 \
         || { cat "$dir/initdb.log" >&2; exit 1; }
-      free_port >"$dir/port"
-      server_start
+      # A free port can be taken between choosing it and listening on it: choose again.
+      for attempt in 1 2 3; do
+        free_port >"$dir/port"
+        server_start && break
+        [[ $attempt == 3 ]] && { cat "$dir/server.log" >&2; exit 1; }
+      done
       as_owner "$bin/createdb" -h 127.0.0.1 -p "$(cat "$dir/port")" -U livehub livehub
     else
       server_start
