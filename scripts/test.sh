@@ -9,6 +9,7 @@
 #   scripts/test.sh            everything
 #   LIVEHUB_SKIP_AUTOBAHN=1    skip the Autobahn suite (quick local runs)
 #   LIVEHUB_SKIP_JS=1          skip the TypeScript client suite
+#   LIVEHUB_SKIP_PACK=1        skip installing the packed client in a scratch project (clients/js/test/pack.sh)
 #   LIVEHUB_SKIP_BROWSER=1     skip the dashboard's bundle check and browser tests
 #   LIVEHUB_SKIP_BENCH=1       skip the quick benchmark comparison (nchan, Node ws, Python websockets)
 #   LIVEHUB_SKIP_FUZZ=1        skip fuzzing the decoders (FUZZ_SECS, default 10, per target)
@@ -16,11 +17,31 @@
 #   LIVEHUB_SKIP_POSTGRES=1    skip the PostgreSQL store's tests (they need Debian's postgresql,
 #                              installed when missing; DATABASE_URL set uses that server instead)
 #
-# The dashboard's browser tests save screenshots of every page under target/artifacts/dashboard/.
+# The dashboard's browser tests save screenshots of every page under target/artifacts/dashboard/,
+# the Autobahn suite its reports under target/artifacts/autobahn/. Temporary files go under
+# target/tmp/ and are removed at the end; Python packages go into target/venv (scripts/venv.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
+
+# Every LIVEHUB_SKIP_* takes the usual boolean spellings (1/0, true/false, yes/no, on/off, any
+# case), as livehub's own variables do; normalised here to the 1 or 0 that the checks below test.
+for var in $(compgen -v LIVEHUB_SKIP_ || true); do
+  case "${!var,,}" in
+    1 | true | yes | on) printf -v "$var" 1 ;;
+    "" | 0 | false | no | off) printf -v "$var" 0 ;;
+    *) echo "test.sh: $var=${!var} is not a boolean; use 1 or 0" >&2 && exit 2 ;;
+  esac
+done
+
+# Temporary files of every suite (mktemp, Rust's tempfile, Python's tempfile) go under target/tmp
+# instead of /tmp, and are removed when the run ends, however it ends.
+TMPDIR="$PWD/target/tmp/test.$$"
+mkdir -p "$TMPDIR"
+export TMPDIR
+cleanup_tmp() { rm -rf "$TMPDIR"; }
+trap cleanup_tmp EXIT
 
 # Load tests of our own only target loopback, and must not inherit a proxy.
 export NO_PROXY="127.0.0.1,localhost" no_proxy="127.0.0.1,localhost"
@@ -36,6 +57,12 @@ if [[ "${LIVEHUB_SKIP_JS:-0}" != 1 ]]; then
   fi
   cargo build --bin livehub
   (cd clients/js && npm ci --no-audit --no-fund && LIVEHUB_BIN="$PWD/../../target/debug/livehub" npm test)
+  if [[ "${LIVEHUB_SKIP_PACK:-0}" != 1 ]]; then
+    # npm pack, the tarball installed in a scratch project under target/client-pack, and the
+    # README's example run from there under Node 20 with ws, as CommonJS and in Chromium.
+    [[ -x /usr/bin/chromium ]] || { apt-get update -qq && apt-get install -y -qq chromium; }
+    LIVEHUB_BIN="$PWD/target/debug/livehub" clients/js/test/pack.sh
+  fi
 fi
 
 if [[ "${LIVEHUB_SKIP_BROWSER:-0}" != 1 ]]; then
@@ -72,15 +99,16 @@ if [[ "${LIVEHUB_SKIP_AUTOBAHN:-0}" != 1 ]]; then
   log=$(mktemp)
   target/release/livehub serve --listen "127.0.0.1:$port" --test-endpoints --log warn >"$log" 2>&1 &
   server=$!
-  trap 'kill "$server" 2>/dev/null || true' EXIT
+  trap 'kill "$server" 2>/dev/null || true; cleanup_tmp' EXIT
   for _ in $(seq 1 100); do
     python3 -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$port/health', timeout=1)" 2>/dev/null && break
     sleep 0.1
   done
-  PYTHON=$(scripts/venv.sh) tests/autobahn/run.sh "ws://127.0.0.1:$port/_test/echo"
+  PYTHON=$(scripts/venv.sh) AUTOBAHN_REPORT_DIR="$PWD/target/artifacts/autobahn" \
+    tests/autobahn/run.sh "ws://127.0.0.1:$port/_test/echo"
   kill "$server"
   wait "$server" 2>/dev/null || true
-  trap - EXIT
+  trap cleanup_tmp EXIT
 fi
 
 if [[ "${LIVEHUB_SKIP_ATTACK:-0}" != 1 ]]; then

@@ -14,17 +14,30 @@ export interface Row {
   values: (number | null)[];
 }
 
-/** The newest `capacity` rows, in time order, in the column layout uPlot draws from. */
+/**
+ * The newest `capacity` rows, in time order, in the column layout uPlot draws from. Where two
+ * rows are more than `gapMs` apart (an outage the reconnect could not recover, which history
+ * cannot fill either), a row of nulls goes between them, so that the lines break there instead
+ * of joining across the missing interval.
+ */
 export class SeriesBuffer {
   /** Seconds since the epoch (uPlot's time unit). */
   private xs: number[] = [];
   private ys: (number | null)[][];
+  /** The gap markers (rows of nulls) in the buffer. */
+  private gapRows = 0;
 
   constructor(
     readonly capacity: number,
     private series: number,
+    private readonly gapMs = Number.POSITIVE_INFINITY,
   ) {
     this.ys = Array.from({ length: series }, () => []);
+  }
+
+  /** How many gaps the buffer holds. */
+  get gaps(): number {
+    return this.gapRows;
   }
 
   get length(): number {
@@ -44,14 +57,19 @@ export class SeriesBuffer {
 
   /** Appends a row newer than the newest; older rows (repeats, late arrivals) are ignored. */
   push(row: Row): boolean {
-    if (this.xs.length && row.ts / 1000 <= this.xs[this.xs.length - 1]!) {
+    const newest = this.xs[this.xs.length - 1];
+    if (newest !== undefined && row.ts / 1000 <= newest) {
       return false;
     }
-    this.xs.push(row.ts / 1000);
-    for (let i = 0; i < this.series; i++) {
-      this.ys[i]!.push(row.values[i] ?? null);
+    if (newest !== undefined && row.ts - newest * 1000 > this.gapMs) {
+      this.append(newest + GAP_OFFSET_SECS, []);
+      this.gapRows++;
     }
-    if (this.xs.length > this.capacity) {
+    this.append(row.ts / 1000, row.values);
+    while (this.xs.length > this.capacity) {
+      if (this.isGap(0)) {
+        this.gapRows--;
+      }
       this.xs.shift();
       for (const col of this.ys) {
         col.shift();
@@ -60,16 +78,52 @@ export class SeriesBuffer {
     return true;
   }
 
+  private append(x: number, values: (number | null)[]): void {
+    this.xs.push(x);
+    for (let i = 0; i < this.series; i++) {
+      this.ys[i]!.push(values[i] ?? null);
+    }
+  }
+
+  /** Whether row `j` is a gap marker: every value null. */
+  private isGap(j: number): boolean {
+    return this.ys.every((col) => col[j] === null || col[j] === undefined);
+  }
+
   /** Merges rows from history with what is there: sorted by time, one row per time, the newest kept. */
   merge(rows: Row[]): void {
     const byTs = new Map<number, (number | null)[]>();
     for (const row of rows) {
       byTs.set(row.ts / 1000, row.values);
     }
-    this.xs.forEach((x, j) => byTs.set(x, this.ys.map((col) => col[j] ?? null)));
-    const xs = [...byTs.keys()].sort((a, b) => a - b).slice(-this.capacity);
-    this.xs = xs;
-    this.ys = Array.from({ length: this.series }, (_, i) => xs.map((x) => byTs.get(x)![i] ?? null));
+    this.xs.forEach((x, j) => {
+      // The gap markers are placed again below, where gaps remain once history is in.
+      if (!this.isGap(j)) {
+        byTs.set(x, this.ys.map((col) => col[j] ?? null));
+      }
+    });
+    const sorted = [...byTs.keys()].sort((a, b) => a - b);
+    const xs: number[] = [];
+    const values: (number | null)[][] = [];
+    this.gapRows = 0;
+    sorted.forEach((x, k) => {
+      const previous = sorted[k - 1];
+      if (previous !== undefined && (x - previous) * 1000 > this.gapMs) {
+        xs.push(previous + GAP_OFFSET_SECS);
+        values.push([]);
+        this.gapRows++;
+      }
+      xs.push(x);
+      values.push(byTs.get(x)!);
+    });
+    const drop = Math.max(0, xs.length - this.capacity);
+    for (let j = 0; j < drop; j++) {
+      if (values[j]!.every((v) => v === null || v === undefined)) {
+        this.gapRows--;
+      }
+    }
+    this.xs = xs.slice(drop);
+    this.ys = Array.from({ length: this.series }, (_, i) => values.slice(drop).map((v) => v[i] ?? null));
   }
 
   /** Changes the number of series (CPU cores become known with the first sample); old values are kept. */
@@ -94,8 +148,13 @@ export interface SeriesSpec {
   fill?: string;
   /** The y scale, when the chart has two. */
   scale?: string;
-  /** Leave it out of the legend above the chart (per-core lines). */
+  /** Leave it out of the legend above the chart. */
   hideInLegend?: boolean;
+  /**
+   * Series that share one legend entry, with this label and no value (the per-core CPU lines):
+   * the first of them draws the entry, the others are left out.
+   */
+  legendGroup?: string;
 }
 
 export interface AxisSpec {
@@ -120,18 +179,40 @@ export interface ChartSpec {
   series: SeriesSpec[];
   axes: AxisSpec[];
   capacity: number;
+  /** Rows further apart than this (ms) are not joined by a line: the data between them is missing. */
+  gapMs?: number;
   height?: number;
   /** Formats a series' newest value in the legend. */
   legendValue?: (v: number | null, i: number) => string;
 }
+
+/** Where a gap marker goes: just after the last row before the gap, so it does not shift the line. */
+const GAP_OFFSET_SECS = 0.001;
+
+/** Below this width (px) a chart is on a phone: see `LiveChart.options`. */
+const NARROW_PX = 520;
+/** Right padding that keeps the last time label (about 50 px wide, centred on its tick) inside the canvas. */
+const LAST_LABEL_ROOM = 28;
 
 /** The time axis spans at least this long, so that a chart with few points fills from the right. */
 const MIN_WINDOW_SECS = 60;
 /** Time-axis steps, in seconds: whole seconds, as the labels show no fractions. */
 const TIME_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600];
 
-const AXIS_STROKE = "#8a94a6";
-const GRID_STROKE = "rgba(148, 163, 184, 0.09)";
+/** A colour of the current theme (`--chart-axis`, `--chart-grid`), read when a plot is built. */
+function themeColor(name: string, fallback: string): string {
+  return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || fallback;
+}
+
+/** Every chart, to rebuild their plots when the theme changes (canvas colours are not CSS). */
+const charts = new Set<LiveChart>();
+
+/** Rebuilds every chart's plot with the colours of the theme now in force. */
+export function redrawCharts(): void {
+  for (const chart of charts) {
+    chart.rebuild();
+  }
+}
 const FONT = '11px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
 
 /** A chart that draws its buffer on the next animation frame after a change, while active. */
@@ -145,21 +226,31 @@ export class LiveChart {
   private legendValues: HTMLElement[] = [];
   private active = false;
   private frame = 0;
+  /** Whether the plot was built for a narrow width (see `options`). */
+  private narrow = false;
   private readonly resize: ResizeObserver;
 
   constructor(private spec: ChartSpec) {
-    this.buffer = new SeriesBuffer(spec.capacity, spec.series.length);
+    this.buffer = new SeriesBuffer(spec.capacity, spec.series.length, spec.gapMs);
     this.legend = h("div", { class: "legend" });
     this.holder = h("div", { class: "plot", style: `height:${spec.height ?? 200}px` });
     this.el = h(
       "div",
-      { class: "chart", "data-chart": spec.key, "data-points": 0 },
+      { class: "chart", "data-chart": spec.key, "data-points": 0, "data-gaps": 0 },
       h("div", { class: "chart-head" }, h("h3", {}, spec.title), this.legend),
       this.holder,
     );
     this.buildLegend();
     this.resize = new ResizeObserver(() => this.fit());
     this.resize.observe(this.holder);
+    charts.add(this);
+  }
+
+  /** Builds the plot again on the next draw (new colours, new axes). */
+  rebuild(): void {
+    this.plot?.destroy();
+    this.plot = null;
+    this.invalidate();
   }
 
   /** Replaces the series (same axes); the plot is rebuilt on the next draw. */
@@ -191,6 +282,11 @@ export class LiveChart {
     }
   }
 
+  /** Shows "Loading history…" over the chart while history is on its way (`data-loading`). */
+  setLoading(loading: boolean): void {
+    this.el.toggleAttribute("data-loading", loading);
+  }
+
   /** Draws while its page is shown; stops drawing (but keeps collecting) when not. */
   setActive(active: boolean): void {
     this.active = active;
@@ -205,6 +301,7 @@ export class LiveChart {
   /** Notes a change: `data-points` now, the drawing on the next frame. */
   invalidate(): void {
     this.el.dataset.points = String(this.buffer.length);
+    this.el.dataset.gaps = String(this.buffer.gaps);
     if (this.active && !this.frame) {
       this.frame = requestAnimationFrame(() => {
         this.frame = 0;
@@ -237,7 +334,12 @@ export class LiveChart {
 
   private fit(): void {
     const width = this.holder.clientWidth;
-    if (this.plot && width > 0 && width !== this.plot.width) {
+    if (this.plot && width > 0 && width < NARROW_PX !== this.narrow) {
+      // The axes depend on the width: build the plot again.
+      this.plot.destroy();
+      this.plot = null;
+      this.invalidate();
+    } else if (this.plot && width > 0 && width !== this.plot.width) {
       this.plot.setSize({ width, height: this.spec.height ?? 200 });
     } else if (!this.plot && width > 0) {
       this.invalidate();
@@ -247,7 +349,15 @@ export class LiveChart {
   private buildLegend(): void {
     this.legend.replaceChildren();
     this.legendValues = [];
+    const grouped = new Set<string>();
     this.spec.series.forEach((s, i) => {
+      if (s.legendGroup !== undefined) {
+        if (!grouped.has(s.legendGroup)) {
+          grouped.add(s.legendGroup);
+          this.legend.append(h("span", { class: "key group" }, h("i", { style: `background:${s.color}` }), s.legendGroup));
+        }
+        return;
+      }
       if (s.hideInLegend) {
         return;
       }
@@ -259,12 +369,20 @@ export class LiveChart {
 
   private options(width: number): uPlot.Options {
     const { spec } = this;
+    const AXIS_STROKE = themeColor("--chart-axis", "#8a94a6");
+    const GRID_STROKE = themeColor("--chart-grid", "rgba(148, 163, 184, 0.09)");
+    // On a phone, two 64 px axes would leave the plot a third of the screen: narrower axes, and
+    // the right-hand one left out (its series' value stays in the legend).
+    const narrow = width < NARROW_PX;
+    this.narrow = narrow;
+    const rightAxis = spec.axes.some((a) => a.side === "right") && !narrow;
     return {
       width,
       height: spec.height ?? 200,
       legend: { show: false },
       cursor: { show: false },
-      padding: [8, 4, 0, 0],
+      // Room on the right for half of the last time label, unless an axis is there.
+      padding: [8, rightAxis ? 4 : LAST_LABEL_ROOM, 0, 0],
       scales: Object.fromEntries([
         ["x", { time: true, range: (_u: uPlot, min: number, max: number): uPlot.Range.MinMax => [Math.min(min, max - MIN_WINDOW_SECS), max] }],
         ...spec.axes.map((a) => [a.scale, a.range ? { range: a.range } : { range: (_u: uPlot, min: number, max: number) => (a.padded ? paddedRange(min, max) : niceRange(min, max)) }]),
@@ -285,7 +403,8 @@ export class LiveChart {
             side: a.side === "right" ? 1 : 3,
             stroke: AXIS_STROKE,
             font: FONT,
-            size: 64,
+            size: narrow ? 46 : 64,
+            show: a.side !== "right" || rightAxis,
             grid: { show: a.side !== "right", stroke: GRID_STROKE, width: 1 },
             ticks: { show: false },
             values: (_u, splits) => splits.map((v) => a.format(v)),

@@ -4,12 +4,13 @@
  * the transport selector and the presence counter in the top bar.
  */
 
-import { ALL_TRANSPORTS, LiveHub, type Message, type StateChange, type SubscribeOptions, type Subscription, type TransportName } from "../../clients/js/src/index.js";
+import { ALL_TRANSPORTS, LiveHub, type LiveHubError, type Message, type StateChange, type SubscribeOptions, type Subscription, type TransportName } from "../../clients/js/src/index.js";
 import { logActivity } from "./activity.js";
 import { PAGE_TOKEN } from "./credentials.js";
 import { byId, setText } from "./dom.js";
 import { num } from "./format.js";
 import { isString, load, save } from "./prefs.js";
+import { StaleView } from "./stale.js";
 
 /** What the transport selector offers: every transport in order, or one pinned. */
 export type Mode = "auto" | TransportName;
@@ -37,12 +38,25 @@ interface Want {
 /** The resubscribe answers of one reconnect arrive one by one; gaps reported within this window share a feed entry. */
 const GAP_WINDOW_MS = 500;
 
-const STATE_TEXT: Record<StateChange["state"], string> = {
-  connecting: "Connecting…",
-  connected: "Connected",
-  reconnecting: "Reconnecting…",
-  disconnected: "Disconnected",
+/** The transports' names as people read them, for the notices. */
+const TRANSPORT_TEXT: Record<TransportName, string> = {
+  websocket: "WebSocket",
+  sse: "Server-Sent Events",
+  "long-polling": "Long polling",
+  polling: "Polling",
 };
+
+/**
+ * A client error as one plain sentence for the feed: a failed request says the server is
+ * unreachable rather than quoting the browser's `TypeError: Failed to fetch`; refusals keep the
+ * server's message, which names the problem.
+ */
+export function describeError(err: LiveHubError): string {
+  if (err.code === "transport_failed" || err.code === "disconnected") {
+    return "The server is unreachable";
+  }
+  return err.message.replace(/:\s*(TypeError|Error)\b.*$/s, "");
+}
 
 function isMode(value: unknown): value is Mode {
   return isString(value) && (MODES as readonly string[]).includes(value);
@@ -72,6 +86,8 @@ export class Connection {
   private readonly stateEl = byId("conn-state");
   private readonly transportEl = byId("conn-transport");
   private readonly select = byId<HTMLSelectElement>("transport-select");
+  private readonly notice = byId("notice");
+  private readonly staleView = new StaleView(() => this.hub.retryNow());
 
   constructor() {
     this.mode = initialMode();
@@ -108,6 +124,7 @@ export class Connection {
     if (mode === this.mode) {
       return;
     }
+    this.notice.hidden = true;
     this.mode = mode;
     this.select.value = mode;
     this.rememberMode();
@@ -143,10 +160,22 @@ export class Connection {
         logActivity("connection", open ? "Too many failed attempts: pausing before the next try" : "Connection attempts resumed", open ? "danger" : "info");
       }),
       hub.on("error", (err) => {
-        if (!this.errorsShown.has(err.message)) {
-          this.errorsShown.add(err.message);
-          logActivity("error", err.message, "warning");
+        const text = describeError(err);
+        if (!this.errorsShown.has(text)) {
+          this.errorsShown.add(text);
+          logActivity("error", text, "warning");
         }
+      }),
+      hub.on("status", (status) => this.staleView.update(status)),
+      hub.on("fallback", ({ from, reason }) => {
+        // The hub now tries every transport: the selector says so, and the page says why.
+        this.mode = "auto";
+        this.select.value = "auto";
+        this.rememberMode();
+        const text = `${TRANSPORT_TEXT[from]} was picked, but ${reason}: switched to automatic.`;
+        setText(this.notice, text);
+        this.notice.hidden = false;
+        logActivity("transport", text, "warning");
       }),
     );
     this.hub = hub;
@@ -199,12 +228,7 @@ export class Connection {
   /** Updates the indicator; `switched` says this is the first connect after a transport switch. */
   private showState(change: StateChange, switched = false): void {
     const { state, transport } = change;
-    this.stateEl.dataset.state = state;
-    let text = STATE_TEXT[state];
-    if (state === "reconnecting" && change.delay !== undefined && change.delay >= 1000) {
-      text = `Reconnecting in ${Math.round(change.delay / 1000)} s…`;
-    }
-    setText(this.stateEl, text);
+    // The indicator's text and data-state are the StaleView's, from `status`.
     setText(this.transportEl, state === "connected" ? (transport ?? "") : "");
     this.transportEl.dataset.mode = this.mode;
 
@@ -258,15 +282,17 @@ export class Connection {
   /** `#clients-count`: the connections `$sys/presence` reports. */
   private watchPresence(): void {
     const count = byId("clients-count");
+    const label = byId("clients-label");
     this.subscribe("$sys/presence", { latest: true }, {
       message: (m) => {
         const data = m.data as { connections?: unknown; transports?: Record<string, unknown> } | null;
         if (data && typeof data.connections === "number") {
           setText(count, String(data.connections));
+          setText(label, data.connections === 1 ? "client" : "clients");
           const parts = Object.entries(data.transports ?? {}).map(([name, n]) => `${name}: ${String(n)}`);
           const holder = count.parentElement;
           if (holder) {
-            holder.title = `${num(data.connections)} connected clients${parts.length ? ` (${parts.join(", ")})` : ""}`;
+            holder.title = `${num(data.connections)} connected ${data.connections === 1 ? "client" : "clients"}${parts.length ? ` (${parts.join(", ")})` : ""}`;
           }
         }
       },

@@ -12,6 +12,7 @@ import { overviewPage } from "./pages/overview.js";
 import type { Page, PageContext, PageId } from "./pages/page.js";
 import { sensorsPage } from "./pages/sensors.js";
 import { transitPage } from "./pages/transit.js";
+import { initTheme } from "./theme.js";
 
 /** After this long hidden, the charts are refilled from history when the tab shows again. */
 const RESYNC_AFTER_HIDDEN_MS = 10_000;
@@ -36,6 +37,7 @@ function pageFromHash(): PageId {
 }
 
 function boot(): void {
+  initTheme();
   const conn = new Connection();
   const catalog = fetchCatalog();
   const pages = (Object.keys(PAGES) as PageId[]).map((id) => PAGES[id]({ conn, catalog, root: byId(`page-${id}`) }));

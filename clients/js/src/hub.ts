@@ -1,31 +1,42 @@
 import { Backoff, CircuitBreaker } from "./backoff.js";
 import { matches } from "./cursor.js";
 import { Emitter } from "./emitter.js";
-import { LiveHubError } from "./errors.js";
+import { LiveHubError, httpError } from "./errors.js";
 import { Subscription } from "./subscription.js";
 import { TokenManager, type TokenSource } from "./token.js";
 import { LongPollTransport } from "./transports/longpoll.js";
 import { PollingTransport } from "./transports/polling.js";
 import { SseTransport } from "./transports/sse.js";
-import type { CloseReason, Transport, TransportContext, Wanted } from "./transports/transport.js";
+import type { CloseReason, SubscribedReport, Transport, TransportContext, Wanted } from "./transports/transport.js";
 import { WebSocketTransport } from "./transports/websocket.js";
 import {
   ALL_TRANSPORTS,
   type Ack,
   type ConnectionState,
+  type FallbackInfo,
+  type HubStatus,
   type LiveHubOptions,
   type Message,
   type Position,
   type StateChange,
   type SubscribeOptions,
-  type SubscribedInfo,
   type TransportName,
   type WebSocketConstructor,
 } from "./types.js";
 
+/** How long a `GET /health` probe may take before the server counts as unreachable. */
+const PROBE_TIMEOUT_MS = 2000;
+
 /** Events of the hub. */
 export interface HubEvents extends Record<string, unknown> {
   state: StateChange;
+  /** `hub.status` changed: the state, when the next attempt is due, since when data is stale. */
+  status: HubStatus;
+  /**
+   * The pinned transport is disabled on the server: the hub now tries every other transport in
+   * the default order instead of retrying the refused one forever.
+   */
+  fallback: FallbackInfo;
   /** The circuit breaker opened (stopped trying for a while) or closed again. */
   circuit: { open: boolean };
   /**
@@ -54,12 +65,21 @@ interface PendingPublish {
  */
 export class LiveHub extends Emitter<HubEvents> {
   private readonly baseUrl: string;
-  private readonly transports: TransportName[];
+  private transports: TransportName[];
   private readonly openTimeout: number;
   private readonly backoff: Backoff;
   private readonly breaker: CircuitBreaker;
   private readonly ctx: TransportContext;
   private readonly WebSocket: WebSocketConstructor | undefined;
+  /** Milliseconds between `GET /health` probes while waiting to reconnect; 0 turns probing off. */
+  private readonly probeEvery: number;
+  private retryAt: number | null = null;
+  private staleSince: number | null = null;
+  /** The last status emitted, to emit `status` only on a change. */
+  private statusKey = "";
+  /** `retryNow()` (or the browser coming back online or visible) asked to end the current wait. */
+  private retryAsked = false;
+  private probing: AbortController | null = null;
 
   private currentState: ConnectionState = "disconnected";
   private active: Transport | null = null;
@@ -87,8 +107,10 @@ export class LiveHub extends Emitter<HubEvents> {
     this.baseUrl = url.replace(/\/+$/, "");
     this.transports = options.transports?.length ? [...options.transports] : [...ALL_TRANSPORTS];
     this.openTimeout = options.openTimeout ?? 5000;
-    this.backoff = new Backoff(options.backoff?.base ?? 500, options.backoff?.cap ?? 30_000, options.backoff?.stableAfter ?? 10_000);
-    this.breaker = new CircuitBreaker(options.circuitBreaker?.failures ?? 5, options.circuitBreaker?.cooldown ?? 30_000);
+    this.backoff = new Backoff(options.backoff?.base ?? 500, options.backoff?.cap ?? 5000, options.backoff?.stableAfter ?? 10_000);
+    const breaker = options.circuitBreaker ?? {};
+    this.breaker = new CircuitBreaker(breaker.failures ?? 5, breaker.base ?? 1000, breaker.cap ?? breaker.cooldown ?? 5000);
+    this.probeEvery = breaker.probeEvery ?? 1000;
     this.WebSocket = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
     const fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
     this.tokens = new TokenManager(options.token, options.refreshMargin ?? 30_000, {
@@ -129,6 +151,38 @@ export class LiveHub extends Emitter<HubEvents> {
     return this.currentState === "connected" ? (this.active?.name ?? null) : null;
   }
 
+  /**
+   * Whether the data is live: the state, when the next connection attempt is due (`retryAt`,
+   * while waiting), and since when the subscriptions' data may be out of date (`staleSince`,
+   * from the moment a connection is lost until the hub is connected again). Changes are emitted
+   * as `status`.
+   */
+  get status(): HubStatus {
+    return {
+      state: this.currentState,
+      transport: this.transport,
+      retryAt: this.retryAt,
+      staleSince: this.staleSince,
+      attempt: this.attempt,
+    };
+  }
+
+  /**
+   * Ends the wait before the next connection attempt (back-off or an open circuit breaker) and
+   * tries at once. Does nothing while connected or connecting; after a refusal left the hub
+   * `disconnected`, it is `connect()`.
+   */
+  retryNow(): void {
+    if (!this.running) {
+      this.connect();
+      return;
+    }
+    if (this.retryAt !== null) {
+      this.breaker.halfOpen(Date.now());
+      this.hurry();
+    }
+  }
+
   /** Starts connecting (the constructor does this unless `autoConnect: false`). */
   connect(): void {
     if (this.running) {
@@ -140,16 +194,20 @@ export class LiveHub extends Emitter<HubEvents> {
     void this.run();
   }
 
-  /** Listens to `channel` (or an MQTT-style pattern); subscribing again returns another listener on the same subscription. */
-  subscribe(channel: string, options: SubscribeOptions = {}): Subscription {
-    const sub = new Subscription(channel, options, (s) => this.unsubscribe(s));
+  /**
+   * Listens to `channel` (or an MQTT-style pattern); subscribing again returns another listener on
+   * the same subscription. `T` types the publications' `data` (unchecked: it is what the
+   * application says the channel carries).
+   */
+  subscribe<T = unknown>(channel: string, options: SubscribeOptions = {}): Subscription<T> {
+    const sub = new Subscription<T>(channel, options, (s) => this.unsubscribe(s as Subscription));
     let set = this.subs.get(channel);
     const isNew = !set;
     if (!set) {
       set = new Set();
       this.subs.set(channel, set);
     }
-    set.add(sub);
+    set.add(sub as Subscription);
     if (isNew) {
       this.subsVersion++;
       this.active?.update(this.wanted(), this.positions);
@@ -171,7 +229,7 @@ export class LiveHub extends Emitter<HubEvents> {
   setToken(token: TokenSource): void {
     this.refused.clear();
     if (!this.tokens.set(token)) {
-      this.wake?.(); // waiting to reconnect: try the new token now
+      this.hurry(); // waiting to reconnect: try the new token now
     }
   }
 
@@ -216,6 +274,7 @@ export class LiveHub extends Emitter<HubEvents> {
       clearTimeout(this.timer);
       this.timer = null;
     }
+    this.probing?.abort();
     this.wake?.();
     this.active?.close();
     this.transportClosed?.({ code: 1000, reason: "closed by the client", reconnect: false });
@@ -249,18 +308,25 @@ export class LiveHub extends Emitter<HubEvents> {
   }
 
   private async run(): Promise<void> {
-    let attempt = 0;
+    this.attempt = 0;
     while (this.running) {
       await this.untilVisible();
       const hold = this.breaker.wait(Date.now());
       if (hold > 0) {
-        this.setState("reconnecting", attempt, hold);
-        await this.sleep(hold);
+        const outcome = await this.pause(hold, true);
         if (!this.running) {
           return;
         }
+        if (outcome === "down") {
+          // Still unreachable: a full round would fail too. Open again, for longer.
+          this.attempt++;
+          this.breaker.failure(Date.now());
+          continue;
+        }
+        this.breaker.halfOpen(Date.now());
       }
-      this.setState(attempt === 0 ? "connecting" : "reconnecting", attempt);
+      this.retryAsked = false;
+      this.setState(this.attempt === 0 ? "connecting" : "reconnecting", this.attempt);
       const { transport, fatal, retryAfter } = await this.openAny();
       if (!this.running) {
         transport?.close();
@@ -271,21 +337,20 @@ export class LiveHub extends Emitter<HubEvents> {
         return;
       }
       if (!transport) {
-        attempt++;
+        this.attempt++;
         if (this.breaker.failure(Date.now())) {
           this.emit("circuit", { open: true });
         }
         if (!this.breaker.isOpen) {
-          const delay = Math.max(this.backoff.next(), (retryAfter ?? 0) * 1000);
-          this.setState("reconnecting", attempt, delay);
-          await this.sleep(delay);
+          // A server that asked for a pause (429) is up: probing it would end the pause early.
+          await this.pause(Math.max(this.backoff.next(), (retryAfter ?? 0) * 1000), retryAfter === undefined);
         }
         continue;
       }
       if (this.breaker.success()) {
         this.emit("circuit", { open: false });
       }
-      attempt = 0;
+      this.attempt = 0;
       const since = Date.now();
       const reason = await this.serve(transport);
       this.backoff.connectionEnded(Date.now() - since);
@@ -298,11 +363,108 @@ export class LiveHub extends Emitter<HubEvents> {
         this.halt(new LiveHubError(code, `server closed the connection for good: ${reason.code} ${reason.reason}`, reason.code));
         return;
       }
-      attempt = 1;
-      const delay = this.backoff.next();
-      this.setState("reconnecting", attempt, delay);
-      await this.sleep(delay);
+      this.attempt = 1;
+      await this.pause(this.backoff.next(), true);
     }
+  }
+
+  /** Failed connection rounds in a row. */
+  private attempt = 0;
+
+  /**
+   * Waits `ms` before the next connection attempt, state `reconnecting` with `retryAt` set. A
+   * long wait (over `probeEvery`) probes `GET /health` every `probeEvery` ms when `probe` is
+   * set: a server that answers after being unreachable ends the wait early (`up`), and a wait
+   * that ends while the server is unreachable says `down`. `retryNow()` ends it (`asked`).
+   */
+  private async pause(ms: number, probe: boolean): Promise<"elapsed" | "up" | "down" | "asked"> {
+    const until = Date.now() + ms;
+    const probing = probe && this.probeEvery > 0 && ms > this.probeEvery;
+    this.retryAt = until;
+    this.setState("reconnecting", this.attempt, ms);
+    let wasDown = false;
+    try {
+      for (;;) {
+        if (!this.running) {
+          return "elapsed";
+        }
+        if (this.retryAsked) {
+          this.retryAsked = false;
+          return "asked";
+        }
+        if (Date.now() >= until) {
+          return wasDown ? "down" : "elapsed";
+        }
+        if (probing) {
+          const up = await this.probe();
+          if (up && wasDown) {
+            return "up";
+          }
+          wasDown = !up;
+          if (!this.running || this.retryAsked) {
+            continue;
+          }
+        }
+        const left = until - Date.now();
+        if (left > 0) {
+          await this.sleep(probing ? Math.min(left, this.probeEvery) : left);
+        }
+      }
+    } finally {
+      this.retryAt = null;
+      this.emitStatus();
+    }
+  }
+
+  /**
+   * Whether the server answers `GET /health` within `PROBE_TIMEOUT_MS`: a cheap request that
+   * tells an unreachable server from one that is back, before a full connection round. Any
+   * answer below 500 counts (a proxy may not route `/health`); browsers send it `no-cors`, since
+   * only reachability matters and a cross-origin page may not be allowed to read the answer.
+   */
+  private async probe(): Promise<boolean> {
+    const abort = new AbortController();
+    this.probing = abort;
+    const timer = setTimeout(() => abort.abort(), PROBE_TIMEOUT_MS);
+    try {
+      const browser = typeof (globalThis as { document?: unknown }).document !== "undefined";
+      const init: RequestInit = browser ? { signal: abort.signal, mode: "no-cors" } : { signal: abort.signal };
+      const response = await this.ctx.fetch(`${this.baseUrl}/health`, init);
+      void response.body?.cancel().catch(() => {});
+      return response.type === "opaque" || response.status < 500;
+    } catch {
+      return false;
+    } finally {
+      clearTimeout(timer);
+      if (this.probing === abort) {
+        this.probing = null;
+      }
+    }
+  }
+
+  /** `transport_disabled` when a plain `GET /ws` says the server switched WebSocket off, else `null`. */
+  private async disabledOnServer(): Promise<LiveHubError | null> {
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), PROBE_TIMEOUT_MS);
+    try {
+      const response = await this.ctx.fetch(`${this.baseUrl}/ws`, { signal: abort.signal });
+      if (response.status !== 404) {
+        void response.body?.cancel().catch(() => {});
+        return null;
+      }
+      const error = await httpError(response);
+      return error.code === "transport_disabled" ? error : null;
+    } catch {
+      return null;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Ends the current wait and tries at once. */
+  private hurry(): void {
+    this.retryAsked = true;
+    this.wake?.();
   }
 
   /**
@@ -349,7 +511,11 @@ export class LiveHub extends Emitter<HubEvents> {
       } catch (err) {
         transport.close();
         this.transportClosed = null;
-        const error = asError(err, "transport_failed");
+        let error = asError(err, "transport_failed");
+        if (name === "websocket" && this.transports.length === 1 && error.code === "transport_failed") {
+          // A refused handshake tells a browser nothing; a plain GET says whether it is switched off.
+          error = (await this.disabledOnServer()) ?? error;
+        }
         const verdict = this.tokens.verdict(error, generation, renewed);
         if (verdict === "renew") {
           renewed = true;
@@ -360,6 +526,13 @@ export class LiveHub extends Emitter<HubEvents> {
           return { fatal: error };
         }
         this.emit("error", error);
+        if (error.code === "transport_disabled" && this.transports.length === 1) {
+          // Pinned to a transport the server switched off: retrying it would never work.
+          this.transports = ALL_TRANSPORTS.filter((t) => t !== name);
+          this.emit("fallback", { from: name, to: [...this.transports], reason: error.message, code: error.code });
+          i = -1;
+          continue;
+        }
         if (verdict === "back-off") {
           return error.retryAfter === undefined ? {} : { retryAfter: error.retryAfter };
         }
@@ -393,6 +566,7 @@ export class LiveHub extends Emitter<HubEvents> {
     if (this.subsVersion !== this.openedVersion) {
       transport.update(this.wanted(), this.positions);
     }
+    this.retryAsked = false;
     this.setState("connected", 0);
     this.tokens.connected();
     for (const entry of this.pending.values()) {
@@ -494,8 +668,9 @@ export class LiveHub extends Emitter<HubEvents> {
     this.forEachSub(m.channel, (s) => s.deliver(m), true);
   }
 
-  private onSubscribed(info: SubscribedInfo): void {
-    const wasResuming = this.resuming.delete(info.channel);
+  private onSubscribed(report: SubscribedReport): void {
+    const wasResuming = this.resuming.delete(report.channel);
+    const info = { ...report, recovery: report.recovered ? "recovered" : wasResuming ? "unrecovered" : "not-needed" } as const;
     if (!info.recovered && info.position) {
       // A fresh start: what follows (a latest value, a new epoch's history) is new to us, and
       // the position is where a later recovery starts.
@@ -535,7 +710,13 @@ export class LiveHub extends Emitter<HubEvents> {
 
   private setState(state: ConnectionState, attempt: number, delay?: number): void {
     if (state === this.currentState && delay === undefined) {
+      this.emitStatus();
       return;
+    }
+    if (state === "connected") {
+      this.staleSince = null;
+    } else if (this.currentState === "connected") {
+      this.staleSince = Date.now();
     }
     this.currentState = state;
     const change: StateChange = { state, transport: this.transport, attempt };
@@ -543,6 +724,17 @@ export class LiveHub extends Emitter<HubEvents> {
       change.delay = delay;
     }
     this.emit("state", change);
+    this.emitStatus();
+  }
+
+  /** Emits `status` when it differs from the last one emitted. */
+  private emitStatus(): void {
+    const status = this.status;
+    const key = `${status.state} ${status.transport} ${status.retryAt} ${status.staleSince} ${status.attempt}`;
+    if (key !== this.statusKey) {
+      this.statusKey = key;
+      this.emit("status", status);
+    }
   }
 
   /** Waits `ms`, or less when the browser comes back online or visible, or the hub closes. */
@@ -577,7 +769,7 @@ export class LiveHub extends Emitter<HubEvents> {
     }
     const hurry = () => {
       if (!g.document || g.document.visibilityState !== "hidden") {
-        this.wake?.();
+        this.hurry();
       }
     };
     g.addEventListener("online", hurry);

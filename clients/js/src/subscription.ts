@@ -2,12 +2,12 @@ import { Emitter } from "./emitter.js";
 import type { LiveHubError } from "./errors.js";
 import type { Message, Position, SubscribeOptions, SubscribedInfo } from "./types.js";
 
-/** Events of a subscription. */
-export interface SubscriptionEvents extends Record<string, unknown> {
+/** Events of a subscription; `T` is the type of the publications' `data`. */
+export interface SubscriptionEvents<T = unknown> extends Record<string, unknown> {
   /** One publication (not emitted for buffered subscriptions). */
-  message: Message;
+  message: Message<T>;
   /** Publications gathered over `buffer` ms (buffered subscriptions only). */
-  batch: Message[];
+  batch: Message<T>[];
   /** On every (re)subscribe. */
   subscribed: SubscribedInfo;
   /** The server could not recover what was missed: reload state from `latest` or history. */
@@ -16,9 +16,12 @@ export interface SubscriptionEvents extends Record<string, unknown> {
   error: LiveHubError;
 }
 
-/** One channel or pattern the application listens to; from `hub.subscribe`. */
-export class Subscription extends Emitter<SubscriptionEvents> {
-  private buffered: Message[] = [];
+/**
+ * One channel or pattern the application listens to; from `hub.subscribe<T>()`. `T` is what the
+ * application says the channel carries: the client does not check it.
+ */
+export class Subscription<T = unknown> extends Emitter<SubscriptionEvents<T>> {
+  private buffered: Message<T>[] = [];
   private timer: ReturnType<typeof setInterval> | null = null;
   private active = true;
 
@@ -26,7 +29,7 @@ export class Subscription extends Emitter<SubscriptionEvents> {
   constructor(
     readonly channel: string,
     readonly options: SubscribeOptions,
-    private readonly remove: (sub: Subscription) => void,
+    private readonly remove: (sub: Subscription<T>) => void,
   ) {
     super();
     if (options.buffer && options.buffer > 0) {
@@ -48,15 +51,16 @@ export class Subscription extends Emitter<SubscriptionEvents> {
 
   /** @internal */
   deliver(message: Message): void {
+    const typed = message as Message<T>;
     if (this.timer) {
-      this.buffered.push(message);
+      this.buffered.push(typed);
     } else {
-      this.emit("message", message);
+      this.emit("message", typed);
     }
   }
 
   /** @internal */
-  notify<K extends "subscribed" | "unrecovered" | "error">(event: K, payload: SubscriptionEvents[K]): void {
+  notify<K extends "subscribed" | "unrecovered" | "error">(event: K, payload: SubscriptionEvents<T>[K]): void {
     this.emit(event, payload);
   }
 

@@ -10,11 +10,11 @@ export interface Position {
   epoch: string;
 }
 
-/** One publication as the application sees it. */
-export interface Message {
+/** One publication as the application sees it; `subscribe<T>()` types `data` as `T`. */
+export interface Message<T = unknown> {
   channel: string;
   /** The published value; binary data arrives as a `Uint8Array`. */
-  data: unknown;
+  data: T;
   offset: number;
   epoch: string;
   /** Server time of publication, in milliseconds since the Unix epoch. */
@@ -43,12 +43,51 @@ export interface StateChange {
   delay?: number;
 }
 
+/**
+ * What a (re)subscribe did about publications missed while disconnected: `not-needed` (a first
+ * subscription, nothing to recover), `recovered` (the server returned exactly what was missed)
+ * or `unrecovered` (it could not: reload state from `latest` or history).
+ */
+export type Recovery = "not-needed" | "recovered" | "unrecovered";
+
 /** Payload of a subscription's `subscribed` event, on every (re)subscribe. */
 export interface SubscribedInfo {
   channel: string;
   position?: Position;
-  /** True only when recovery was requested and the server returned exactly what was missed. */
+  /** What happened to publications missed while disconnected. */
+  recovery: Recovery;
+  /**
+   * True only when recovery was requested and the server returned exactly what was missed.
+   * @deprecated Read `recovery`: `recovered: false` is also what a first subscription reports.
+   */
   recovered: boolean;
+}
+
+/** The hub's connection status, for applications that show whether their data is live. */
+export interface HubStatus {
+  state: ConnectionState;
+  /** The transport in use, when connected. */
+  transport: TransportName | null;
+  /** When the next connection attempt is due (milliseconds since the Unix epoch), while waiting for it. */
+  retryAt: number | null;
+  /**
+   * Since when (milliseconds since the Unix epoch) what the subscriptions delivered may be out
+   * of date: set when a connection is lost, `null` again once connected.
+   */
+  staleSince: number | null;
+  /** Failed connection rounds in a row. */
+  attempt: number;
+}
+
+/** Payload of the hub's `fallback` event: a pinned transport is disabled, so the hub tries every transport. */
+export interface FallbackInfo {
+  /** The pinned transport that the server refused. */
+  from: TransportName;
+  /** The transports tried from now on, in order. */
+  to: TransportName[];
+  /** The server's refusal, for example `transport_disabled` "sse is disabled on this server". */
+  reason: string;
+  code: string;
 }
 
 /** Options of `new LiveHub(url, options)`. */
@@ -67,10 +106,17 @@ export interface LiveHubOptions {
   transports?: TransportName[];
   /** Milliseconds a transport may take to open before the next one is tried (default 5000). */
   openTimeout?: number;
-  /** Reconnect delays: exponential from `base` to `cap` ms with jitter, reset after a connection lasted `stableAfter` ms. */
+  /** Reconnect delays: exponential from `base` (500) to `cap` (5000) ms with jitter, reset after a connection lasted `stableAfter` (10000) ms. */
   backoff?: { base?: number; cap?: number; stableAfter?: number };
-  /** After `failures` failed connection rounds in a row, stop trying for `cooldown` ms. */
-  circuitBreaker?: { failures?: number; cooldown?: number };
+  /**
+   * After `failures` (5) failed connection rounds in a row the breaker opens: no round is tried
+   * for a jittered time that starts at `base` (1000 ms) and doubles up to `cap` (5000 ms) while
+   * rounds keep failing. While waiting, the hub probes `GET /health` every `probeEvery` ms
+   * (1000; 0 turns probing off): a server that answers again after being unreachable ends the
+   * wait, and a wait that ends while it is still unreachable opens the breaker again without a
+   * full round. `cooldown` is the old name of `cap`.
+   */
+  circuitBreaker?: { failures?: number; base?: number; cap?: number; probeEvery?: number; cooldown?: number };
   /** Milliseconds between requests of the `polling` transport (default 1000). */
   pollInterval?: number;
   /** Seconds the server may hold a long poll (default 25). */
@@ -83,18 +129,25 @@ export interface LiveHubOptions {
   fetch?: typeof fetch;
 }
 
-/** The part of the WebSocket API the client uses. */
+/**
+ * An event handler property. Written as a method's type so that it is checked bivariantly: the
+ * `ws` package's handlers take its own richer event types, and a class with them must still fit
+ * without a cast under `strict`.
+ */
+type Handler<E> = { bivarianceHack(ev: E): void }["bivarianceHack"];
+
+/** The part of the WebSocket API the client uses; the browsers' `WebSocket` and the `ws` package's both fit. */
 export interface WebSocketLike {
   readonly readyState: number;
-  onopen: ((ev: unknown) => void) | null;
-  onmessage: ((ev: { data: unknown }) => void) | null;
-  onclose: ((ev: { code: number; reason: string }) => void) | null;
-  onerror: ((ev: unknown) => void) | null;
+  onopen: Handler<unknown> | null;
+  onmessage: Handler<{ data: unknown }> | null;
+  onclose: Handler<{ code: number; reason: string }> | null;
+  onerror: Handler<unknown> | null;
   send(data: string): void;
   close(code?: number, reason?: string): void;
 }
 
-/** A WebSocket constructor. */
+/** A WebSocket constructor: the global `WebSocket`, or `ws`'s default export as it is. */
 export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
 
 /** Options of `hub.subscribe(channel, options)`. */

@@ -99,6 +99,16 @@ impl Publisher {
     }
 }
 
+/// An `error` message as a sentence: its code and message, not the raw JSON.
+fn refusal(payload: &[u8]) -> String {
+    let error: serde_json::Value = serde_json::from_slice(payload).unwrap_or_default();
+    match (error["code"].as_str(), error["message"].as_str()) {
+        (Some(code), Some(message)) => format!("the server refused a publication ({code}): {message}"),
+        (Some(code), None) => format!("the server refused a publication ({code})"),
+        _ => "the server refused a publication".to_owned(),
+    }
+}
+
 /// Reads what the server sent the publisher without waiting: answers pings, and fails on an
 /// `error` or a close, which mean publications were refused.
 fn check_incoming(client: &mut WsClient) -> io::Result<()> {
@@ -125,11 +135,25 @@ fn check_incoming(client: &mut WsClient) -> io::Result<()> {
                 }
             }
             _ if payload.windows(7).any(|w| w == b"\"error\"") => {
-                let text = String::from_utf8_lossy(payload).into_owned();
-                return Err(invalid(&format!("the server refused a publication: {text}")));
+                return Err(invalid(&refusal(payload)));
             }
             _ => client.consume(frame),
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_is_a_sentence_not_json() {
+        let payload = br#"{"type":"error","code":"rate_limited","message":"rate limit exceeded, slow down"}"#;
+        assert_eq!(
+            refusal(payload),
+            "the server refused a publication (rate_limited): rate limit exceeded, slow down"
+        );
+        assert_eq!(refusal(b"not json"), "the server refused a publication");
+    }
 }

@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 use crate::broker::{Broker, PublicationSink};
 use crate::channel::{ChannelFilter, ChannelName};
 use crate::interest::Interest;
+use crate::pollers::Pollers;
 use crate::publication::Publication;
 use crate::session::{ClientId, Session, SessionReceiver};
 use crate::trie::TopicTrie;
@@ -83,6 +84,8 @@ pub struct Hub {
     /// Tells the broker when a filter gains its first subscriber here and loses its last.
     interest: Interest,
     connections: Mutex<BTreeMap<&'static str, usize>>,
+    /// Polling clients, counted in presence beside the connections.
+    pub(crate) pollers: Pollers,
     /// Signalled whenever a count in presence changes.
     pub(crate) changed: Notify,
     queue_capacity: usize,
@@ -99,6 +102,7 @@ impl Hub {
             patterns: AtomicUsize::new(0),
             interest: Interest::default(),
             connections: Mutex::new(BTreeMap::new()),
+            pollers: Pollers::default(),
             changed: Notify::new(),
             queue_capacity,
             publications: AtomicU64::new(0),
@@ -258,7 +262,9 @@ impl Hub {
                 filters.insert(entry.text.to_string(), entry.subscribers.counted);
             }
         });
-        (filters, self.connections.lock().clone())
+        let mut transports = self.connections.lock().clone();
+        self.pollers.count(&mut transports, tokio::time::Instant::now());
+        (filters, transports)
     }
 
     /// Subscribers that receive publications on `channel`: exact ones plus matching patterns.

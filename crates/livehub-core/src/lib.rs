@@ -19,6 +19,7 @@ mod hub;
 mod interest;
 mod memory_broker;
 mod node;
+mod pollers;
 mod presence;
 mod publication;
 mod session;
@@ -40,9 +41,10 @@ pub use history_store::{HistoryStore, NullStore, StoredEntry, StoredHistory, Sto
 pub use hub::{Hub, HubStats};
 pub use memory_broker::{MemoryBroker, CHANNEL_IDLE_TTL};
 pub use node::{
-    ChannelInfo, Node, NodeConfig, Recovery, SubscribeOptions, Subscribed, MAX_DETACHED_SESSIONS,
-    MAX_RECOVERY,
+    ChannelInfo, Node, NodeConfig, PollerGuard, Recovery, SubscribeOptions, Subscribed,
+    MAX_DETACHED_SESSIONS, MAX_RECOVERY,
 };
+pub use pollers::{MAX_POLLERS, POLLER_TTL};
 pub use presence::{
     LocalPresence, Presence, PresenceBackend, PresenceCounts, PRESENCE_CHANNEL, PRESENCE_MAX_CHANNELS,
     PRESENCE_MIN_INTERVAL,

@@ -1,5 +1,6 @@
 //! The node: the facade every transport talks to.
 
+use std::fmt;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -168,6 +169,19 @@ impl Node {
     /// Registers a short-lived request (a long poll) that subscribes without counting in presence.
     pub fn connect_ephemeral(&self, transport: &'static str) -> SessionReceiver {
         self.inner.hub.connect(transport, false)
+    }
+
+    /// Counts a polling client in presence, as a connection of `transport`, while the guard
+    /// lives and for [`POLLER_TTL`](crate::POLLER_TTL) after: long polls and short polls have
+    /// no connection between requests. `key` says which client this is (equal keys are one
+    /// client); the transport derives it from what identifies a poller.
+    pub fn poller(&self, transport: &'static str, key: u64) -> PollerGuard {
+        let hub = &self.inner.hub;
+        let begun = hub.pollers.begin(transport, key, tokio::time::Instant::now());
+        if begun == Some(true) {
+            hub.changed.notify_one();
+        }
+        PollerGuard { hub: hub.clone(), key, tracked: begun.is_some() }
     }
 
     /// Keeps the session of a connection that went away for `ttl`: its subscriptions stay and
@@ -347,6 +361,32 @@ impl Drop for NodeInner {
     }
 }
 
+/// One request of a polling client, from [`Node::poller`]; the poller's time to live starts
+/// when it is dropped.
+#[must_use = "the poller counts as polling only while the guard lives"]
+pub struct PollerGuard {
+    hub: Arc<Hub>,
+    key: u64,
+    /// False when the node tracked no more pollers and left this one out.
+    tracked: bool,
+}
+
+impl fmt::Debug for PollerGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PollerGuard").field("key", &self.key).field("tracked", &self.tracked).finish()
+    }
+}
+
+impl Drop for PollerGuard {
+    fn drop(&mut self) {
+        if self.tracked {
+            self.hub.pollers.end(self.key, tokio::time::Instant::now());
+            // The presence task learns when this poller will expire.
+            self.hub.changed.notify_one();
+        }
+    }
+}
+
 /// Publishes presence on [`PRESENCE_CHANNEL`] after each change, at most every
 /// [`PRESENCE_MIN_INTERVAL`].
 async fn announce_presence(node: Weak<NodeInner>) {
@@ -355,7 +395,16 @@ async fn announce_presence(node: Weak<NodeInner>) {
     let mut last = None;
     loop {
         let Some(hub) = node.upgrade().map(|n| n.hub.clone()) else { return };
-        hub.changed.notified().await;
+        // A poller leaves presence by expiring, which nothing signals: wake for that too.
+        match hub.pollers.next_expiry() {
+            Some(at) => {
+                tokio::select! {
+                    _ = hub.changed.notified() => {}
+                    _ = tokio::time::sleep_until(at) => {}
+                }
+            }
+            None => hub.changed.notified().await,
+        }
         drop(hub);
         tokio::time::sleep(PRESENCE_MIN_INTERVAL).await;
         let Some(inner) = node.upgrade() else { return };

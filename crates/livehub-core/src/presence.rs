@@ -24,7 +24,7 @@ pub const PRESENCE_MAX_CHANNELS: usize = 256;
 /// A snapshot of presence on this node.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct Presence {
-    /// Open connections, all transports (stateless polling requests are not counted).
+    /// Open connections, all transports, polling clients included (see `Node::poller`).
     pub connections: usize,
     /// Open connections per transport.
     pub transports: BTreeMap<&'static str, usize>,
@@ -52,8 +52,8 @@ impl Presence {
     }
 }
 
-/// One node's own counts, as its hub keeps them (connections and subscriptions that count in
-/// presence; long polls do not).
+/// One node's own counts, as its hub keeps them (connections and polling clients, and the
+/// subscriptions of connections; a poll's channels are not subscriptions).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PresenceCounts {
     /// Open connections per transport.

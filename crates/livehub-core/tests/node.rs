@@ -205,6 +205,56 @@ async fn presence_is_counted_and_published() {
     assert_eq!(node.presence().channels.get("metrics/system"), None);
 }
 
+/// The data of each `$sys/presence` publication `watcher` has, waiting up to `wait` for one.
+async fn presence_updates(
+    watcher: &mut livehub_core::SessionReceiver,
+    wait: Duration,
+) -> Vec<serde_json::Value> {
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(wait, watcher.recv_many(&mut buf, 10)).await;
+    buf.iter()
+        .map(|p| {
+            let Payload::Json(json) = &p.data else { panic!("presence is JSON") };
+            serde_json::from_slice(json).expect("json")
+        })
+        .collect()
+}
+
+// Paused: the poller's time to live passes without waiting for it.
+#[tokio::test(start_paused = true)]
+async fn a_poller_counts_until_its_time_to_live_has_passed() {
+    let node = node_with(10, 64);
+    let mut watcher = node.connect("websocket");
+    node.subscribe(watcher.session(), &filter(PRESENCE_CHANNEL), SubscribeOptions::default())
+        .await
+        .expect("subscribe");
+    let first = presence_updates(&mut watcher, Duration::from_secs(1)).await;
+    assert_eq!(first.last().expect("announced")["connections"], 1);
+
+    // One client polling three times is one poller, announced once.
+    for _ in 0..3 {
+        drop(node.poller("long-polling", 7));
+    }
+    let polled = presence_updates(&mut watcher, Duration::from_secs(1)).await;
+    assert_eq!(polled.len(), 1, "{polled:?}");
+    assert_eq!(polled[0]["transports"], serde_json::json!({"long-polling": 1, "websocket": 1}));
+    assert_eq!(polled[0]["connections"], 2);
+    assert_eq!(polled[0]["subscriptions"], 1, "a poller holds no subscription in presence");
+
+    // Its time to live ends; nothing else happens, yet presence is announced without it.
+    let expired = presence_updates(&mut watcher, livehub_core::POLLER_TTL + Duration::from_secs(1)).await;
+    assert_eq!(expired.len(), 1, "{expired:?}");
+    assert_eq!(expired[0]["transports"], serde_json::json!({"websocket": 1}));
+    assert_eq!(node.presence().connections, 1);
+
+    // A poll in progress never expires.
+    let held = node.poller("polling", 8);
+    tokio::time::sleep(livehub_core::POLLER_TTL * 3).await;
+    assert_eq!(node.presence().transports.get("polling"), Some(&1));
+    drop(held);
+    assert_eq!(node.presence().transports.get("polling"), Some(&1), "until its time to live passes");
+}
+
 /// A backend that adds the counts of another, imaginary node.
 #[derive(Debug)]
 struct TwoNodes;

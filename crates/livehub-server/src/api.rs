@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use crate::engine::{self, ClientError};
 use crate::error::ApiError;
+use crate::poll;
 use crate::protocol::{message_value, position_value};
 use crate::App;
 
@@ -241,6 +242,12 @@ pub(crate) async fn channel(
     let limits = &node.config().channel_limits;
     if let Some(name) = path.strip_suffix("/history").filter(|_| uri.path().ends_with("/history")) {
         let params: HistoryParams = history_params(query.as_deref())?;
+        // Reading on from a position is what a polling client does on every tick; a one-off
+        // history read (a chart opening) is not a client in presence.
+        let _poller = params
+            .since
+            .is_some()
+            .then(|| node.poller("polling", poll::poller_key("polling", peer, &headers, query.as_deref())));
         let (channel, history) =
             engine::read_history(&app, &identity, name, params.since, params.epoch.as_deref(), params.limit)
                 .await?;

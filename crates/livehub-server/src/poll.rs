@@ -58,6 +58,8 @@ pub(crate) async fn poll(
     let limits = &app.node().config().channel_limits;
     let request =
         StreamRequest::parse(query.as_deref(), None, &["cursor"], config.limits.max_stream_channels, limits)?;
+    let _poller =
+        app.node().poller("long-polling", poller_key("long-polling", peer, &headers, query.as_deref()));
     let timeout = match request.param("timeout") {
         None => config.long_polling.default_timeout_secs,
         Some(t) => t.parse::<u64>().map_err(|_| ApiError::bad_request("timeout must be whole seconds"))?,
@@ -110,6 +112,23 @@ pub(crate) async fn poll(
     response.headers_mut().insert(CURSOR_HEADER, cursor_header);
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
+}
+
+/// Who a polling client is, for presence: the `client` query parameter when the request names
+/// one (an id the client makes up once, so that tabs behind one address count apart), else
+/// its address and `User-Agent`. Keyed per process, so the key says nothing outside it.
+pub(crate) fn poller_key(transport: &str, peer: SocketAddr, headers: &HeaderMap, query: Option<&str>) -> u64 {
+    use std::hash::BuildHasher;
+    static KEYS: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
+    let client = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(name, _)| name == "client")
+        .map(|(_, value)| value.into_owned());
+    let agent = headers.get(header::USER_AGENT).map(HeaderValue::as_bytes).unwrap_or_default();
+    let keys = KEYS.get_or_init(std::hash::RandomState::new);
+    match client {
+        Some(client) => keys.hash_one((transport, peer.ip(), "client", client)),
+        None => keys.hash_one((transport, peer.ip(), "agent", agent)),
+    }
 }
 
 /// How many long polls are held now, waiting for a publication: `long_polls_held` in

@@ -62,12 +62,18 @@ pub(crate) async fn upgrade(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    ws: Upgrade,
+    ws: Result<Upgrade, Response>,
 ) -> Response {
     let config = app.config();
+    // Before the handshake is checked: a client can then learn with a plain GET that the
+    // transport is off, which a browser cannot read from a refused handshake.
     if !config.websocket.enabled {
         return ApiError::disabled("websocket").into_response();
     }
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(refusal) => return refusal,
+    };
     if app.shutting_down() {
         return ApiError::shutting_down().into_response();
     }

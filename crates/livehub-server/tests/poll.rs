@@ -282,8 +282,9 @@ async fn a_poll_without_channels_waits_out_its_timeout() {
 }
 
 #[tokio::test]
-async fn polls_do_not_republish_presence() {
-    // A regression: every long poll counted as a connection coming and going.
+async fn a_polling_client_is_one_connection_announced_once() {
+    // Issue 19: pollers were missing from presence (the dashboard said 0 clients). And a
+    // regression before that: every long poll counted as a connection coming and going.
     let server = TestServer::start().await;
     let mut watcher = server.ws().await;
     watcher.subscribe(&["$sys/presence"]).await;
@@ -294,27 +295,72 @@ async fn polls_do_not_republish_presence() {
             break;
         }
     }
-    let mut cursor = String::new();
+    let mut cursor = empty_poll(&server, "channel=p/x&timeout=0").await;
+    let arrived = presence_message(&mut watcher).await;
+    assert_eq!(arrived["transports"], json!({"websocket": 1, "long-polling": 1}), "{arrived}");
+    assert_eq!(arrived["connections"], 2, "{arrived}");
     for _ in 0..5 {
-        cursor = empty_poll(&server, "channel=p/x&timeout=0").await;
+        cursor = empty_poll(&server, &format!("channel=p/x&timeout=0&cursor={cursor}")).await;
     }
     let held = tokio::spawn({
         let url = server.url(&format!("/poll?channel=p/x&timeout=10&cursor={cursor}"));
         async move { reqwest::get(url).await.expect("poll").status() }
     });
     server.wait_for_held_polls(1).await;
-    // A change of our own, made while the poll is held: its announcement must be the next one,
-    // and must count the WebSockets alone. Had the polls changed presence, their announcement
-    // would come first, or this one would count the held poll.
+    // A change of our own, made while the poll is held: its announcement must be the next one.
+    // Had the later polls changed presence, their announcement would come first.
     let _second = server.ws().await;
     let next = presence_message(&mut watcher).await;
-    assert_eq!(next["transports"], json!({"websocket": 2}), "{next}");
-    assert_eq!(next["connections"], 2, "{next}");
+    assert_eq!(next["transports"], json!({"websocket": 2, "long-polling": 1}), "{next}");
+    assert_eq!(next["connections"], 3, "{next}");
     let presence = server.presence().await;
-    assert_eq!(presence["transports"], json!({"websocket": 2}), "{presence}");
     assert!(presence["channels"].get("p/x").is_none(), "a held poll is not a subscriber: {presence}");
     server.publish("p/x", json!(1)).await;
     assert_eq!(held.await.expect("poll task"), 200);
+}
+
+#[tokio::test]
+async fn pollers_are_told_apart_by_client_id_or_user_agent() {
+    let server = TestServer::start().await;
+    let get = |query: &str, agent: &str| {
+        let url = server.url(&format!("/poll?channel=p/y&timeout=0{query}"));
+        let agent = agent.to_owned();
+        async move {
+            let response =
+                reqwest::Client::new().get(url).header("user-agent", agent).send().await.expect("poll");
+            assert_eq!(response.status(), 204);
+        }
+    };
+    get("", "browser-a").await;
+    get("", "browser-a").await;
+    assert_eq!(server.presence().await["transports"], json!({"long-polling": 1}));
+    get("", "browser-b").await;
+    assert_eq!(server.presence().await["transports"], json!({"long-polling": 2}));
+    // Two tabs of one browser, each naming its own id.
+    get("&client=tab-1", "browser-a").await;
+    get("&client=tab-2", "browser-a").await;
+    get("&client=tab-2", "browser-a").await;
+    assert_eq!(server.presence().await["transports"], json!({"long-polling": 4}));
+}
+
+#[tokio::test]
+async fn short_polling_counts_readers_that_read_on_from_a_position() {
+    let server = TestServer::start().await;
+    server.publish("s/x", json!(1)).await;
+    let get = |path: &str| {
+        let url = server.url(path);
+        async move { assert_eq!(reqwest::get(url).await.expect("read").status(), 200) }
+    };
+    // A chart opening with the newest history, or a latest-value read: not a client.
+    get("/api/channels/s/x/history?limit=10").await;
+    get("/api/channels/s/x").await;
+    assert_eq!(server.presence().await["connections"], 0);
+    // Reading on after a position, as a polling client does every tick.
+    get("/api/channels/s/x/history?since=1").await;
+    get("/api/channels/s/x/history?since=1").await;
+    let presence = server.presence().await;
+    assert_eq!(presence["transports"], json!({"polling": 1}), "{presence}");
+    assert_eq!(presence["connections"], 1, "{presence}");
 }
 
 /// The data of the next `$sys/presence` publication.

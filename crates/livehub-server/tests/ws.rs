@@ -385,6 +385,23 @@ async fn websocket_can_be_disabled() {
     assert_eq!(response.status(), 404);
 }
 
+/// A plain GET (no handshake) learns that the transport is off, as clients that cannot read a
+/// refused handshake (browsers) need; with it on, the same GET is told to upgrade.
+#[tokio::test]
+async fn a_plain_get_says_whether_websocket_is_disabled() {
+    let mut config = Config::default();
+    config.websocket.enabled = false;
+    let off = TestServer::with(config).await;
+    let response = reqwest::get(off.url("/ws")).await.expect("get");
+    assert_eq!(response.status(), 404);
+    let body: Value = response.json().await.expect("a JSON body");
+    assert_eq!(body["error"]["code"], "transport_disabled", "{body}");
+
+    let on = TestServer::start().await;
+    let response = reqwest::get(on.url("/ws")).await.expect("get");
+    assert_eq!(response.status(), 426);
+}
+
 /// The handshake and first frame, byte for byte, without a WebSocket library.
 #[tokio::test]
 async fn raw_bytes_handshake_and_first_frame() {

@@ -8,6 +8,8 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use livehub_bench::{BenchConfig, Scenario, Target, Transport};
 
+use crate::failure::{self, Failure};
+
 /// What `livehub bench` runs.
 #[derive(Subcommand)]
 pub(crate) enum BenchCommand {
@@ -112,15 +114,33 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
             });
         }
     };
-    let config = args.config(scenario)?;
-    let report = runtime.block_on(livehub_bench::run(config))?;
+    let config = args.config(scenario).map_err(|e| Failure::usage(failure::sentence(&e)))?;
+    // Only the settings can make a run an error; a run that fails is a report.
+    let report = runtime.block_on(livehub_bench::run(config)).map_err(|e| Failure::usage(e.to_string()))?;
     if args.json {
         eprint!("{report}");
-        println!("{}", serde_json::to_string(&report)?);
+        failure::print_line(&serde_json::to_string(&report)?)?;
     } else {
         print!("{report}");
     }
-    Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    if report.ok {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if report.errors.iter().any(|e| rate_limited(e)) {
+        eprintln!("livehub bench: {RATE_LIMITED_HINT}");
+    }
+    Ok(ExitCode::FAILURE)
+}
+
+/// What to do when the server under test rate-limits the load generator.
+const RATE_LIMITED_HINT: &str = "the server rate-limited the load (every bench connection comes \
+     from one address); start it with `livehub serve --bench-mode` (or LIVEHUB_BENCH_MODE=1), or \
+     turn off the per-address limits in its [rate_limits] section";
+
+/// Whether a run's error says the server refused the load by rate: a `rate_limited` or
+/// `too_many_connections` error, or a `429` answer.
+fn rate_limited(error: &str) -> bool {
+    error.contains("rate_limited") || error.contains("too_many_connections") || error.contains(" 429")
 }
 
 impl RunArgs {
@@ -153,10 +173,15 @@ impl RunArgs {
 
 /// `http://127.0.0.1:8080` (or `ws://`, with or without a trailing slash) as an address.
 fn parse_url(url: &str) -> anyhow::Result<SocketAddr> {
-    let rest = ["http://", "ws://"]
-        .iter()
-        .find_map(|scheme| url.strip_prefix(scheme))
-        .with_context(|| format!("--url {url:?} must start with http:// (TLS is not benchmarked)"))?;
+    // No scheme means http://, as for `publish` and `subscribe`.
+    let rest = if url.contains("://") {
+        ["http://", "ws://"]
+            .iter()
+            .find_map(|scheme| url.strip_prefix(scheme))
+            .with_context(|| format!("--url {url:?} must start with http:// (TLS is not benchmarked)"))?
+    } else {
+        url
+    };
     let host = rest.trim_end_matches('/');
     let host = host.replace("localhost", "127.0.0.1");
     host.parse().with_context(|| format!("--url {url:?} must be http://IP:PORT"))
@@ -167,9 +192,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn rate_limit_errors_are_recognised() {
+        assert!(rate_limited(
+            "publishing failed: the server refused a publication (rate_limited): slow down"
+        ));
+        assert!(rate_limited("the WebSocket handshake on /ws was answered 429"));
+        assert!(!rate_limited("the server closed the publisher's connection"));
+        assert!(
+            RATE_LIMITED_HINT.contains("--bench-mode") && RATE_LIMITED_HINT.contains("LIVEHUB_BENCH_MODE")
+        );
+    }
+
+    #[test]
     fn urls_name_an_address() {
         assert_eq!(parse_url("http://127.0.0.1:8080").expect("ok"), "127.0.0.1:8080".parse().expect("addr"));
         assert_eq!(parse_url("ws://localhost:9/").expect("ok"), "127.0.0.1:9".parse().expect("addr"));
+        assert_eq!(parse_url("127.0.0.1:8080").expect("no scheme"), "127.0.0.1:8080".parse().expect("addr"));
         assert!(parse_url("https://127.0.0.1:1").is_err());
         assert!(parse_url("http://example.com:80").is_err());
     }

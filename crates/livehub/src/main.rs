@@ -4,15 +4,22 @@
 mod apikey;
 mod bench;
 mod client;
+mod failure;
+mod settings;
 mod token;
 
+use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use failure::{Failure, Status};
 use livehub_server::{Config, SourcesConfig};
+use settings::Transport;
 use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
 
 /// One server that pushes live data to dashboards and devices over WebSocket, SSE, long polling
 /// and a REST API, with history and recovery.
@@ -43,65 +50,81 @@ enum Command {
 }
 
 /// Settings for `serve`. Precedence: flags, then `LIVEHUB_*` environment variables, then the
-/// TOML file, then built-in defaults.
+/// TOML file, then built-in defaults. The variables are read by [`ServeArgs::config`] rather
+/// than by clap, so that a wrong value is reported with the variable's name.
 #[derive(Args)]
 struct ServeArgs {
-    /// TOML configuration file (see livehub.example.toml).
-    #[arg(long, env = "LIVEHUB_CONFIG")]
+    /// TOML configuration file (see livehub.example.toml) [env: LIVEHUB_CONFIG].
+    #[arg(long)]
     config: Option<PathBuf>,
-    /// Address to listen on, such as 127.0.0.1:8080 or 0.0.0.0:80.
-    #[arg(long, env = "LIVEHUB_LISTEN")]
-    listen: Option<std::net::SocketAddr>,
-    /// Publications kept per channel by default.
-    #[arg(long, env = "LIVEHUB_HISTORY_SIZE")]
+    /// Address to listen on, such as 127.0.0.1:8080, localhost:8080 or 0.0.0.0:80
+    /// [env: LIVEHUB_LISTEN].
+    #[arg(long, value_name = "HOST:PORT", value_parser = settings::listen_address)]
+    listen: Option<SocketAddr>,
+    /// Publications kept per channel by default [env: LIVEHUB_HISTORY_SIZE].
+    #[arg(long)]
     history_size: Option<usize>,
-    /// Age limit of history by default, in seconds.
-    #[arg(long, env = "LIVEHUB_HISTORY_MAX_AGE_SECS")]
+    /// Age limit of history by default, in seconds [env: LIVEHUB_HISTORY_MAX_AGE_SECS].
+    #[arg(long)]
     history_max_age_secs: Option<u64>,
-    /// Transports to switch off, comma-separated: websocket, sse, long-polling, polling.
-    #[arg(long, env = "LIVEHUB_DISABLE", value_delimiter = ',')]
-    disable: Vec<Transport>,
-    /// Largest WebSocket message a client may send, in bytes.
-    #[arg(long, env = "LIVEHUB_MAX_MESSAGE_SIZE")]
+    /// Transports to switch off, comma-separated: websocket, sse, long-polling, polling
+    /// [env: LIVEHUB_DISABLE].
+    #[arg(long, value_name = "LIST")]
+    disable: Vec<String>,
+    /// Largest WebSocket message a client may send, in bytes [env: LIVEHUB_MAX_MESSAGE_SIZE].
+    #[arg(long)]
     max_message_size: Option<usize>,
-    /// Run none of the built-in data sources (system metrics and the simulated feeds).
-    #[arg(long, env = "LIVEHUB_NO_SOURCES")]
+    /// Run none of the built-in data sources (system metrics and the simulated feeds)
+    /// [env: LIVEHUB_NO_SOURCES=1].
+    #[arg(long)]
     no_sources: bool,
+    /// Lift the per-address rate limits, for benchmarking on loopback with `livehub bench`
+    /// (docs/cli.md); only with a loopback --listen [env: LIVEHUB_BENCH_MODE=1].
+    #[arg(long)]
+    bench_mode: bool,
     /// Serve the test-only WebSocket echo endpoint /_test/echo (for the Autobahn suite).
-    #[arg(long, hide = true, env = "LIVEHUB_TEST_ENDPOINTS")]
+    #[arg(long, hide = true)]
     test_endpoints: bool,
-    /// Log filter, such as `info` or `livehub=debug` (RUST_LOG syntax).
-    #[arg(long, env = "LIVEHUB_LOG", default_value = "info")]
-    log: String,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum Transport {
-    Websocket,
-    Sse,
-    LongPolling,
-    Polling,
+    /// Log filter, such as `info` or `livehub=debug` (RUST_LOG syntax; every directive names a
+    /// level) [env: LIVEHUB_LOG, then RUST_LOG; default: info].
+    #[arg(long)]
+    log: Option<String>,
 }
 
 impl ServeArgs {
+    /// The configuration: the file, then the variables, then the flags over it.
     fn config(&self) -> anyhow::Result<Config> {
-        let mut config = match &self.config {
+        let path = match &self.config {
+            Some(path) => Some(path.clone()),
+            None => settings::env_text("LIVEHUB_CONFIG")?.map(PathBuf::from),
+        };
+        let mut config = match &path {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
         };
-        if let Some(listen) = self.listen {
+        let listen = settings::env_with("LIVEHUB_LISTEN", settings::listen_address)?;
+        if let Some(listen) = self.listen.or(listen) {
             config.listen = listen;
         }
-        if let Some(size) = self.history_size {
+        let size = settings::env_parse("LIVEHUB_HISTORY_SIZE", "a whole number")?;
+        if let Some(size) = self.history_size.or(size) {
             config.history.size = size;
         }
-        if let Some(secs) = self.history_max_age_secs {
+        let secs = settings::env_parse("LIVEHUB_HISTORY_MAX_AGE_SECS", "a whole number of seconds")?;
+        if let Some(secs) = self.history_max_age_secs.or(secs) {
             config.history.max_age_secs = secs;
         }
-        if let Some(max) = self.max_message_size {
+        let max = settings::env_parse("LIVEHUB_MAX_MESSAGE_SIZE", "a whole number of bytes")?;
+        if let Some(max) = self.max_message_size.or(max) {
             config.limits.max_message_size = max;
         }
-        for transport in &self.disable {
+        let disable = if self.disable.is_empty() {
+            settings::env_with("LIVEHUB_DISABLE", settings::transports)?.unwrap_or_default()
+        } else {
+            settings::transports(&self.disable.join(","))
+                .map_err(|why| Failure::usage(format!("--disable: {why}")))?
+        };
+        for transport in disable {
             match transport {
                 Transport::Websocket => config.websocket.enabled = false,
                 Transport::Sse => config.sse.enabled = false,
@@ -109,28 +132,124 @@ impl ServeArgs {
                 Transport::Polling => config.api.polling_enabled = false,
             }
         }
-        if self.no_sources {
+        if self.no_sources || settings::env_bool("LIVEHUB_NO_SOURCES")?.unwrap_or(false) {
             config.sources = SourcesConfig::disabled();
         }
-        config.test_endpoints |= self.test_endpoints;
+        if self.bench_mode || settings::env_bool("LIVEHUB_BENCH_MODE")?.unwrap_or(false) {
+            if !config.listen.ip().to_canonical().is_loopback() {
+                return Err(Failure::usage(format!(
+                    "bench mode lifts the per-address rate limits and is for loopback only, but the \
+                     server would listen on {}; listen on 127.0.0.1",
+                    config.listen
+                ))
+                .into());
+            }
+            bench_mode(&mut config);
+        }
+        config.test_endpoints |=
+            self.test_endpoints || settings::env_bool("LIVEHUB_TEST_ENDPOINTS")?.unwrap_or(false);
         Ok(config)
+    }
+
+    /// The log filter and, when the one asked for is unusable, why (the server then logs at
+    /// `info`, so the listening line is never hidden).
+    fn log_filter(&self) -> anyhow::Result<(EnvFilter, Option<String>)> {
+        let asked = match &self.log {
+            Some(text) => Some(("--log".to_owned(), text.clone())),
+            None => match settings::env_text("LIVEHUB_LOG")? {
+                Some(text) => Some(("LIVEHUB_LOG".to_owned(), text)),
+                None => settings::env_text("RUST_LOG")?.map(|text| ("RUST_LOG".to_owned(), text)),
+            },
+        };
+        Ok(match asked {
+            None => (EnvFilter::new("info"), None),
+            Some((source, text)) => match settings::log_filter(&text) {
+                Ok(filter) => (filter, None),
+                Err(why) => (
+                    EnvFilter::new("info"),
+                    Some(format!("{source} {text:?} is not a log filter ({why}); logging at info")),
+                ),
+            },
+        })
     }
 }
 
-fn main() -> anyhow::Result<ExitCode> {
-    let cli = Cli::parse();
+/// Lifts the limits that a load generator on one address runs into at once (`--bench-mode`):
+/// connections, commands, publications and reads per address and per connection. Credential
+/// checks stay throttled, and every other limit stays.
+fn bench_mode(config: &mut Config) {
+    let limits = &mut config.rate_limits;
+    limits.connections_per_ip = 0;
+    limits.messages_per_sec = 0.0;
+    limits.publishes_per_sec_per_ip = 0.0;
+    limits.reads_per_sec_per_ip = 0.0;
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
+    let name = cli.command.name();
+    // Credentials and bench runs are decided by their arguments and files alone: their failures
+    // are usage errors. Clients and the server fail at run time unless they say otherwise.
+    let default = match cli.command {
+        Command::Token(_) | Command::ApiKey(_) => Status::Usage,
+        _ => Status::Runtime,
+    };
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => failure::report(name, &e, default),
+    }
+}
+
+/// Clap's error as one line on standard error, with exit status 2; `--help` and `--version`
+/// print as clap prints them.
+fn usage_error(error: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = error.print();
+        return if error.use_stderr() { Status::Usage.into() } else { ExitCode::SUCCESS };
+    }
+    let text = error.render().to_string();
+    // The usage block and the pointer to --help follow a blank line; the error is before it.
+    let message = text
+        .split("\n\n")
+        .take_while(|part| !part.starts_with("Usage:") && !part.starts_with("For more information"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    let message = message.strip_prefix("error: ").unwrap_or(&message);
+    eprintln!("livehub: {message} (see livehub --help)");
+    Status::Usage.into()
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
     let runtime = || tokio::runtime::Runtime::new().context("starting the async runtime");
-    let done = match cli.command {
+    let done = match command {
         // The multi-threaded runtime even on one core: the single-threaded one, tried, stopped
         // writes from coalescing when a publisher feeds many channels (4× fewer deliveries in
         // docs/benchmarks.md's many-channels scenario) for 5 % more one-channel fan-out.
-        Command::Serve(args) => runtime()?.block_on(serve(args)),
+        Command::Serve(args) => {
+            let (filter, bad_filter) = args.log_filter()?;
+            init_logging(filter);
+            if let Some(why) = bad_filter {
+                tracing::warn!("{why}");
+            }
+            let config = args.config()?;
+            runtime()?.block_on(serve(config))
+        }
         Command::Publish(args) => {
-            init_logging("warn");
+            init_logging(client_log_filter());
             runtime()?.block_on(client::publish(args))
         }
         Command::Subscribe(args) => {
-            init_logging("warn");
+            init_logging(client_log_filter());
             runtime()?.block_on(client::subscribe(args))
         }
         Command::Token(args) => token::run(args),
@@ -141,15 +260,37 @@ fn main() -> anyhow::Result<ExitCode> {
     done.map(|()| ExitCode::SUCCESS)
 }
 
-fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+impl Command {
+    /// The subcommand's name, for error messages.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Serve(_) => "serve",
+            Command::Publish(_) => "publish",
+            Command::Subscribe(_) => "subscribe",
+            Command::Token(_) => "token",
+            Command::ApiKey(_) => "apikey",
+            Command::Bench(_) => "bench",
+        }
+    }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging(&args.log);
-    let config = args.config()?;
+/// `RUST_LOG` when it is a usable filter, else warnings only: the clients print their output
+/// on standard output and their errors themselves.
+fn client_log_filter() -> EnvFilter {
+    std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|text| settings::log_filter(&text).ok())
+        .unwrap_or_else(|| EnvFilter::new("warn"))
+}
+
+/// Logs to standard error, in colour only when it is a terminal and `NO_COLOR` is not set, so a
+/// log file or a pipe gets plain text.
+fn init_logging(filter: EnvFilter) {
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(colour).with_writer(std::io::stderr).init();
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
     match exposure(&config) {
         Some(Exposure::NoAuth) => {
             tracing::warn!(

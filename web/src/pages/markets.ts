@@ -2,7 +2,7 @@
 
 import type { Message } from "../../../clients/js/src/index.js";
 import { unavailable, type SymbolInfo } from "../catalog.js";
-import { h, note, setText, simulatedBadge, svg } from "../dom.js";
+import { h, note, setText, simulatedBadge, svg, tableWrap } from "../dom.js";
 import { isFiniteNumber, num, signed } from "../format.js";
 import { fetchHistory } from "../history.js";
 import { isStringArray, load, save } from "../prefs.js";
@@ -239,7 +239,7 @@ export function marketsPage({ conn, catalog, root }: PageContext): Page {
       ),
       tbody,
     );
-    content.replaceWith(h("div", { class: "panel" }, chips, h("div", { class: "table-wrap" }, table)));
+    content.replaceWith(h("div", { class: "panel" }, chips, tableWrap(table)));
     layout();
     for (const info of symbols) {
       if (picked.has(info.symbol)) {

@@ -1,10 +1,11 @@
 /** Overview: the host's real metrics (`metrics/system`) as cards and charts, and the activity feed. */
 
 import type { Message } from "../../../clients/js/src/index.js";
-import { activityList } from "../activity.js";
+import { activityList, logActivity } from "../activity.js";
 import { BYTE_STEPS, LiveChart, type Row, type SeriesSpec } from "../chart.js";
 import { h, note, setText } from "../dom.js";
-import { bytesShort, isFiniteNumber, percent, rate } from "../format.js";
+import { bytesShort, isFiniteNumber, percent, rate, time } from "../format.js";
+import { HOST_RULES, HostAlerts, type HostAlert } from "../host-alerts.js";
 import { fetchHistory } from "../history.js";
 import type { Page, PageContext } from "./page.js";
 import { SystemCards, type SystemMetrics } from "./system-cards.js";
@@ -18,6 +19,15 @@ const HISTORY_ROWS = 600;
  */
 const CHART_ROWS = 900;
 
+/**
+ * Samples further apart than this are not joined: the source publishes every second, so five
+ * missing ones mean an outage, and a line across it would make up data.
+ */
+const GAP_MS = 5000;
+
+const MEMORY: SeriesSpec = { label: "Memory", color: "#60a5fa", width: 2, fill: "rgba(96, 165, 250, 0.10)" };
+const SWAP: SeriesSpec = { label: "Swap", color: "#f472b6", width: 1.5 };
+
 const TOTAL: SeriesSpec = { label: "Total", color: "#34d399", width: 2, fill: "rgba(52, 211, 153, 0.10)" };
 
 function isMetrics(data: unknown): data is SystemMetrics {
@@ -29,7 +39,32 @@ function axisBytes(v: number): string {
   return v === 0 ? "0" : bytesShort(v);
 }
 
+/** How many host alerts the list keeps. */
+const MAX_HOST_ALERTS = 20;
+
 export function overviewPage({ conn, catalog, root }: PageContext): Page {
+  const hostAlerts = new HostAlerts();
+  const hostAlertsList = h("ul", { id: "host-alerts", class: "alerts" }, h("li", { class: "empty" }, "No host alerts so far."));
+
+  /** Lists an alert on the real metrics, newest first, and says it in the activity feed. */
+  function showHostAlert(alert: HostAlert): void {
+    const severity = alert.state === "firing" ? "danger" : "info";
+    hostAlertsList.querySelector(".empty")?.remove();
+    hostAlertsList.prepend(
+      h(
+        "li",
+        { "data-rule": alert.rule, "data-severity": severity, "data-state": alert.state },
+        h("span", { class: `sev ${severity}` }, alert.state === "firing" ? "alert" : "ok"),
+        h("div", {}, h("strong", {}, alert.text)),
+        h("time", { class: "muted" }, time(alert.ts)),
+      ),
+    );
+    while (hostAlertsList.childElementCount > MAX_HOST_ALERTS) {
+      hostAlertsList.lastElementChild?.remove();
+    }
+    logActivity("alert", alert.text, alert.state === "firing" ? "danger" : "ok", alert.ts);
+  }
+
   let channel = DEFAULT_CHANNEL;
   const cards = new SystemCards();
   const host = h("b", {}, "this host");
@@ -41,17 +76,16 @@ export function overviewPage({ conn, catalog, root }: PageContext): Page {
     series: [TOTAL],
     axes: [{ scale: "%", format: (v) => `${v} %`, range: [0, 100] }],
     capacity: CHART_ROWS,
+    gapMs: GAP_MS,
     legendValue: (v) => percent(v),
   });
   const memory = new LiveChart({
     key: "memory",
     title: "Memory",
-    series: [
-      { label: "Memory", color: "#60a5fa", width: 2, fill: "rgba(96, 165, 250, 0.10)" },
-      { label: "Swap", color: "#f472b6", width: 1.5 },
-    ],
+    series: [MEMORY, SWAP],
     axes: [{ scale: "%", format: (v) => `${v} %`, range: [0, 100] }],
     capacity: CHART_ROWS,
+    gapMs: GAP_MS,
     legendValue: (v) => percent(v),
   });
   const network = new LiveChart({
@@ -63,6 +97,7 @@ export function overviewPage({ conn, catalog, root }: PageContext): Page {
     ],
     axes: [{ scale: "B/s", format: axisBytes, incrs: BYTE_STEPS }],
     capacity: CHART_ROWS,
+    gapMs: GAP_MS,
     legendValue: (v) => rate(v),
   });
   const disk = new LiveChart({
@@ -74,6 +109,7 @@ export function overviewPage({ conn, catalog, root }: PageContext): Page {
     ],
     axes: [{ scale: "B/s", format: axisBytes, incrs: BYTE_STEPS }],
     capacity: CHART_ROWS,
+    gapMs: GAP_MS,
     legendValue: (v) => rate(v),
   });
   const charts = [cpu, memory, network, disk];
@@ -82,7 +118,22 @@ export function overviewPage({ conn, catalog, root }: PageContext): Page {
   root.append(
     h("div", { class: "page-head" }, h("h2", {}, "Overview"), h("p", { class: "muted" }, "Real metrics of ", host, ", sampled every second")),
     notes,
-    h("div", { class: "overview-grid" }, body, h("aside", { class: "panel activity-panel" }, h("h3", {}, "Activity"), activityList)),
+    h(
+      "div",
+      { class: "overview-grid" },
+      body,
+      h(
+        "div",
+        { class: "overview-side" },
+        h(
+          "aside",
+          { class: "panel host-alerts-panel" },
+          h("h3", { title: HOST_RULES.map((r) => `${r.label} ≥ ${r.threshold} %`).join(", ") }, "Host alerts"),
+          hostAlertsList,
+        ),
+        h("aside", { class: "panel activity-panel" }, h("h3", {}, "Activity"), activityList),
+      ),
+    ),
   );
 
   let active = false;
@@ -97,9 +148,17 @@ export function overviewPage({ conn, catalog, root }: PageContext): Page {
         label: `core ${i}`,
         color: `hsla(${Math.round((i * 360) / Math.max(cores, 1))}, 70%, 68%, 0.35)`,
         width: 1,
-        hideInLegend: true,
+        legendGroup: `each of ${cores} cores`,
       }));
       cpu.setSeries([...coreSeries, TOTAL]);
+    }
+  }
+
+  /** A host without swap gets no swap line, and no "Swap –" in the legend. */
+  function fitSwap(m: SystemMetrics): void {
+    const series = m.swap?.total ? 2 : 1;
+    if (series !== memory.seriesCount) {
+      memory.setSeries(series === 2 ? [MEMORY, SWAP] : [MEMORY]);
     }
   }
 
@@ -133,17 +192,22 @@ export function overviewPage({ conn, catalog, root }: PageContext): Page {
       return;
     }
     fitCores(msg.data);
+    fitSwap(msg.data);
+    hostAlerts.feed(msg.data).forEach(showHostAlert);
     rows(msg.data).forEach((row, i) => charts[i]!.push(row));
     showCards(msg.data);
   }
 
   async function loadHistory(): Promise<void> {
+    charts.forEach((c) => c.setLoading(true));
     const publications = (await fetchHistory(channel, HISTORY_ROWS)).map((p) => p.data).filter(isMetrics);
+    charts.forEach((c) => c.setLoading(false));
     const newest = publications[publications.length - 1];
     if (!newest) {
       return;
     }
     fitCores(newest);
+    fitSwap(newest);
     const columns: Row[][] = [[], [], [], []];
     for (const m of publications) {
       rows(m).forEach((row, i) => columns[i]!.push(row));

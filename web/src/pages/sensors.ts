@@ -63,6 +63,8 @@ class SensorView {
         { scale: "%", format: (v) => `${num(v, 1)} %`, side: "right", padded: true },
       ],
       capacity: CHART_ROWS,
+      // Ten readings a second: a second without any is an outage, not a quiet sensor.
+      gapMs: 1000,
       height: 300,
       legendValue: (v, i) => (i === 0 ? `${num(v, 2)} °C` : `${num(v, 1)} %`),
     });
@@ -86,7 +88,9 @@ class SensorView {
   }
 
   async load(): Promise<void> {
+    this.chart.setLoading(true);
     const samples = (await fetchHistory(this.info.channel, HISTORY_ROWS)).map((p) => p.data).filter(isSample);
+    this.chart.setLoading(false);
     this.chart.merge(samples.map(row));
     const newest = samples[samples.length - 1];
     if (newest && (!this.latest || newest.ts > this.latest.ts)) {

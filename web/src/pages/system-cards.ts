@@ -79,6 +79,11 @@ export class SystemCards {
     const swap = m.swap;
     const noSwap = !swap || !swap.total;
     this.set("swap", m.ts, noSwap ? "none" : percent(swap.percent), noSwap ? "no swap configured" : `${bytes(swap.used)} of ${bytes(swap.total)}`, noSwap ? 0 : swap.percent);
+    // An empty meter reads as 0 % of something; there is nothing to measure.
+    const swapMeter = this.cards.get("swap")?.meter;
+    if (swapMeter) {
+      swapMeter.hidden = noSwap;
+    }
 
     const load = Array.isArray(m.load) ? m.load : [];
     const perCore = cores && isFiniteNumber(load[0]) ? load[0] / cores : undefined;

@@ -2,7 +2,7 @@
 
 import type { Message } from "../../../clients/js/src/index.js";
 import { unavailable, type RouteInfo } from "../catalog.js";
-import { h, note, simulatedBadge } from "../dom.js";
+import { h, note, simulatedBadge, tableWrap } from "../dom.js";
 import { isFiniteNumber, label, num } from "../format.js";
 import { fetchHistory } from "../history.js";
 import { isStringArray, load, save } from "../prefs.js";
@@ -74,6 +74,14 @@ export function transitPage({ conn, catalog, root }: PageContext): Page {
     drawList();
   }
 
+  /** "+3 min", or seconds under a minute: a delay that rounds to no minutes is not "+0 min". */
+  function lateness(secs: number): string {
+    if (secs <= 0) {
+      return "on time";
+    }
+    return secs < 60 ? `+${num(Math.round(secs), 0)} s` : `+${num(Math.round(secs / 60), 0)} min`;
+  }
+
   function drawList(): void {
     const rows = routes.flatMap((route) =>
       (snapshots.get(route.id)?.vehicles ?? []).map((v) => {
@@ -86,7 +94,7 @@ export function transitPage({ conn, catalog, root }: PageContext): Page {
           h("td", {}, h("span", { class: `status ${status}` }, label(status))),
           h("td", { class: "num" }, `${num(v.speed_kmh, 0)} km/h`),
           h("td", {}, v.next_stop ?? "–"),
-          h("td", { class: "num" }, delay > 0 ? `+${num(Math.round(delay / 60), 0)} min` : "on time"),
+          h("td", { class: "num" }, lateness(delay)),
         );
       }),
     );
@@ -166,7 +174,7 @@ export function transitPage({ conn, catalog, root }: PageContext): Page {
         "div",
         { class: "transit-grid" },
         h("div", { class: "panel map-panel" }, pickers, h("div", { class: "map-wrap" }, map.el), legend),
-        h("aside", { class: "panel" }, h("h3", {}, "Vehicles"), h("div", { class: "table-wrap" }, table)),
+        h("aside", { class: "panel" }, h("h3", {}, "Vehicles"), tableWrap(table)),
       ),
     );
     for (const route of routes) {

@@ -15,10 +15,13 @@ export interface CloseReason {
   reconnect: boolean;
 }
 
+/** A (re)subscribe as a transport reports it; the hub works out the `recovery` it means. */
+export type SubscribedReport = Omit<SubscribedInfo, "recovery">;
+
 /** What a transport reports to the hub. */
 export interface TransportEvents {
   message(message: Message): void;
-  subscribed(info: SubscribedInfo): void;
+  subscribed(info: SubscribedReport): void;
   subscribeError(filter: string, error: LiveHubError): void;
   closed(reason: CloseReason): void;
 }
@@ -61,6 +64,13 @@ export function authHeaders(ctx: TransportContext, headers: Record<string, strin
 }
 
 /**
+ * How long an HTTP transport waits for more subscription changes before it reopens with all of
+ * them: a page that subscribes to 50 channels one by one opens one stream, not 50. Longer would
+ * delay a lone new subscription for nothing; shorter misses changes made across a few ticks.
+ */
+export const COALESCE_MS = 50;
+
+/**
  * The transports that change subscriptions by reopening (from the current positions, so nothing
  * is lost) and publish over `POST /api/publish`: SSE, long polling and polling. `generation`
  * tells a superseded stream or loop to end quietly.
@@ -71,6 +81,8 @@ export abstract class HttpTransport implements Transport {
   protected generation = 0;
   /** The filters of the last request the server accepted. */
   private accepted = new Set<string>();
+  /** A reopen waiting `COALESCE_MS` for more subscription changes. */
+  private coalescing: ReturnType<typeof setTimeout> | null = null;
 
   constructor(protected readonly ctx: TransportContext) {}
 
@@ -81,6 +93,7 @@ export abstract class HttpTransport implements Transport {
   protected abstract stop(): void;
 
   async open(wanted: Wanted[], positions: Map<string, Position>): Promise<void> {
+    this.cancelCoalescing();
     const opening = this.start(wanted, positions);
     const generation = this.generation;
     await opening;
@@ -89,8 +102,22 @@ export abstract class HttpTransport implements Transport {
     }
   }
 
+  /** Reopens with `wanted` once no further change came for `COALESCE_MS`; the positions are read then. */
   update(wanted: Wanted[], positions: Map<string, Position>): void {
-    void this.change(wanted, positions);
+    this.cancelCoalescing();
+    this.coalescing = setTimeout(() => {
+      this.coalescing = null;
+      if (!this.closedByUs) {
+        void this.change(wanted, positions);
+      }
+    }, COALESCE_MS);
+  }
+
+  private cancelCoalescing(): void {
+    if (this.coalescing) {
+      clearTimeout(this.coalescing);
+      this.coalescing = null;
+    }
   }
 
   reauthenticate(wanted: Wanted[], positions: Map<string, Position>): Promise<void> {
@@ -106,6 +133,7 @@ export abstract class HttpTransport implements Transport {
 
   close(): void {
     this.closedByUs = true;
+    this.cancelCoalescing();
     this.stop();
   }
 
@@ -236,7 +264,7 @@ export function reportChannels(events: TransportEvents, channels: unknown): void
   }
   for (const [channel, entry] of Object.entries(channels as Record<string, Record<string, unknown>>)) {
     const position = entry["position"] as Position | undefined;
-    const info: SubscribedInfo = { channel, recovered: entry["recovered"] === true };
+    const info: SubscribedReport = { channel, recovered: entry["recovered"] === true };
     if (position) {
       info.position = position;
     }

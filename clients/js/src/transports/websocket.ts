@@ -5,6 +5,7 @@ import {
   mayReconnect,
   resumable,
   toMessage,
+  type SubscribedReport,
   type Transport,
   type TransportContext,
   type Wanted,
@@ -144,7 +145,7 @@ export class WebSocketTransport implements Transport {
         return;
       case "subscribed": {
         const channel = String(msg["channel"]);
-        const info = { channel, recovered: msg["recovered"] === true } as { channel: string; recovered: boolean; position?: Position };
+        const info: SubscribedReport = { channel, recovered: msg["recovered"] === true };
         if (msg["position"]) {
           info.position = msg["position"] as Position;
         }
@@ -152,7 +153,7 @@ export class WebSocketTransport implements Transport {
         // A pattern reports the named channels it recovered one by one.
         const channels = msg["channels"] as Record<string, { position?: Position; recovered?: boolean }> | undefined;
         for (const [name, entry] of Object.entries(channels ?? {})) {
-          const each = { channel: name, recovered: entry.recovered === true } as typeof info;
+          const each: SubscribedReport = { channel: name, recovered: entry.recovered === true };
           if (entry.position) {
             each.position = entry.position;
           }

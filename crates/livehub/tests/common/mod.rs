@@ -34,8 +34,14 @@ impl Served {
 
     /// `serve --no-sources` with `extra` arguments.
     pub(crate) fn with_args(extra: &[&str]) -> Self {
-        let mut child =
-            serve().args(["--listen", "127.0.0.1:0"]).args(extra).spawn().expect("spawn livehub serve");
+        let mut command = serve();
+        command.args(["--listen", "127.0.0.1:0"]).args(extra);
+        Self::spawn(command)
+    }
+
+    /// Runs `command`, a `serve` with a piped standard error, until it logs its listening line.
+    pub(crate) fn spawn(mut command: Command) -> Self {
+        let mut child = command.spawn().expect("spawn livehub serve");
         let stderr = child.stderr.take().expect("stderr");
         let mut lines = BufReader::new(stderr).lines();
         // The listening line names the bound address, since the port was chosen by the OS.

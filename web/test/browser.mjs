@@ -1,0 +1,80 @@
+// Helpers of the dashboard's browser tests: Debian's headless Chromium through playwright-core,
+// pages with their console errors recorded, screenshots under $ARTIFACTS. The test script runs
+// only `test/*.test.mjs`, so this file is not itself run as a test.
+
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+export const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+export const ARTIFACTS = process.env.ARTIFACTS ?? path.resolve(import.meta.dirname, "../../target/artifacts/dashboard");
+mkdirSync(ARTIFACTS, { recursive: true });
+
+// No sandbox as root, and none of Chromium's background connections, which a closed network
+// refuses.
+const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+/** How long a test waits for something the issue says must happen promptly. */
+export const PROMPT = 2000;
+/** How long a test waits for a reconnect or a transport switch, which includes back-off. */
+export const RECONNECT = 15000;
+
+/** A phone's viewport (an iPhone 12 to 15 in portrait). */
+export const PHONE = { width: 390, height: 844 };
+
+export function launch() {
+  return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+}
+
+/**
+ * Opens `url` in a fresh context of `browser`. Every console error and uncaught exception is
+ * recorded in `errors`, which each test checks at its end.
+ */
+export async function open(browser, url, { viewport = { width: 1280, height: 900 }, colorScheme = "dark", isMobile = false } = {}) {
+  const context = await browser.newContext({ viewport, colorScheme, isMobile, hasTouch: isMobile });
+  const page = await context.newPage();
+  const errors = [];
+  page.on("console", (message) => {
+    if (message.type() === "error") errors.push(`console: ${message.text()}`);
+  });
+  page.on("pageerror", (error) => errors.push(`page error: ${error.message}`));
+  await page.goto(url);
+  return { page, errors, close: () => context.close() };
+}
+
+/** The errors Chromium logs by itself for connections a stopped server refuses. */
+export function unexpected(errors) {
+  return errors.filter((e) => !/WebSocket connection to .* failed|ERR_CONNECTION_REFUSED|ERR_EMPTY_RESPONSE|ERR_CONNECTION_RESET|Failed to load resource/.test(e));
+}
+
+export async function screenshot(page, name, fullPage = true) {
+  await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage });
+}
+
+/** Resolves once the page shows a connected client on `transport` (any transport if omitted). */
+export async function connected(page, transport, timeout = RECONNECT) {
+  await page.waitForSelector('#conn-state[data-state="connected"]', { timeout });
+  if (transport !== undefined) {
+    await page.waitForFunction((t) => document.querySelector("#conn-transport")?.textContent?.trim() === t, transport, { timeout });
+  }
+}
+
+/** The number in attribute `name` of the first element matching `selector` (NaN if absent). */
+export async function numberAt(page, selector, name) {
+  return page.evaluate(([s, n]) => Number(document.querySelector(s)?.getAttribute(n) ?? Number.NaN), [selector, name]);
+}
+
+/** Waits for the next update of the CPU card (a new metrics/system publication applied). */
+export async function cpuUpdates(page, timeout = PROMPT) {
+  const before = (await numberAt(page, '[data-card="cpu"]', "data-updated")) || 0;
+  await page.waitForFunction((b) => Number(document.querySelector('[data-card="cpu"]')?.getAttribute("data-updated")) > b, before, { timeout });
+}
