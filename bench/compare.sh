@@ -173,7 +173,7 @@ start_server() {
     livehub | baseline)
         local binary=$LIVEHUB config=$LIVEHUB_TOML
         [[ "$target" == baseline ]] && binary=$BASELINE config=$BASELINE_TOML
-        LIVEHUB_CONFIG=$config taskset -c 0 "$binary" serve --no-sources \
+        LIVEHUB_STORE=${LIVEHUB_STORE:-memory} LIVEHUB_CONFIG=$config taskset -c 0 "$binary" serve --no-sources \
             --listen "127.0.0.1:$port" --log warn >"$logfile" 2>&1 &
         ;;
     raw)

@@ -14,6 +14,7 @@
 #   LIVEHUB_SKIP_BENCH=1       skip the quick benchmark comparison (nchan, Node ws, Python websockets)
 #   LIVEHUB_SKIP_FUZZ=1        skip fuzzing the decoders (FUZZ_SECS, default 10, per target)
 #   LIVEHUB_SKIP_ATTACK=1      skip the attack suite (ATTACK_SECS, default 8, per attack)
+#   LIVEHUB_SKIP_SIGNALR=1     skip the official SignalR JavaScript client suite
 #   LIVEHUB_SKIP_POSTGRES=1    skip the PostgreSQL store's tests (they need Debian's postgresql,
 #                              installed when missing; DATABASE_URL set uses that server instead)
 #
@@ -97,7 +98,7 @@ if [[ "${LIVEHUB_SKIP_AUTOBAHN:-0}" != 1 ]]; then
   cargo build --release --bin livehub
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   log=$(mktemp)
-  target/release/livehub serve --listen "127.0.0.1:$port" --test-endpoints --log warn >"$log" 2>&1 &
+  LIVEHUB_STORE=memory target/release/livehub serve --listen "127.0.0.1:$port" --test-endpoints --log warn >"$log" 2>&1 &
   server=$!
   trap 'kill "$server" 2>/dev/null || true; cleanup_tmp' EXIT
   for _ in $(seq 1 100); do
@@ -136,6 +137,15 @@ if [[ "${LIVEHUB_SKIP_FUZZ:-0}" != 1 ]]; then
     fi
     echo "fuzz $target: $(grep -E '^Done' "$log" | tail -n 1)"
   done
+fi
+
+if [[ "${LIVEHUB_SKIP_SIGNALR:-0}" != 1 ]]; then
+  step "SignalR: the official @microsoft/signalr client over every transport and both hub protocols"
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq nodejs npm
+  fi
+  cargo build --bin livehub
+  LIVEHUB_BIN="$PWD/target/debug/livehub" tests/signalr/run.sh
 fi
 
 if [[ "${LIVEHUB_SKIP_POSTGRES:-0}" != 1 ]]; then

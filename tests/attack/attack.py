@@ -73,7 +73,7 @@ class Server:
             config += f"[tls]\ncert_file = '{CERTS / 'a.pem'}'\nkey_file = '{CERTS / 'a.key'}'\n"
         path = pathlib.Path(self.dir.name) / "livehub.toml"
         path.write_text(config)
-        env = dict(os.environ, LIVEHUB_CONFIG=str(path))
+        env = dict(os.environ, LIVEHUB_CONFIG=str(path), LIVEHUB_STORE="memory")
         self.process = subprocess.Popen(
             [binary, "serve", "--no-sources", "--listen", f"127.0.0.1:{self.port}", "--log", "error"],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -73,7 +73,10 @@ server.listen(Number(args.port), "127.0.0.1", () => {
 /** Starts the debug binary on a free loopback port and resolves to its address. */
 function startLivehub() {
   const bin = process.env.LIVEHUB_BIN ?? join(here, "..", "..", "target", "debug", "livehub");
-  const child = spawn(bin, ["serve", "--listen", "127.0.0.1:0"], { stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(bin, ["serve", "--listen", "127.0.0.1:0"], {
+    stdio: ["ignore", "ignore", "pipe"],
+    env: { ...process.env, LIVEHUB_STORE: process.env.LIVEHUB_STORE ?? "memory" },
+  });
   process.on("exit", () => child.kill());
   for (const signal of ["SIGINT", "SIGTERM"]) {
     process.on(signal, () => process.exit(0));

@@ -86,7 +86,7 @@ export async function freePort() {
 function spawnServer(port, args) {
   const proc = spawn(LIVEHUB_BIN, ["serve", "--listen", `127.0.0.1:${port}`, "--log", "info", ...args], {
     stdio: ["ignore", "ignore", "pipe"],
-    env: { ...process.env, NO_COLOR: "1" },
+    env: { ...process.env, NO_COLOR: "1", LIVEHUB_STORE: "memory" },
   });
   running.add(proc);
   const log = { text: "" };

@@ -36,6 +36,10 @@ pub enum Error {
     /// The broker failed (storage or network); the request may be retried.
     #[error("broker unavailable: {0}")]
     Broker(String),
+    /// The store's write-behind queue is full: the publication was refused, not stored or
+    /// delivered, and may be retried once the disk catches up.
+    #[error("the store is behind: {0}")]
+    StoreFull(String),
 }
 
 impl Error {
@@ -51,6 +55,7 @@ impl Error {
             Self::NotSubscribed(_) => "not_subscribed",
             Self::SessionNotFound => "session_not_found",
             Self::Broker(_) => "unavailable",
+            Self::StoreFull(_) => "store_full",
         }
     }
 }

@@ -89,6 +89,14 @@ pub trait HistoryStore: Send + Sync + 'static {
         true
     }
 
+    /// Called before a publication of `channel` is given an offset: an error (such as
+    /// [`Error::StoreFull`] when writes are queued beyond a bound) refuses the publish before
+    /// anything is sequenced, so no epoch is lost to it.
+    fn admit(&self, channel: &ChannelName) -> Result<(), Error> {
+        let _ = channel;
+        Ok(())
+    }
+
     /// The stored state of `channel`, or `None` when nothing is stored for it.
     async fn load(&self, channel: &ChannelName) -> Result<Option<StoredStream>, Error>;
 
@@ -140,6 +148,10 @@ impl HistoryStore for NullStore {
 impl<T: HistoryStore + ?Sized> HistoryStore for Arc<T> {
     fn is_durable(&self) -> bool {
         (**self).is_durable()
+    }
+
+    fn admit(&self, channel: &ChannelName) -> Result<(), Error> {
+        (**self).admit(channel)
     }
 
     async fn load(&self, channel: &ChannelName) -> Result<Option<StoredStream>, Error> {

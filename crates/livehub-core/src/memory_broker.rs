@@ -46,6 +46,8 @@ pub struct MemoryBroker<S: HistoryStore = NullStore> {
     sink: Arc<dyn PublicationSink>,
     clock: Clock,
     store: S,
+    /// Most publications of a channel kept in memory when a store keeps the rest.
+    hot_window: usize,
 }
 
 /// Part of the channel map; each stream has its own lock so that fan-out on one channel does not
@@ -78,7 +80,16 @@ impl<S: HistoryStore> MemoryBroker<S> {
         sink: Arc<dyn PublicationSink>,
     ) -> Self {
         let shards = (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect();
-        Self { shards, seed: rand::random(), history, sink, clock, store }
+        Self { shards, seed: rand::random(), history, sink, clock, store, hot_window: usize::MAX }
+    }
+
+    /// Keeps at most `size` publications of each channel in memory (the hot window); with a
+    /// durable store, history older than that is read from the store, so a channel can keep a
+    /// day on disk and minutes in memory. Without a store, history is the hot window, and this
+    /// has no effect.
+    pub fn with_hot_window(mut self, size: usize) -> Self {
+        self.hot_window = size;
+        self
     }
 
     /// The store.
@@ -147,7 +158,8 @@ impl<S: HistoryStore> MemoryBroker<S> {
             return Ok(Err(self.unborn(channel, &shard)));
         }
         let epoch = self.unborn_epoch(channel, &shard);
-        let stream = Arc::new(Mutex::new(Stream::restore(channel.clone(), stored, epoch, now)));
+        let hot = self.hot_window;
+        let stream = Arc::new(Mutex::new(Stream::restore(channel.clone(), stored, epoch, now, hot)));
         shard.streams.insert(channel.clone(), stream.clone());
         Ok(Ok(stream))
     }
@@ -201,6 +213,7 @@ impl<S: HistoryStore> MemoryBroker<S> {
         key: Option<&str>,
     ) -> Result<Published, Error> {
         let policy = self.policy(channel);
+        self.store.admit(channel)?;
         let Ok(stream) = self.loaded(channel, true).await? else {
             return Err(Error::Broker("channel state without its store".into()));
         };

@@ -47,6 +47,9 @@ pub struct NodeConfig {
     pub presence: Arc<dyn PresenceBackend>,
     /// How long and deep the channel names and patterns that transports parse may be.
     pub channel_limits: ChannelLimits,
+    /// With a durable store, the most publications of a channel kept in memory (the rest of its
+    /// history is read from the store); `None` keeps all of its history in memory too.
+    pub memory_size: Option<usize>,
 }
 
 impl Default for NodeConfig {
@@ -61,6 +64,7 @@ impl Default for NodeConfig {
             clock: Clock::system(),
             presence: Arc::new(LocalPresence),
             channel_limits: ChannelLimits::default(),
+            memory_size: None,
         }
     }
 }
@@ -129,9 +133,10 @@ impl Node {
     /// ([`NullStore`]: nowhere). Spawns its housekeeping tasks, as [`new`](Self::new) does.
     pub fn with_store<S: HistoryStore>(config: NodeConfig, store: S) -> Self {
         let (history, clock) = (config.history.clone(), config.clock.clone());
+        let hot = config.memory_size.unwrap_or(usize::MAX);
         let mut memory = None;
         let node = Self::with_broker(config, |sink| {
-            let broker = Arc::new(MemoryBroker::with_store(history, clock, store, sink));
+            let broker = Arc::new(MemoryBroker::with_store(history, clock, store, sink).with_hot_window(hot));
             memory = Some(Arc::downgrade(&broker));
             broker
         });

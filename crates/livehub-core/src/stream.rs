@@ -51,6 +51,9 @@ pub(crate) struct Durable {
     pub(crate) pending: Vec<StoredEntry>,
     /// Held by the one task writing this stream's pending publications to the store.
     pub(crate) turn: Arc<tokio::sync::Mutex<()>>,
+    /// Most publications the hot window keeps in memory; older retained ones are read from the
+    /// store.
+    pub(crate) hot: usize,
 }
 
 impl Stream {
@@ -78,6 +81,7 @@ impl Stream {
         stored: Option<StoredStream>,
         epoch: Epoch,
         now_ms: u64,
+        hot: usize,
     ) -> Self {
         let mut stream = Self::new(name, epoch, now_ms);
         let mut retained_from = 1;
@@ -95,7 +99,7 @@ impl Stream {
             retained_from = stored.oldest;
         }
         let turn = Arc::new(tokio::sync::Mutex::new(()));
-        stream.durable = Some(Box::new(Durable { retained_from, pending: Vec::new(), turn }));
+        stream.durable = Some(Box::new(Durable { retained_from, pending: Vec::new(), turn, hot }));
         stream
     }
 
@@ -161,19 +165,22 @@ impl Stream {
     /// Drops what `policy` no longer keeps at `now_ms`.
     pub(crate) fn evict(&mut self, policy: HistoryPolicy, now_ms: u64) {
         let min_ts = min_ts(policy, now_ms);
-        let mut evicted = false;
-        while self.window.len() > policy.size || self.window.front().is_some_and(|p| p.ts < min_ts) {
-            self.window.pop_front();
-            evicted = true;
+        // A durable stream's window may be smaller than its history (the rest is in the store).
+        let hot = self.durable.as_ref().map_or(policy.size, |d| d.hot.min(policy.size));
+        // Offset after the newest publication dropped for its age: history lost it, not just
+        // the window.
+        let mut aged_out = 0;
+        while self.window.len() > hot || self.window.front().is_some_and(|p| p.ts < min_ts) {
+            if let Some(p) = self.window.pop_front() {
+                if p.ts < min_ts {
+                    aged_out = p.position.offset + 1;
+                }
+            }
         }
         if let Some(durable) = &mut self.durable {
-            // The window holds every publication committed since the stream was loaded that the
-            // policy keeps, and it evicts oldest first, so whatever precedes an evicted one is
-            // gone too, as is anything beyond the newest `size`.
-            let mut retained_from = (self.committed + 1).saturating_sub(policy.size as u64);
-            if evicted {
-                retained_from = self.window.front().map_or(self.committed + 1, |p| p.position.offset);
-            }
+            // History is the newest `size` publications not older than `max_age`, and timestamps
+            // never decrease in offset order, so whatever precedes an aged-out one is gone too.
+            let retained_from = (self.committed + 1).saturating_sub(policy.size as u64).max(aged_out);
             durable.retained_from = durable.retained_from.max(retained_from);
         }
     }

@@ -16,7 +16,7 @@ use crate::engine::{self, ClientError};
 use crate::error::ApiError;
 use crate::poll;
 use crate::protocol::{message_value, position_value};
-use crate::App;
+use crate::{timeq, App};
 
 /// Publications one `POST /api/publish` may carry.
 const MAX_BATCH: usize = 1000;
@@ -219,6 +219,8 @@ struct HistoryParams {
     since: Option<u64>,
     epoch: Option<String>,
     limit: Option<usize>,
+    from: Option<u64>,
+    to: Option<u64>,
 }
 
 /// `GET /api/channels/{channel}` (latest value and position) and
@@ -248,16 +250,26 @@ pub(crate) async fn channel(
             .since
             .is_some()
             .then(|| node.poller("polling", poll::poller_key("polling", peer, &headers, query.as_deref())));
+        let limit = params.limit.unwrap_or(engine::DEFAULT_HISTORY_LIMIT);
+        let mut history_query = HistoryQuery::new(params.since, limit);
+        history_query.from_ms = params.from;
+        history_query.to_ms = params.to;
         let (channel, history) =
-            engine::read_history(&app, &identity, name, params.since, params.epoch.as_deref(), params.limit)
-                .await?;
+            engine::read_history_query(&app, &identity, name, history_query, params.epoch.as_deref()).await?;
         let publications: Vec<Value> = history.publications.iter().map(|p| message_value(p)).collect();
         return Ok(Json(json!({
             "channel": channel,
             "position": position_value(&history.position),
             "oldest": history.oldest,
             "publications": publications,
+            "next": timeq::next_page(&history_query, &history.publications),
         })));
+    }
+    if let Some(name) = path.strip_suffix("/series").filter(|_| uri.path().ends_with("/series")) {
+        let params = timeq::SeriesParams::parse(query.as_deref())?;
+        let channel = ChannelName::with_limits(name, limits)?;
+        readable(&channel)?;
+        return Ok(Json(timeq::series(node, &channel, params).await?));
     }
     let channel = ChannelName::with_limits(&path, limits)?;
     readable(&channel)?;
@@ -271,7 +283,7 @@ pub(crate) async fn channel(
 }
 
 fn history_params(query: Option<&str>) -> Result<HistoryParams, ApiError> {
-    let mut params = HistoryParams { since: None, epoch: None, limit: None };
+    let mut params = HistoryParams { since: None, epoch: None, limit: None, from: None, to: None };
     for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         let number =
             |v: &str| v.parse().map_err(|_| ApiError::bad_request(format!("{key} must be a whole number")));
@@ -279,8 +291,21 @@ fn history_params(query: Option<&str>) -> Result<HistoryParams, ApiError> {
             "since" => params.since = Some(number(&value)?),
             "limit" => params.limit = Some(number(&value)? as usize),
             "epoch" => params.epoch = Some(value.into_owned()),
+            "from" => params.from = Some(timeq::parse_time("from", &value)?),
+            "to" => params.to = Some(timeq::parse_time("to", &value)?),
             _ => {}
         }
+    }
+    timeq::check_range(params.from, params.to)?;
+    if let Some(limit) = params.limit.filter(|&l| l > engine::MAX_HISTORY_LIMIT) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "limit_too_large",
+            format!(
+                "limit {limit} is over the most one read returns ({}); page with since",
+                engine::MAX_HISTORY_LIMIT
+            ),
+        ));
     }
     Ok(params)
 }
@@ -293,12 +318,15 @@ fn polling_enabled(app: &App) -> Result<(), ApiError> {
     }
 }
 
-/// `GET /health`: 200 while the server serves, 503 once it is shutting down.
+/// `GET /health`: 200 while the server serves, 503 once it is shutting down. `status` is
+/// `degraded` (still 200) while the store fails writes or refuses publishes.
 pub(crate) async fn health(State(app): State<App>) -> Response {
     if app.shutting_down() {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "shutting_down" }))).into_response();
     }
-    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") })).into_response()
+    let (store, degraded) = crate::storage::health(app.store());
+    let status = if degraded { "degraded" } else { "ok" };
+    Json(json!({ "status": status, "version": env!("CARGO_PKG_VERSION"), "store": store })).into_response()
 }
 
 /// `GET /api/sources`: what the built-in sources publish, with the static data the dashboard

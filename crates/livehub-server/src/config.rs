@@ -22,6 +22,8 @@ pub struct Config {
     pub limits: Limits,
     /// History kept per channel.
     pub history: HistorySettings,
+    /// Where history is kept across restarts (`docs/storage.md`).
+    pub storage: StorageSettings,
     /// WebSocket transport.
     pub websocket: WebSocketSettings,
     /// Server-Sent Events transport.
@@ -42,6 +44,8 @@ pub struct Config {
     pub cors: CorsSettings,
     /// TLS on the listener; plain HTTP when absent.
     pub tls: Option<TlsSettings>,
+    /// The SignalR hub (`docs/signalr.md`).
+    pub signalr: SignalRSettings,
     /// Endpoints used only by the conformance tests (a WebSocket echo); never enable in production.
     pub test_endpoints: bool,
 }
@@ -53,6 +57,7 @@ impl Default for Config {
             shutdown_grace_secs: 10,
             limits: Limits::default(),
             history: HistorySettings::default(),
+            storage: StorageSettings::default(),
             websocket: WebSocketSettings::default(),
             sse: SseSettings::default(),
             long_polling: LongPollSettings::default(),
@@ -63,6 +68,7 @@ impl Default for Config {
             rate_limits: RateLimits::default(),
             cors: CorsSettings::default(),
             tls: None,
+            signalr: SignalRSettings::default(),
             test_endpoints: false,
         }
     }
@@ -146,12 +152,15 @@ pub struct HistorySettings {
     pub max_age_secs: u64,
     /// Overrides for channels starting with a prefix; the longest prefix wins.
     pub rules: Vec<HistoryRule>,
+    /// With a store, the most publications per channel kept in memory; older history is read
+    /// from disk. Unset: all of a channel's history is kept in memory too.
+    pub memory_size: Option<usize>,
 }
 
 impl Default for HistorySettings {
     fn default() -> Self {
         let d = HistoryPolicy::default();
-        Self { size: d.size, max_age_secs: d.max_age.as_secs(), rules: Vec::new() }
+        Self { size: d.size, max_age_secs: d.max_age.as_secs(), rules: Vec::new(), memory_size: None }
     }
 }
 
@@ -165,6 +174,42 @@ pub struct HistoryRule {
     pub size: usize,
     /// Age limit in seconds.
     pub max_age_secs: u64,
+}
+
+/// Which store keeps history, positions and epochs across restarts.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// The embedded SQLite database under `data_dir` (the default).
+    Sqlite,
+    /// Nothing on disk: every restart loses history and changes every epoch.
+    Memory,
+}
+
+/// Storage settings (`docs/storage.md`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSettings {
+    /// `sqlite` or `memory`.
+    pub store: StoreKind,
+    /// Directory of the SQLite store, created when missing; one process at a time.
+    pub data_dir: std::path::PathBuf,
+    /// Channel-name prefixes whose publishes are acknowledged only once committed to disk; the
+    /// others are written behind within 50 ms. `""` makes every channel durable.
+    pub durable: Vec<String>,
+    /// Write-behind publications queued for the disk before publishes are refused (`store_full`).
+    pub max_queued: usize,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self {
+            store: StoreKind::Sqlite,
+            data_dir: "./livehub-data".into(),
+            durable: Vec::new(),
+            max_queued: 100_000,
+        }
+    }
 }
 
 /// WebSocket settings.
@@ -254,6 +299,52 @@ impl Default for DashboardSettings {
     }
 }
 
+/// The SignalR hub: ASP.NET Core SignalR clients connect to it unchanged (`docs/signalr.md`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SignalRSettings {
+    /// Serve the hub.
+    pub enabled: bool,
+    /// Where the hub is; `negotiate` is under it.
+    pub path: String,
+    /// Seconds between the server's pings (ASP.NET Core's `KeepAliveInterval`).
+    pub keep_alive_secs: u64,
+    /// Seconds without a message from the client before it is disconnected
+    /// (`ClientTimeoutInterval`); keep it at least twice the client's own keep-alive.
+    pub client_timeout_secs: u64,
+    /// Seconds a connection has to send its handshake (`HandshakeTimeout`).
+    pub handshake_timeout_secs: u64,
+    /// The client method publications invoke when no `targets` entry matches.
+    pub default_target: String,
+    /// Client methods per channel prefix; the longest matching prefix wins.
+    pub targets: Vec<SignalRTarget>,
+}
+
+impl Default for SignalRSettings {
+    fn default() -> Self {
+        // ASP.NET Core's defaults, which the official clients' own timeouts are set against.
+        Self {
+            enabled: true,
+            path: "/hubs/live".into(),
+            keep_alive_secs: 15,
+            client_timeout_secs: 30,
+            handshake_timeout_secs: 15,
+            default_target: "Receive".into(),
+            targets: Vec::new(),
+        }
+    }
+}
+
+/// The client method invoked for publications on channels starting with `prefix`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SignalRTarget {
+    /// Channel-name prefix, such as `metrics/`.
+    pub prefix: String,
+    /// The client method, such as `ReceiveMetrics`.
+    pub target: String,
+}
+
 /// Which other origins may call the HTTP API and the polling endpoints from a browser.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -341,6 +432,7 @@ impl Config {
                 max_len: self.limits.max_channel_length.max(1),
                 max_levels: self.limits.max_channel_levels.max(1),
             },
+            memory_size: self.history.memory_size,
             ..NodeConfig::default()
         }
     }

@@ -14,13 +14,14 @@ use crate::protocol::Format;
 pub type Target = fn(&[u8]);
 
 /// The decoders that take bytes from clients, by fuzz target name.
-pub const TARGETS: [(&str, Target); 6] = [
+pub const TARGETS: [(&str, Target); 7] = [
     ("command_json", command_json),
     ("command_msgpack", command_msgpack),
     ("cursor", cursor),
     ("request_head", request_head),
     ("channel", channel),
     ("ws_frames", ws_frames),
+    ("signalr", signalr),
 ];
 
 /// A WebSocket text message as a command.
@@ -48,6 +49,11 @@ pub fn request_head(bytes: &[u8]) {
 /// A client's WebSocket bytes as the fragment watcher reads their frame headers.
 pub fn ws_frames(bytes: &[u8]) {
     crate::ws::fuzz_frames(bytes);
+}
+
+/// A SignalR client's bytes: the handshake and either hub protocol's records.
+pub fn signalr(bytes: &[u8]) {
+    crate::signalr::protocol::fuzz(bytes);
 }
 
 /// A channel name, a filter, a `channel=` list and JSON data: what every publish and subscribe

@@ -22,7 +22,10 @@ mod listen;
 mod poll;
 mod protocol;
 mod resume;
+mod signalr;
 mod sse;
+mod storage;
+mod timeq;
 mod tls;
 mod transport;
 #[cfg(test)]
@@ -47,8 +50,9 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 
 pub use config::{
     ApiSettings, Config, ConfigError, CorsSettings, DashboardSettings, HistoryRule, HistorySettings, Limits,
-    LongPollSettings, SseSettings, TlsSettings, WebSocketSettings,
+    LongPollSettings, SseSettings, StorageSettings, StoreKind, TlsSettings, WebSocketSettings,
 };
+pub use config::{SignalRSettings, SignalRTarget};
 pub use cursor::{BadCursor, Cursor, MAX_CURSOR_LEN};
 pub use error::ApiError;
 pub use listen::bind;
@@ -56,6 +60,7 @@ pub use livehub_auth::{AuthConfig, RateLimits};
 pub use livehub_sources::SourcesConfig;
 pub use poll::CURSOR_HEADER;
 pub use protocol::{JSON_PROTOCOL, MSGPACK_PROTOCOL};
+pub use storage::open_store;
 pub use tls::{TlsError, TlsListener, TlsReloader};
 
 /// What every handler shares: the node, the settings and the shutdown signal. Cheap to clone.
@@ -80,6 +85,10 @@ struct AppInner {
     reassembly: Arc<ws::ReassemblyBudget>,
     /// Long polls waiting for a publication now (`/api/metrics`).
     held_polls: poll::HeldPolls,
+    /// The durable store, when history is kept on disk (`/health` reports it).
+    store: Option<Arc<livehub_store::Store>>,
+    /// The SignalR hub's connections by token.
+    signalr: signalr::Registry,
 }
 
 impl App {
@@ -107,8 +116,23 @@ impl App {
             held_polls,
             half_open,
             reassembly,
+            store: None,
+            signalr: signalr::Registry::default(),
         };
         Ok(Self { inner: Arc::new(inner) })
+    }
+
+    /// The same app, reporting `store` in `/health`; call before serving.
+    fn with_store(mut self, store: Option<Arc<livehub_store::Store>>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.store = store;
+        }
+        self
+    }
+
+    /// The durable store, if history is kept on disk.
+    pub(crate) fn store(&self) -> Option<&Arc<livehub_store::Store>> {
+        self.inner.store.as_ref()
     }
 
     pub(crate) fn fast_paths(&self) -> &Arc<listen::FastPaths> {
@@ -125,6 +149,10 @@ impl App {
 
     pub(crate) fn held_polls(&self) -> &poll::HeldPolls {
         &self.inner.held_polls
+    }
+
+    pub(crate) fn signalr(&self) -> &signalr::Registry {
+        &self.inner.signalr
     }
 
     pub(crate) fn upgraded(&self) -> &TaskTracker {
@@ -175,6 +203,7 @@ impl App {
         if self.config().test_endpoints {
             router = router.route("/_test/echo", get(ws::echo));
         }
+        router = router.merge(signalr::routes(self));
         router
             .fallback(|| async {
                 ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such endpoint")
@@ -216,14 +245,39 @@ async fn sweep_limits(app: App) {
 /// (WebSocket clients are told to reconnect) and returns within `shutdown_grace_secs`. The
 /// built-in sources `config` enables publish until then.
 ///
+/// History goes to the store `config.storage` names (opened here, and closed cleanly after the
+/// last connection, so that the next start keeps every epoch).
+///
 /// Make `listener` with [`bind`], whose accept queue takes a burst of reconnects.
 pub async fn serve(
     config: Config,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let node = Node::new(config.node_config());
-    serve_node(node, config, listener, shutdown).await
+    let store = open_store(&config.storage).map_err(std::io::Error::other)?;
+    serve_with_store(config, store, listener, shutdown).await
+}
+
+/// Like [`serve`], with the store already opened by [`open_store`] (so that a store that cannot
+/// be opened stops the process before it listens); closes it cleanly at the end.
+pub async fn serve_with_store(
+    config: Config,
+    store: Option<Arc<livehub_store::Store>>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let node = match &store {
+        Some(store) => Node::with_store(config.node_config(), store.clone()),
+        None => Node::new(config.node_config()),
+    };
+    if let Some(store) = &store {
+        storage::spawn_retention(store.clone(), &node, shutdown.clone());
+    }
+    let served = serve_stored(node, store.clone(), config, listener, shutdown).await;
+    if let Some(store) = store {
+        storage::close(&store).await;
+    }
+    served
 }
 
 /// Like [`serve`], over an existing node (for embedding and tests).
@@ -233,8 +287,19 @@ pub async fn serve_node(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    serve_stored(node, None, config, listener, shutdown).await
+}
+
+async fn serve_stored(
+    node: Node,
+    store: Option<Arc<livehub_store::Store>>,
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let grace = Duration::from_secs(config.shutdown_grace_secs);
-    let app = App::new(node.clone(), config, shutdown.clone()).map_err(std::io::Error::other)?;
+    let app =
+        App::new(node.clone(), config, shutdown.clone()).map_err(std::io::Error::other)?.with_store(store);
     // Certificates are read before anything starts, so bad files fail at start-up. TLS
     // handshakes count as half-open connections, in the same registry as the requests after.
     let listener = match &app.config().tls {

@@ -270,6 +270,7 @@ async fn serve_with_tls() -> (SocketAddr, CancellationToken, JoinHandle<io::Resu
     let addr = tcp.local_addr().expect("local addr");
     let mut config = tls_config(&cert_path("a.pem"), &cert_path("a.key"));
     config.sources = livehub_server::SourcesConfig::disabled();
+    config.storage.store = livehub_server::StoreKind::Memory;
     let shutdown = CancellationToken::new();
     let handle = tokio::spawn(livehub_server::serve(config, tcp, shutdown.clone()));
     (addr, shutdown, handle)

@@ -6,6 +6,7 @@ mod bench;
 mod client;
 mod failure;
 mod settings;
+mod store;
 mod token;
 
 use std::io::IsTerminal;
@@ -32,7 +33,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the server (defaults: 127.0.0.1:8080, in-memory history, every transport on).
+    /// Run the server (defaults: 127.0.0.1:8080, history in ./livehub-data, every transport on).
     Serve(ServeArgs),
     /// Publish one message: `livehub publish demo/ticks '{"v":2}'`.
     Publish(client::PublishArgs),
@@ -47,6 +48,9 @@ enum Command {
     /// (docs/benchmarks.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Inspect or back up the history store (docs/storage.md).
+    #[command(subcommand)]
+    Store(store::StoreCommand),
 }
 
 /// Settings for `serve`. Precedence: flags, then `LIVEHUB_*` environment variables, then the
@@ -67,6 +71,13 @@ struct ServeArgs {
     /// Age limit of history by default, in seconds [env: LIVEHUB_HISTORY_MAX_AGE_SECS].
     #[arg(long)]
     history_max_age_secs: Option<u64>,
+    /// Where history is kept: `sqlite` (under --data-dir) or `memory` (lost on restart)
+    /// [env: LIVEHUB_STORE].
+    #[arg(long)]
+    store: Option<StoreArg>,
+    /// Directory of the SQLite store (default ./livehub-data) [env: LIVEHUB_DATA_DIR].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     /// Transports to switch off, comma-separated: websocket, sse, long-polling, polling
     /// [env: LIVEHUB_DISABLE].
     #[arg(long, value_name = "LIST")]
@@ -91,6 +102,12 @@ struct ServeArgs {
     log: Option<String>,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum StoreArg {
+    Sqlite,
+    Memory,
+}
+
 impl ServeArgs {
     /// The configuration: the file, then the variables, then the flags over it.
     fn config(&self) -> anyhow::Result<Config> {
@@ -113,6 +130,22 @@ impl ServeArgs {
         let secs = settings::env_parse("LIVEHUB_HISTORY_MAX_AGE_SECS", "a whole number of seconds")?;
         if let Some(secs) = self.history_max_age_secs.or(secs) {
             config.history.max_age_secs = secs;
+        }
+        let store = settings::env_with("LIVEHUB_STORE", |text| {
+            match text.trim().to_ascii_lowercase().as_str() {
+                "sqlite" => Ok(StoreArg::Sqlite),
+                "memory" => Ok(StoreArg::Memory),
+                _ => Err("use sqlite or memory".to_owned()),
+            }
+        })?;
+        match self.store.or(store) {
+            Some(StoreArg::Sqlite) => config.storage.store = livehub_server::StoreKind::Sqlite,
+            Some(StoreArg::Memory) => config.storage.store = livehub_server::StoreKind::Memory,
+            None => {}
+        }
+        let dir = settings::env_text("LIVEHUB_DATA_DIR")?.map(PathBuf::from);
+        if let Some(dir) = self.data_dir.clone().or(dir) {
+            config.storage.data_dir = dir;
         }
         let max = settings::env_parse("LIVEHUB_MAX_MESSAGE_SIZE", "a whole number of bytes")?;
         if let Some(max) = self.max_message_size.or(max) {
@@ -256,6 +289,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::ApiKey(args) => apikey::run(args),
         // Its own runtime, and its own exit status: 1 when the run failed.
         Command::Bench(command) => return bench::run(command),
+        Command::Store(command) => store::run(command),
     };
     done.map(|()| ExitCode::SUCCESS)
 }
@@ -270,6 +304,7 @@ impl Command {
             Command::Token(_) => "token",
             Command::ApiKey(_) => "apikey",
             Command::Bench(_) => "bench",
+            Command::Store(_) => "store",
         }
     }
 }
@@ -310,6 +345,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         ),
         None => {}
     }
+    // Before listening: a store in use by another process, or written by a newer livehub,
+    // stops the start with its reason.
+    let store = livehub_server::open_store(&config.storage)
+        .with_context(|| format!("cannot open the history store in {}", config.storage.data_dir.display()))?;
     let listener =
         livehub_server::bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
@@ -319,7 +358,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if config.test_endpoints {
         tracing::warn!("test endpoints are enabled (/_test/echo); never do this in production");
     }
-    livehub_server::serve(config, listener, shutdown).await?;
+    livehub_server::serve_with_store(config, store, listener, shutdown).await?;
     tracing::info!("livehub stopped");
     Ok(())
 }

@@ -25,6 +25,9 @@ fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
             command.env_remove(name);
         }
     }
+    // A server started here keeps history in memory: tests running side by side must not share
+    // (and lock) one data directory.
+    command.env("LIVEHUB_STORE", "memory");
     command.envs(env.iter().copied());
     command
 }

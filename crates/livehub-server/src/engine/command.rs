@@ -149,6 +149,12 @@ impl WireData for rmpv::Value {
     }
 }
 
+/// MessagePack publication data as a [`Payload`], through the same checks as a native
+/// MessagePack `publish` (for transports with MessagePack framings of their own, like SignalR).
+pub(crate) fn msgpack_payload(value: rmpv::Value) -> Result<Payload, livehub_core::Error> {
+    value.into_payload()
+}
+
 /// Refuses what JSON cannot carry but serde_json would write silently: NaN and ±Infinity become
 /// `null`, so the publication would be stored as something other than what was sent.
 ///

@@ -77,7 +77,9 @@ impl ClientError {
         match self {
             Self::Auth(e) => StatusCode::from_u16(e.status()).unwrap_or(StatusCode::FORBIDDEN),
             Self::EpochMismatch(_) => StatusCode::CONFLICT,
-            Self::Core(livehub_core::Error::Broker(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Core(livehub_core::Error::Broker(_) | livehub_core::Error::StoreFull(_)) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Core(livehub_core::Error::ReadOnlyChannel(_)) => StatusCode::FORBIDDEN,
             Self::Core(livehub_core::Error::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::BAD_REQUEST,

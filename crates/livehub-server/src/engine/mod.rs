@@ -19,7 +19,9 @@ use livehub_auth::Identity;
 use livehub_core::{ChannelFilter, ChannelName, History, HistoryQuery, Payload, Published};
 
 pub(crate) use client::{Budget, Client};
-pub(crate) use command::Request;
+pub(crate) use command::{
+    msgpack_payload, Command, HistoryRequest, Publish, Request, Subscribe, Unsubscribe,
+};
 pub(crate) use error::ClientError;
 pub(crate) use reply::Reply;
 
@@ -59,10 +61,22 @@ pub(crate) async fn read_history(
     epoch: Option<&str>,
     limit: Option<usize>,
 ) -> Result<(ChannelName, History), ClientError> {
+    let limit = limit.unwrap_or(DEFAULT_HISTORY_LIMIT).min(MAX_HISTORY_LIMIT);
+    read_history_query(app, identity, channel, HistoryQuery::new(since, limit), epoch).await
+}
+
+/// [`read_history`] with any [`HistoryQuery`] (bounded in time as well as by offset); the
+/// caller bounds its `limit`.
+pub(crate) async fn read_history_query(
+    app: &App,
+    identity: &Identity,
+    channel: &str,
+    query: HistoryQuery,
+    epoch: Option<&str>,
+) -> Result<(ChannelName, History), ClientError> {
     let channel = ChannelName::with_limits(channel, &app.node().config().channel_limits)?;
     app.access().may_read(identity, &ChannelFilter::Exact(channel.clone()))?;
-    let limit = limit.unwrap_or(DEFAULT_HISTORY_LIMIT).min(MAX_HISTORY_LIMIT);
-    let history = app.node().history(&channel, HistoryQuery::new(since, limit)).await?;
+    let history = app.node().history(&channel, query).await?;
     if let Some(epoch) = epoch {
         if epoch != history.position.epoch.as_str() {
             return Err(ClientError::EpochMismatch(history.position.epoch.to_string()));

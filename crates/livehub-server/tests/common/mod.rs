@@ -59,8 +59,12 @@ impl TestServer {
         Self::with_sources(config).await
     }
 
-    /// A server with `config` as it is, sources included.
+    /// A server with `config` as it is, sources included; history in memory unless `config`
+    /// names its own `[storage]` (a test about the store), so tests write no data directory.
     pub async fn with_sources(mut config: Config) -> Self {
+        if config.storage == livehub_server::StorageSettings::default() {
+            config.storage.store = livehub_server::StoreKind::Memory;
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         config.listen = addr;

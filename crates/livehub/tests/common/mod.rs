@@ -6,12 +6,14 @@ use std::process::{Child, Command, Stdio};
 /// The binary under test.
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_livehub");
 
-/// `livehub serve --no-sources --log info`, logging without colour to a piped stderr.
+/// `livehub serve --no-sources --log info`, logging without colour to a piped stderr, with
+/// history in memory (`LIVEHUB_STORE=memory`: nothing written to a data directory).
 pub(crate) fn serve() -> Command {
     let mut command = Command::new(BIN);
     command
         .args(["serve", "--no-sources", "--log", "info"])
         .env("NO_COLOR", "1")
+        .env("LIVEHUB_STORE", "memory")
         .stderr(Stdio::piped())
         .stdout(Stdio::null());
     command
