@@ -16,6 +16,8 @@
 #   LIVEHUB_SKIP_ATTACK=1      skip the attack suite (ATTACK_SECS, default 8, per attack)
 #   LIVEHUB_SKIP_SIGNALR=1     skip the official SignalR JavaScript client suite
 #   LIVEHUB_SKIP_MQTT=1        skip the MQTT suite (Paho, mosquitto_pub/sub, MQTT.js; livehub and Mosquitto)
+#   LIVEHUB_SKIP_POSTGRES=1    skip the PostgreSQL store's tests (they need Debian's postgresql,
+#                              installed when missing; DATABASE_URL set uses that server instead)
 #
 # The dashboard's browser tests save screenshots of every page under target/artifacts/dashboard/,
 # the Autobahn suite its reports under target/artifacts/autobahn/. Temporary files go under
@@ -47,7 +49,8 @@ trap cleanup_tmp EXIT
 export NO_PROXY="127.0.0.1,localhost" no_proxy="127.0.0.1,localhost"
 
 step "Rust: unit and integration tests"
-cargo test --workspace --all-targets
+# livehub-postgres needs a PostgreSQL server: its own block below starts one.
+cargo test --workspace --all-targets --exclude livehub-postgres
 
 if [[ "${LIVEHUB_SKIP_JS:-0}" != 1 ]]; then
   step "TypeScript client: build and tests against the real server binary"
@@ -154,6 +157,21 @@ if [[ "${LIVEHUB_SKIP_MQTT:-0}" != 1 ]]; then
   # Debian's package starts a Mosquitto on 1883; the suite runs its own on a free port.
   cargo build --bin livehub
   tests/mqtt/run.sh target/debug/livehub
+fi
+
+if [[ "${LIVEHUB_SKIP_POSTGRES:-0}" != 1 ]]; then
+  step "PostgreSQL store: conformance, restart and outage tests against a real server"
+  if [[ -z "${DATABASE_URL:-}" ]]; then
+    # A throwaway cluster under target/ on a free loopback port (Debian's postgresql is
+    # installed when missing), stopped and removed on exit after any EXIT trap already set.
+    pg_dir=target/postgres/test-sh
+    previous_exit_trap=$(trap -p EXIT | sed -E 's/^trap -- (.*) EXIT$/\1/')
+    eval "previous_exit_trap=${previous_exit_trap:-''}"
+    trap "tests/postgres/cluster.sh stop $pg_dir; ${previous_exit_trap:-:}" EXIT
+    DATABASE_URL=$(tests/postgres/cluster.sh start "$pg_dir")
+  fi
+  export DATABASE_URL
+  cargo test -p livehub-postgres --all-targets
 fi
 
 if [[ "${LIVEHUB_SKIP_BENCH:-0}" != 1 ]]; then
