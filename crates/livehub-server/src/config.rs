@@ -14,7 +14,8 @@ use serde::Deserialize;
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Address to listen on.
+    /// Address to listen on: `127.0.0.1:8080`, or a host name such as `localhost:8080`.
+    #[serde(deserialize_with = "crate::address::deserialize_listen")]
     pub listen: SocketAddr,
     /// Seconds to let connections close after SIGINT/SIGTERM before exiting anyway.
     pub shutdown_grace_secs: u64,

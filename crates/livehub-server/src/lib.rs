@@ -4,6 +4,7 @@
 //! Every handler talks to a [`livehub_core::Node`]; nothing here keeps channel state.
 
 mod access;
+mod address;
 mod api;
 mod channel_list;
 mod config;
@@ -49,6 +50,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
+pub use address::listen_address;
 pub use config::{
     ApiSettings, Config, ConfigError, CorsSettings, DashboardSettings, HistoryRule, HistorySettings, Limits,
     LongPollSettings, SseSettings, StorageSettings, StoreKind, TlsSettings, WebSocketSettings,

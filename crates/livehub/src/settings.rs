@@ -2,7 +2,7 @@
 //! boolean spellings, host names, spaces after commas) and refused with a sentence that names
 //! the flag or the variable the value came from.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::str::FromStr;
 
 use tracing_subscriber::EnvFilter;
@@ -57,29 +57,9 @@ pub(crate) fn env_with<T>(
 }
 
 /// An address to listen on: `127.0.0.1:8080`, `[::1]:8080`, or a host name such as
-/// `localhost:8080`, resolved now (the first IPv4 address it has, else the first address).
+/// `localhost:8080`, resolved now (as the `listen` setting of the file is).
 pub(crate) fn listen_address(text: &str) -> Result<SocketAddr, String> {
-    let text = text.trim();
-    if let Ok(addr) = text.parse() {
-        return Ok(addr);
-    }
-    let Some((host, port)) = text.rsplit_once(':') else {
-        return Err("expected HOST:PORT, such as 127.0.0.1:8080 or localhost:8080".into());
-    };
-    if host.is_empty() {
-        return Err("the host is missing; use 0.0.0.0:PORT for every interface or 127.0.0.1:PORT".into());
-    }
-    if port.parse::<u16>().is_err() {
-        return Err(format!("the port {port:?} is not a number from 0 to 65535"));
-    }
-    let addrs: Vec<SocketAddr> =
-        text.to_socket_addrs().map_err(|e| format!("cannot resolve the host {host:?}: {e}"))?.collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or_else(|| addrs.first())
-        .copied()
-        .ok_or_else(|| format!("the host {host:?} has no address"))
+    livehub_server::listen_address(text)
 }
 
 /// A transport `serve` can switch off.
@@ -145,18 +125,6 @@ mod tests {
         for wrong in ["", "2", "yess", "enabled", "-1"] {
             assert_eq!(parse_bool(wrong), None, "{wrong}");
         }
-    }
-
-    #[test]
-    fn listen_takes_addresses_and_host_names() {
-        assert_eq!(listen_address("127.0.0.1:8080"), Ok(SocketAddr::from(([127, 0, 0, 1], 8080))));
-        assert_eq!(listen_address("[::1]:9"), Ok("[::1]:9".parse().expect("addr")));
-        let local = listen_address("localhost:8080").expect("localhost resolves");
-        assert!(local.ip().is_loopback() && local.port() == 8080, "{local}");
-        assert!(listen_address("localhost").expect_err("no port").contains("HOST:PORT"));
-        assert!(listen_address("localhost:http").expect_err("bad port").contains("port"));
-        assert!(listen_address(":8080").expect_err("no host").contains("host"));
-        assert!(listen_address("no-such-host.invalid:80").expect_err("unresolvable").contains("resolve"));
     }
 
     #[test]
