@@ -135,13 +135,12 @@ impl ServeArgs {
         if let Some(secs) = self.history_max_age_secs.or(secs) {
             config.history.max_age_secs = secs;
         }
-        let store = settings::env_with("LIVEHUB_STORE", |text| {
-            match text.trim().to_ascii_lowercase().as_str() {
+        let store =
+            settings::env_with("LIVEHUB_STORE", |text| match text.trim().to_ascii_lowercase().as_str() {
                 "sqlite" => Ok(StoreArg::Sqlite),
                 "memory" => Ok(StoreArg::Memory),
                 _ => Err("use sqlite or memory".to_owned()),
-            }
-        })?;
+            })?;
         match self.store.or(store) {
             Some(StoreArg::Sqlite) => config.storage.store = livehub_server::StoreKind::Sqlite,
             Some(StoreArg::Memory) => config.storage.store = livehub_server::StoreKind::Memory,
