@@ -28,7 +28,9 @@ impl Drop for Server {
 
 async fn start() -> Server {
     let storage = StorageSettings { store: StoreKind::Memory, ..StorageSettings::default() };
-    let config = Config { sources: livehub_server::SourcesConfig::disabled(), storage, ..Config::default() };
+    let mut config = Config { sources: livehub_server::SourcesConfig::disabled(), storage, ..Config::default() };
+    // MQTT's default port is fixed (1883): tests running side by side must not fight over it.
+    config.mqtt.listen = None;
     let clock = ManualClock::new(T0);
     let node = Node::new(NodeConfig { clock: clock.clock(), ..config.node_config() });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
