@@ -45,6 +45,11 @@ test("the server stopped for 15 s: stale within 2 s, a countdown, connected with
     assert.equal(await page.$("[data-stale-since]"), null, "nothing is stale while connected");
     assert.equal(await numberAt(page, '[data-chart="cpu"]', "data-gaps"), 0);
 
+    // The hub's status changes, to say what it was doing if the reconnect is late.
+    await page.evaluate(() => {
+      window.statusLog = [];
+      window.livehubDashboard.hub().on("status", (s) => window.statusLog.push(`${Date.now()} ${s.state} attempt ${s.attempt} retryAt ${s.retryAt === null ? "-" : s.retryAt - Date.now()}`));
+    });
     const stoppedAt = Date.now();
     await server.stop();
     await page.waitForSelector("body[data-stale]", { timeout: PROMPT - (Date.now() - stoppedAt) });
@@ -64,7 +69,12 @@ test("the server stopped for 15 s: stale within 2 s, a countdown, connected with
 
     server = await startServer([], { port: server.port });
     const returned = Date.now();
-    await connected(page, "websocket", BACK_WITHIN);
+    try {
+      await connected(page, "websocket", BACK_WITHIN);
+    } catch (err) {
+      const log = await page.evaluate(() => window.statusLog.join("\n"));
+      throw new Error(`${err.message}\nserver back at ${returned}; the hub's status:\n${log}`);
+    }
     const backAfter = Date.now() - returned;
     await page.waitForSelector("[data-stale-since]", { state: "detached", timeout: PROMPT });
     assert.equal(await page.$("body[data-stale]"), null);

@@ -382,7 +382,6 @@ export class LiveHub extends Emitter<HubEvents> {
     const probing = probe && this.probeEvery > 0 && ms > this.probeEvery;
     this.retryAt = until;
     this.setState("reconnecting", this.attempt, ms);
-    let wasDown = false;
     try {
       for (;;) {
         if (!this.running) {
@@ -393,14 +392,15 @@ export class LiveHub extends Emitter<HubEvents> {
           return "asked";
         }
         if (Date.now() >= until) {
-          return wasDown ? "down" : "elapsed";
+          // The last probe may be up to `probeEvery` old: ask again before calling it down.
+          return this.unreachable && !(probe && this.probeEvery > 0 && (await this.probe())) ? "down" : "elapsed";
         }
         if (probing) {
+          const wasDown = this.unreachable;
           const up = await this.probe();
           if (up && wasDown) {
             return "up";
           }
-          wasDown = !up;
           if (!this.running || this.retryAsked) {
             continue;
           }
@@ -423,6 +423,19 @@ export class LiveHub extends Emitter<HubEvents> {
    * only reachability matters and a cross-origin page may not be allowed to read the answer.
    */
   private async probe(): Promise<boolean> {
+    const up = await this.ask();
+    this.unreachable = !up;
+    return up;
+  }
+
+  /**
+   * Whether the last `GET /health` probe found the server unreachable. It outlives one wait, so
+   * that a server back between two waits ends the next one at its first probe.
+   */
+  private unreachable = false;
+
+  /** One `GET /health` request; see `probe`. */
+  private async ask(): Promise<boolean> {
     const abort = new AbortController();
     this.probing = abort;
     const timer = setTimeout(() => abort.abort(), PROBE_TIMEOUT_MS);
@@ -567,6 +580,7 @@ export class LiveHub extends Emitter<HubEvents> {
       transport.update(this.wanted(), this.positions);
     }
     this.retryAsked = false;
+    this.unreachable = false;
     this.setState("connected", 0);
     this.tokens.connected();
     for (const entry of this.pending.values()) {
