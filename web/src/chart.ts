@@ -159,7 +159,8 @@ export interface SeriesSpec {
 
 export interface AxisSpec {
   scale: string;
-  format: (v: number) => string;
+  /** A tick label; `step` is the distance between ticks, to choose how many decimals to show. */
+  format: (v: number, step: number) => string;
   side?: "left" | "right";
   /** Fixed range, e.g. 0–100 for percentages. */
   range?: [number, number];
@@ -403,11 +404,14 @@ export class LiveChart {
             side: a.side === "right" ? 1 : 3,
             stroke: AXIS_STROKE,
             font: FONT,
-            size: narrow ? 46 : 64,
+            // As wide as the longest label: a fixed width cut "256 MiB" and wasted room for "0 %".
+            size: (_u: uPlot, values: string[] | null) => axisWidth(values, narrow ? 36 : 44),
             show: a.side !== "right" || rightAxis,
             grid: { show: a.side !== "right", stroke: GRID_STROKE, width: 1 },
             ticks: { show: false },
-            values: (_u, splits) => splits.map((v) => a.format(v)),
+            // A label every 40 px at least: more ticks only bring more decimals.
+            space: 40,
+            values: (_u, splits) => splits.map((v) => a.format(v, step(splits))),
             ...(a.incrs ? { incrs: a.incrs } : {}),
           }),
         ),
@@ -427,6 +431,32 @@ export class LiveChart {
       ],
     };
   }
+}
+
+/** The distance between ticks (0 with fewer than two). */
+function step(splits: number[]): number {
+  return splits.length > 1 ? Math.abs(splits[1]! - splits[0]!) : 0;
+}
+
+/** Decimals that tell ticks `step` apart: 0.05 apart needs two, 5 apart none. */
+export function decimalsFor(step: number, max = 3): number {
+  if (!(step > 0) || step >= 1) {
+    return 0;
+  }
+  return Math.min(max, Math.ceil(-Math.log10(step) - 1e-9));
+}
+
+let measure: CanvasRenderingContext2D | null = null;
+
+/** The pixels a y axis needs for `labels` in the axis font, at least `min`. */
+function axisWidth(labels: string[] | null, min: number): number {
+  measure ??= document.createElement("canvas").getContext("2d");
+  if (!measure || !labels) {
+    return min;
+  }
+  measure.font = FONT;
+  const widest = labels.reduce((w, label) => Math.max(w, measure!.measureText(label).width), 0);
+  return Math.max(min, Math.ceil(widest) + 12);
 }
 
 /** A range from 0 (or below, for negative data) with headroom, so that flat data does not fill the plot. */

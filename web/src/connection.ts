@@ -230,6 +230,7 @@ export class Connection {
     const { state, transport } = change;
     // The indicator's text and data-state are the StaleView's, from `status`.
     setText(this.transportEl, state === "connected" ? (transport ?? "") : "");
+    this.stateEl.title = state === "connected" && transport ? `Connected via ${transport}` : "";
     this.transportEl.dataset.mode = this.mode;
 
     if (state === "connected" && transport) {

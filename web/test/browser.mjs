@@ -51,9 +51,14 @@ export async function open(browser, url, { viewport = { width: 1280, height: 900
   return { page, errors, close: () => context.close() };
 }
 
-/** The errors Chromium logs by itself for connections a stopped server refuses. */
+/**
+ * The errors left once those Chromium logs by itself are taken out: connections a stopped server
+ * refuses or drops, and the 404 of a transport the server disabled. Anything else is a bug.
+ */
 export function unexpected(errors) {
-  return errors.filter((e) => !/WebSocket connection to .* failed|ERR_CONNECTION_REFUSED|ERR_EMPTY_RESPONSE|ERR_CONNECTION_RESET|Failed to load resource/.test(e));
+  const expected =
+    /WebSocket connection to .* failed|Failed to load resource: (net::ERR_CONNECTION_REFUSED|net::ERR_EMPTY_RESPONSE|net::ERR_CONNECTION_RESET|the server responded with a status of 404)/;
+  return errors.filter((e) => !expected.test(e));
 }
 
 export async function screenshot(page, name, fullPage = true) {

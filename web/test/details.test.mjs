@@ -62,3 +62,26 @@ test("the charts say they are loading while their history is on its way", { time
     await context.close();
   }
 });
+
+test("pinned to SSE, a page opens at most two streams at start, not one per subscription", { timeout: 60000 }, async () => {
+  for (const name of ["overview", "markets", "transit", "sensors"]) {
+    const context = await browser.newContext();
+    try {
+      const page = await context.newPage();
+      const streams = [];
+      page.on("request", (r) => {
+        if (r.url().includes("/sse?")) streams.push(r.url());
+      });
+      await page.goto(`${server.url}/?transport=sse#/${name}`);
+      await connected(page, "sse");
+      // Every page subscribes to a dozen or more channels; the catalog's arrive a moment after
+      // the first stream opened, and join it in one reopen.
+      await page.waitForTimeout(1500);
+      assert.ok(streams.length <= 2, `${name}: ${streams.length} SSE streams`);
+      const channels = new URL(streams.at(-1)).searchParams.getAll("channel");
+      assert.ok(channels.length >= 3, `${name}: the last stream carries every channel (${channels.length})`);
+    } finally {
+      await context.close();
+    }
+  }
+});

@@ -7,7 +7,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 
 import { startServer } from "../../clients/js/test/harness.mjs";
-import { PHONE, PROMPT, connected, launch, open, screenshot } from "./browser.mjs";
+import { PHONE, PROMPT, connected, launch, open, screenshot, unexpected } from "./browser.mjs";
 
 /** The narrowest plot (uPlot's drawing area, axes excluded) a 10 Hz chart is readable at. */
 const MIN_PLOT_WIDTH = 250;
@@ -78,6 +78,31 @@ describe("on a phone", () => {
       }
     });
   }
+
+  test("while the server is away, the stale status, countdown and Retry now fit the screen", { timeout: 60000 }, async () => {
+    const { page, errors, close } = await open(browser, `${server.url}/#/overview`, { viewport: PHONE, isMobile: true });
+    try {
+      await connected(page);
+      await page.waitForSelector('[data-chart="cpu"] canvas', { timeout: 10000 });
+      await server.stop();
+      await page.waitForSelector("body[data-stale]", { timeout: PROMPT });
+      await page.waitForSelector("#retry-now:not([hidden])", { timeout: 10000 });
+      await page.evaluate(() => window.scrollTo(0, 600));
+      const fits = await page.evaluate(() => {
+        const inView = (sel) => {
+          const r = document.querySelector(sel).getBoundingClientRect();
+          return r.top >= 0 && r.bottom <= window.innerHeight && r.left >= 0 && r.right <= window.innerWidth;
+        };
+        return { width: document.documentElement.scrollWidth <= window.innerWidth, state: inView("#conn-state"), retry: inView("#retry-now"), since: inView("#stale-since") };
+      });
+      assert.deepEqual(fits, { width: true, state: true, retry: true, since: true });
+      await screenshot(page, "mobile-stale", false);
+      assert.deepEqual(unexpected(errors), []);
+    } finally {
+      await close();
+      server = await startServer([], { port: server.port });
+    }
+  });
 
   test("markets: the ticker table can be scrolled to its last column", { timeout: 30000 }, async () => {
     const { page, errors, close } = await open(browser, `${server.url}/#/markets`, { viewport: PHONE, isMobile: true });

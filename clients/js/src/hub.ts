@@ -1,7 +1,8 @@
 import { Backoff, CircuitBreaker } from "./backoff.js";
 import { matches } from "./cursor.js";
 import { Emitter } from "./emitter.js";
-import { LiveHubError, httpError } from "./errors.js";
+import { LiveHubError } from "./errors.js";
+import { reachable, websocketDisabled } from "./probe.js";
 import { Subscription } from "./subscription.js";
 import { TokenManager, type TokenSource } from "./token.js";
 import { LongPollTransport } from "./transports/longpoll.js";
@@ -23,9 +24,6 @@ import {
   type TransportName,
   type WebSocketConstructor,
 } from "./types.js";
-
-/** How long a `GET /health` probe may take before the server counts as unreachable. */
-const PROBE_TIMEOUT_MS = 2000;
 
 /** Events of the hub. */
 export interface HubEvents extends Record<string, unknown> {
@@ -382,7 +380,6 @@ export class LiveHub extends Emitter<HubEvents> {
     const probing = probe && this.probeEvery > 0 && ms > this.probeEvery;
     this.retryAt = until;
     this.setState("reconnecting", this.attempt, ms);
-    let wasDown = false;
     try {
       for (;;) {
         if (!this.running) {
@@ -393,14 +390,15 @@ export class LiveHub extends Emitter<HubEvents> {
           return "asked";
         }
         if (Date.now() >= until) {
-          return wasDown ? "down" : "elapsed";
+          // The last probe may be up to `probeEvery` old: ask again before calling it down.
+          return this.unreachable && !(probe && this.probeEvery > 0 && (await this.probe())) ? "down" : "elapsed";
         }
         if (probing) {
+          const wasDown = this.unreachable;
           const up = await this.probe();
           if (up && wasDown) {
             return "up";
           }
-          wasDown = !up;
           if (!this.running || this.retryAsked) {
             continue;
           }
@@ -416,50 +414,23 @@ export class LiveHub extends Emitter<HubEvents> {
     }
   }
 
-  /**
-   * Whether the server answers `GET /health` within `PROBE_TIMEOUT_MS`: a cheap request that
-   * tells an unreachable server from one that is back, before a full connection round. Any
-   * answer below 500 counts (a proxy may not route `/health`); browsers send it `no-cors`, since
-   * only reachability matters and a cross-origin page may not be allowed to read the answer.
-   */
+  /** Probes `GET /health` (see `reachable`) and remembers the answer in `unreachable`. */
   private async probe(): Promise<boolean> {
     const abort = new AbortController();
     this.probing = abort;
-    const timer = setTimeout(() => abort.abort(), PROBE_TIMEOUT_MS);
-    try {
-      const browser = typeof (globalThis as { document?: unknown }).document !== "undefined";
-      const init: RequestInit = browser ? { signal: abort.signal, mode: "no-cors" } : { signal: abort.signal };
-      const response = await this.ctx.fetch(`${this.baseUrl}/health`, init);
-      void response.body?.cancel().catch(() => {});
-      return response.type === "opaque" || response.status < 500;
-    } catch {
-      return false;
-    } finally {
-      clearTimeout(timer);
-      if (this.probing === abort) {
-        this.probing = null;
-      }
+    const up = await reachable(this.ctx.fetch, this.baseUrl, abort);
+    if (this.probing === abort) {
+      this.probing = null;
     }
+    this.unreachable = !up;
+    return up;
   }
 
-  /** `transport_disabled` when a plain `GET /ws` says the server switched WebSocket off, else `null`. */
-  private async disabledOnServer(): Promise<LiveHubError | null> {
-    const abort = new AbortController();
-    const timer = setTimeout(() => abort.abort(), PROBE_TIMEOUT_MS);
-    try {
-      const response = await this.ctx.fetch(`${this.baseUrl}/ws`, { signal: abort.signal });
-      if (response.status !== 404) {
-        void response.body?.cancel().catch(() => {});
-        return null;
-      }
-      const error = await httpError(response);
-      return error.code === "transport_disabled" ? error : null;
-    } catch {
-      return null;
-    } finally {
-      clearTimeout(timer);
-    }
-  }
+  /**
+   * Whether the last probe found the server unreachable. It outlives one wait, so that a server
+   * back between two waits ends the next one at its first probe.
+   */
+  private unreachable = false;
 
   /** Ends the current wait and tries at once. */
   private hurry(): void {
@@ -514,7 +485,7 @@ export class LiveHub extends Emitter<HubEvents> {
         let error = asError(err, "transport_failed");
         if (name === "websocket" && this.transports.length === 1 && error.code === "transport_failed") {
           // A refused handshake tells a browser nothing; a plain GET says whether it is switched off.
-          error = (await this.disabledOnServer()) ?? error;
+          error = (await websocketDisabled(this.ctx.fetch, this.baseUrl)) ?? error;
         }
         const verdict = this.tokens.verdict(error, generation, renewed);
         if (verdict === "renew") {
@@ -567,6 +538,7 @@ export class LiveHub extends Emitter<HubEvents> {
       transport.update(this.wanted(), this.positions);
     }
     this.retryAsked = false;
+    this.unreachable = false;
     this.setState("connected", 0);
     this.tokens.connected();
     for (const entry of this.pending.values()) {

@@ -5,7 +5,7 @@
 
 import type { Message } from "../../../clients/js/src/index.js";
 import { unavailable, type SensorInfo } from "../catalog.js";
-import { LiveChart, type Row } from "../chart.js";
+import { LiveChart, type Row, decimalsFor } from "../chart.js";
 import { h, note, setText, simulatedBadge } from "../dom.js";
 import { isFiniteNumber, num } from "../format.js";
 import { fetchHistory } from "../history.js";
@@ -59,8 +59,8 @@ class SensorView {
         { label: "Humidity", color: "#38bdf8", width: 1.5, scale: "%" },
       ],
       axes: [
-        { scale: "°C", format: (v) => `${num(v, 1)} °C`, padded: true },
-        { scale: "%", format: (v) => `${num(v, 1)} %`, side: "right", padded: true },
+        { scale: "°C", format: (v, step) => `${num(v, decimalsFor(step))} °C`, padded: true },
+        { scale: "%", format: (v, step) => `${num(v, decimalsFor(step))} %`, side: "right", padded: true },
       ],
       capacity: CHART_ROWS,
       // Ten readings a second: a second without any is an outage, not a quiet sensor.
