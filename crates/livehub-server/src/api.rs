@@ -215,7 +215,7 @@ fn admin(app: &App, headers: &HeaderMap, query: Option<&str>) -> Result<(), ApiE
 }
 
 #[derive(Deserialize)]
-struct HistoryParams {
+pub(crate) struct HistoryParams {
     since: Option<u64>,
     epoch: Option<String>,
     limit: Option<usize>,
@@ -282,7 +282,7 @@ pub(crate) async fn channel(
     })))
 }
 
-fn history_params(query: Option<&str>) -> Result<HistoryParams, ApiError> {
+pub(crate) fn history_params(query: Option<&str>) -> Result<HistoryParams, ApiError> {
     let mut params = HistoryParams { since: None, epoch: None, limit: None, from: None, to: None };
     for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         let number =

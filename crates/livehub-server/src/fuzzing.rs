@@ -14,7 +14,7 @@ use crate::protocol::Format;
 pub type Target = fn(&[u8]);
 
 /// The decoders that take bytes from clients, by fuzz target name.
-pub const TARGETS: [(&str, Target); 8] = [
+pub const TARGETS: [(&str, Target); 9] = [
     ("command_json", command_json),
     ("command_msgpack", command_msgpack),
     ("cursor", cursor),
@@ -23,6 +23,7 @@ pub const TARGETS: [(&str, Target); 8] = [
     ("ws_frames", ws_frames),
     ("signalr", signalr),
     ("mqtt_packets", mqtt_packets),
+    ("time_query", time_query),
 ];
 
 /// A WebSocket text message as a command.
@@ -84,6 +85,13 @@ pub fn channel(bytes: &[u8]) {
     }
     let _ = crate::channel_list::split(text);
     let _ = Payload::json(bytes.to_vec());
+}
+
+/// The query string of a history read by time and of a series request.
+pub fn time_query(bytes: &[u8]) {
+    let Ok(text) = std::str::from_utf8(bytes) else { return };
+    let _ = crate::api::history_params(Some(text));
+    let _ = crate::timeq::SeriesParams::parse(Some(text));
 }
 
 #[cfg(test)]

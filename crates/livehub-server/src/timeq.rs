@@ -224,7 +224,7 @@ pub(crate) async fn series(
             ));
         }
         for publication in &history.publications {
-            let bucket = ((publication.ts - from) / step) as usize;
+            let bucket = (publication.ts.saturating_sub(from) / step) as usize;
             match field(publication, &path) {
                 Found::Number(v) => {
                     present = true;

@@ -34,9 +34,11 @@ async fn publish(http: &reqwest::Client, url: &str, channel: &str, v: u64) -> Va
     response.json().await.expect("publish answer")
 }
 
-/// Every publication of `channel` after `since` in `epoch` (the recovery read), or the error.
+/// Every publication of `channel` after `since` in `epoch` (any epoch when empty): the recovery
+/// read, or its error.
 async fn recover(http: &reqwest::Client, url: &str, channel: &str, since: u64, epoch: &str) -> Value {
-    let query = format!("{url}/api/channels/{channel}/history?since={since}&epoch={epoch}&limit=1000");
+    let epoch = if epoch.is_empty() { String::new() } else { format!("&epoch={epoch}") };
+    let query = format!("{url}/api/channels/{channel}/history?since={since}{epoch}&limit=1000");
     http.get(query).send().await.expect("history").json().await.expect("history JSON")
 }
 
@@ -143,4 +145,54 @@ async fn acknowledged_durable_publications_survive_sigkill_and_sigterm() {
 
 fn acked_offset(acked: &[(u64, u64, Value)], v: u64) -> u64 {
     acked.iter().find(|(_, value, _)| *value == v).map(|(o, _, _)| *o).expect("acknowledged")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_and_an_online_backup_beside_a_running_server() {
+    let dir = tempfile::tempdir().expect("data dir");
+    let config = config(dir.path());
+    let http = reqwest::Client::new();
+    let served = start(&config);
+    for v in 1..=3 {
+        publish(&http, &served.url, "orders/b", v).await;
+    }
+    let epoch = publish(&http, &served.url, "orders/c", 1).await["epoch"].as_str().expect("epoch").to_owned();
+    let data_dir = dir.path().to_str().expect("utf-8 path");
+
+    let stats = Command::new(BIN).args(["store", "stats", "--data-dir", data_dir]).output().expect("stats");
+    assert!(stats.status.success(), "{}", String::from_utf8_lossy(&stats.stderr));
+    let text = String::from_utf8_lossy(&stats.stdout);
+    assert!(text.contains("channels        2\n"), "{text}");
+    assert!(text.contains("entries         4\n"), "{text}");
+    assert!(text.contains("schema version  1\n"), "{text}");
+
+    let copies = tempfile::tempdir().expect("backup dir");
+    let copy = copies.path().join("backup.sqlite3");
+    let backup = Command::new(BIN)
+        .args(["store", "backup", "--data-dir", data_dir, copy.to_str().expect("utf-8 path")])
+        .output()
+        .expect("backup");
+    assert!(backup.status.success(), "{}", String::from_utf8_lossy(&backup.stderr));
+    let again = Command::new(BIN)
+        .args(["store", "backup", "--data-dir", data_dir, copy.to_str().expect("utf-8 path")])
+        .output()
+        .expect("backup");
+    assert!(!again.status.success(), "an existing file is never overwritten");
+    drop(served);
+
+    // Restored into an empty data directory, the copy serves the same history and epoch.
+    let restored = tempfile::tempdir().expect("restore dir");
+    std::fs::copy(&copy, restored.path().join("livehub.sqlite3")).expect("restore");
+    let served = start(&self::config(restored.path()));
+    let history = recover(&http, &served.url, "orders/c", 0, &epoch).await;
+    assert_eq!(history["position"]["offset"], 1, "{history}");
+    let history = recover(&http, &served.url, "orders/b", 0, "").await;
+    assert_eq!(offsets_and_values(&history).len(), 3, "{history}");
+
+    let missing = Command::new(BIN)
+        .args(["store", "stats", "--data-dir", "/nonexistent/livehub"])
+        .output()
+        .expect("stats");
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no store here"));
 }

@@ -101,6 +101,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_full_store_is_a_503_the_client_may_retry() {
+        let e = ClientError::Core(livehub_core::Error::StoreFull("100000 publications are waiting".into()));
+        assert_eq!(e.code(), "store_full");
+        assert!(!e.is_internal(), "nothing failed: the client is told why");
+        let api = ApiError::from(e);
+        assert_eq!((api.status, api.code), (StatusCode::SERVICE_UNAVAILABLE, "store_full"));
+    }
+
+    #[test]
     fn broker_detail_never_reaches_the_client() {
         let e = ClientError::Core(livehub_core::Error::Broker("connect to 10.0.0.7:6379: refused".into()));
         assert_eq!(e.code(), "unavailable");
