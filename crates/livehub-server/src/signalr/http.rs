@@ -103,14 +103,17 @@ impl Wire for HttpWire {
         self.inbound.poll_recv(cx).map(|bytes| bytes.map(Ok))
     }
 
-    async fn send(&mut self, records: Bytes, binary: bool) -> Result<(), ()> {
+    async fn send(&mut self, records: &[Bytes], binary: bool) -> Result<(), ()> {
         {
             let mut outbox = self.link.outbox.lock();
-            if outbox.closed || outbox.buf.len() + records.len() > MAX_OUTBOX {
+            let len: usize = records.iter().map(Bytes::len).sum();
+            if outbox.closed || outbox.buf.len() + len > MAX_OUTBOX {
                 return Err(());
             }
             outbox.binary = binary;
-            outbox.buf.extend_from_slice(&records);
+            for record in records {
+                outbox.buf.extend_from_slice(record);
+            }
         }
         self.link.notify.notify_waiters();
         Ok(())

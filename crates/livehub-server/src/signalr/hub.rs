@@ -87,7 +87,7 @@ pub(crate) struct HubWriter<'a, W: Wire> {
     pub(crate) wire: &'a mut W,
     pub(crate) protocol: Protocol,
     /// Records not yet handed to the wire.
-    pub(crate) out: &'a mut BytesMut,
+    pub(crate) out: &'a mut Vec<Bytes>,
     /// The routes and uploads of the connection.
     pub(crate) state: &'a mut HubState,
     pub(crate) settings: &'a SignalRSettings,
@@ -98,18 +98,18 @@ pub(crate) struct HubWriter<'a, W: Wire> {
 
 impl<W: Wire> HubWriter<'_, W> {
     /// Appends one record (and keeps it for stateful reconnect when that is on).
-    pub(crate) fn push(&mut self, record: &[u8]) {
+    pub(crate) fn push(&mut self, record: Bytes) {
         if let Some(replay) = self.sent.as_mut() {
-            replay.keep(Bytes::copy_from_slice(record));
+            replay.keep(record.clone());
         }
-        self.out.extend_from_slice(record);
+        self.out.push(record);
     }
 
     /// Appends one message.
     pub(crate) fn message(&mut self, message: &Outgoing<'_>) {
         let mut record = BytesMut::new();
         encode(self.protocol, message, &mut record);
-        self.push(&record);
+        self.push(record.freeze());
     }
 
     /// Hands what is queued to the wire.
@@ -117,8 +117,9 @@ impl<W: Wire> HubWriter<'_, W> {
         if self.out.is_empty() {
             return Ok(());
         }
-        let records = self.out.split().freeze();
-        self.wire.send(records, self.protocol.is_binary()).await
+        let sent = self.wire.send(self.out, self.protocol.is_binary()).await;
+        self.out.clear();
+        sent
     }
 }
 
@@ -187,7 +188,7 @@ impl<W: Wire> Transport for HubWriter<'_, W> {
                     publication_record(protocol, target_for(settings, p.channel.as_str()), p)
                 });
                 let record = record.clone();
-                self.push(&record);
+                self.push(record);
             }
             let ids: Vec<String> = self
                 .state
