@@ -268,7 +268,11 @@ pub(super) async fn poll(app: App, id: Option<String>, _headers: &HeaderMap) -> 
 /// connection.
 pub(super) async fn send(app: App, id: Option<String>, request: Request) -> Response {
     let Some(token) = id else { return super::missing_id() };
-    let Some(link) = app.signalr().http(&token) else { return super::unknown_id() };
+    // A negotiated connection exists before its first poll, and some clients (signalrcore) send
+    // their handshake first: that starts it as long polling, the one transport a POST can
+    // precede.
+    let link = app.signalr().http(&token).or_else(|| start(&app, token, Kind::LongPolling));
+    let Some(link) = link else { return super::unknown_id() };
     let body = match axum::body::to_bytes(request.into_body(), app.config().limits.max_body_size).await {
         Ok(body) => body,
         Err(_) => return (StatusCode::PAYLOAD_TOO_LARGE, "the message is over the limit").into_response(),
