@@ -21,6 +21,10 @@ use crate::engine::{
 };
 use crate::transport::Transport;
 
+/// Most client-to-server streams (`Upload`) one connection may have open at once: each holds a
+/// little state until the client completes it, so a client must not open them without end.
+const MAX_UPLOADS: usize = 64;
+
 /// A publication as a JSON record invoking its client method.
 static JSON_RECORD: LazyLock<Encoding> = LazyLock::new(|| Encoding::register("signalr-json"));
 /// A publication as a MessagePack record invoking its client method.
@@ -501,6 +505,9 @@ fn start_upload(
     let channel: String = arguments[0].parse().map_err(|_| failed(method, "the channel must be a string"))?;
     if state.uploads.contains_key(&stream) {
         return Err(failed(method, "the stream id is in use"));
+    }
+    if state.uploads.len() >= MAX_UPLOADS {
+        return Err(failed(method, format!("at most {MAX_UPLOADS} uploads may be open at once")));
     }
     state.uploads.insert(stream, Upload { invocation: id, channel, published: 0, last: None });
     Ok(None)
