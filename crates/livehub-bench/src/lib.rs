@@ -69,6 +69,10 @@ pub enum Transport {
     Sse,
     /// Long polling.
     Longpoll,
+    /// livehub's SignalR hub over WebSockets, JSON hub protocol.
+    SignalR,
+    /// livehub's SignalR hub over WebSockets, MessagePack hub protocol.
+    SignalRMsgpack,
 }
 
 /// A whole run's settings.
@@ -160,7 +164,7 @@ impl BenchConfig {
         }
         let supported = match self.target {
             Target::Livehub => true,
-            Target::Nchan => self.transport != Transport::WsMsgpack,
+            Target::Nchan => matches!(self.transport, Transport::Ws | Transport::Sse | Transport::Longpoll),
             Target::NodeWs | Target::PythonWs | Target::Raw => self.transport == Transport::Ws,
         };
         if !supported {
@@ -250,7 +254,14 @@ macro_rules! names {
 
 names!(Scenario { Fanout => "fanout", Channels => "channels", Connect => "connect", Idle => "idle", Wildcards => "wildcards" });
 names!(Target { Livehub => "livehub", Nchan => "nchan", NodeWs => "node-ws", PythonWs => "python-ws", Raw => "raw" });
-names!(Transport { Ws => "ws", WsMsgpack => "ws-msgpack", Sse => "sse", Longpoll => "longpoll" });
+names!(Transport {
+    Ws => "ws",
+    WsMsgpack => "ws-msgpack",
+    Sse => "sse",
+    Longpoll => "longpoll",
+    SignalR => "signalr",
+    SignalRMsgpack => "signalr-msgpack"
+});
 
 #[cfg(test)]
 mod tests {
@@ -283,6 +294,10 @@ mod tests {
         assert!(c.validate().is_ok());
         c.transport = Transport::WsMsgpack;
         assert!(matches!(c.validate(), Err(ConfigError::Unsupported(_))));
+        c.transport = Transport::SignalR;
+        assert!(matches!(c.validate(), Err(ConfigError::Unsupported(_))));
+        c.target = Target::Livehub;
+        assert!(c.validate().is_ok());
     }
 
     #[test]

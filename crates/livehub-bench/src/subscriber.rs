@@ -89,6 +89,13 @@ impl Subscriber {
                 let encoding = if msgpack { Encoding::MessagePack } else { Encoding::Json };
                 Ok(Self::Ws { client, encoding })
             }
+            Transport::SignalR | Transport::SignalRMsgpack => {
+                let msgpack = transport == Transport::SignalRMsgpack;
+                let mut client = WsClient::connect(addr, source, "/hubs/live", None).await?;
+                signalr_subscribe(&mut client, channel, msgpack).await?;
+                let encoding = if msgpack { Encoding::MessagePack } else { Encoding::Json };
+                Ok(Self::Ws { client, encoding })
+            }
             Transport::Sse => {
                 let mut stream = http::connect(addr, source).await?;
                 let path = match target {
@@ -210,6 +217,55 @@ async fn livehub_subscribe(client: &mut WsClient, channel: &str, msgpack: bool) 
                 if subscribed {
                     return Ok(());
                 }
+            }
+        }
+    }
+}
+
+/// The SignalR handshake, then `Subscribe(channel)`, waiting for its completion.
+async fn signalr_subscribe(client: &mut WsClient, channel: &str, msgpack: bool) -> io::Result<()> {
+    let protocol = if msgpack { "messagepack" } else { "json" };
+    let handshake = format!("{{\"protocol\":\"{protocol}\",\"version\":1}}\u{1e}");
+    client.send(ws::TEXT, handshake.as_bytes()).await?;
+    let answer = signalr_frame(client).await?;
+    if answer != b"{}\x1e" {
+        return Err(invalid(&format!("handshake refused: {}", String::from_utf8_lossy(&answer))));
+    }
+    if msgpack {
+        let headers = std::collections::BTreeMap::<String, String>::new();
+        let invocation = (1, headers, "1", "Subscribe", [[channel]]);
+        let mut body = rmp_serde::to_vec(&invocation).map_err(|e| invalid(&e.to_string()))?;
+        // Invocations this small have a one-byte length prefix.
+        let len = u8::try_from(body.len())
+            .ok()
+            .filter(|len| *len < 0x80)
+            .ok_or_else(|| invalid("channel name too long"))?;
+        body.insert(0, len);
+        client.send(ws::BINARY, &body).await?;
+    } else {
+        let invocation = serde_json::json!({ "type": 1, "invocationId": "1", "target": "Subscribe", "arguments": [[channel]] });
+        client.send(ws::TEXT, format!("{invocation}\u{1e}").as_bytes()).await?;
+    }
+    // The completion: [3, {}, "1", 1 (error) | 3 (result), …] or {"type":3,…}.
+    let completion = signalr_frame(client).await?;
+    let failed = if msgpack { completion.get(5) == Some(&1) } else { contains(&completion, b"\"error\"") };
+    if failed {
+        return Err(invalid(&format!("subscribe refused: {}", String::from_utf8_lossy(&completion))));
+    }
+    Ok(())
+}
+
+/// The next data frame's payload, answering pings.
+async fn signalr_frame(client: &mut WsClient) -> io::Result<Vec<u8>> {
+    loop {
+        let frame = client.next_frame().await?;
+        match frame.opcode {
+            ws::PING => client.pong(frame).await?,
+            ws::CLOSE => return Err(invalid(&client.close_reason(frame))),
+            _ => {
+                let payload = client.buf[frame.offset..frame.offset + frame.len].to_vec();
+                client.consume(frame);
+                return Ok(payload);
             }
         }
     }

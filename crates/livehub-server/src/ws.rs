@@ -8,7 +8,7 @@ mod fragments;
 mod socket;
 
 pub(crate) use self::fragments::{fuzz_frames, ReassemblyBudget};
-pub(crate) use self::socket::{Socket, Upgrade};
+pub(crate) use self::socket::{frame_header, Socket, Upgrade, OPCODE_BINARY, OPCODE_TEXT};
 
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
@@ -27,8 +27,6 @@ use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
-
-use self::socket::{frame_header, OPCODE_BINARY, OPCODE_TEXT};
 
 use crate::access;
 use crate::engine::{Budget, Client, ClientError, Reply, Request};

@@ -460,6 +460,15 @@ async fn long_polling_answers_the_first_poll_at_once_and_delete_ends_the_held_on
     assert_eq!(client.delete(&url).send().await.expect("delete").status(), 202);
     assert_eq!(tokio::time::timeout(WAIT, held).await.expect("in time").expect("task"), 204);
     assert_eq!(client.get(&url).send().await.expect("poll").status(), 404);
+    // A client may send its handshake before its first poll (signalrcore does): the POST starts
+    // the connection as long polling.
+    let token = negotiated(&server).await;
+    let url = server.url(&format!("/hubs/live?id={token}"));
+    let sent =
+        client.post(&url).body("{\"protocol\":\"json\",\"version\":0}\u{1e}").send().await.expect("post");
+    assert_eq!(sent.status(), 200);
+    let handshake = client.get(&url).send().await.expect("poll").bytes().await.expect("body");
+    assert_eq!(&handshake[..], b"{}\x1e");
 }
 
 #[tokio::test]

@@ -34,7 +34,7 @@ pub(crate) struct RunArgs {
     /// The server under test: livehub, nchan, node-ws, python-ws or raw.
     #[arg(long, default_value = "livehub")]
     target: Target,
-    /// How subscribers receive: ws, ws-msgpack, sse or longpoll.
+    /// How subscribers receive: ws, ws-msgpack, sse, longpoll, signalr or signalr-msgpack.
     #[arg(long, default_value = "ws")]
     transport: Transport,
     /// The server's base URL; only 127.0.0.0/8 is accepted.

@@ -67,7 +67,7 @@ fn assert_delivered(r: &Value) {
 #[test]
 fn fanout_completes_over_every_transport() {
     let (served, _config) = unlimited();
-    for transport in ["ws", "ws-msgpack", "sse", "longpoll"] {
+    for transport in ["ws", "ws-msgpack", "sse", "longpoll", "signalr", "signalr-msgpack"] {
         let r = report(&[&["fanout", "--url", &served.url, "--transport", transport][..], &TINY].concat());
         assert_eq!(r["transport"], transport);
         assert_delivered(&r);
@@ -119,7 +119,7 @@ fn connect_and_idle_report_rates_and_the_servers_memory() {
     );
     assert!(r["latency_ms"].is_null());
 
-    for transport in ["ws", "sse"] {
+    for transport in ["ws", "sse", "signalr"] {
         let r = report(&[&["idle", "--url", &served.url, "--transport", transport][..], &TINY].concat());
         let m = &r["memory"];
         assert_eq!(m["server_pid"], serde_json::json!([served.child.id()]), "{r}");

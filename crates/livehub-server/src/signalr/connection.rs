@@ -22,6 +22,7 @@ use super::protocol::{
 };
 use crate::access::Admission;
 use crate::engine::{Budget, Client};
+use crate::gate::Gate;
 use crate::App;
 
 /// Most queued publications written in one batch (as in the native WebSocket transport).
@@ -37,9 +38,10 @@ pub(crate) trait Wire: Send {
     /// with a reason (a WebSocket message over the limit). Cancel-safe.
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Disconnect>>>;
 
-    /// Writes whole records: one WebSocket frame (binary when `binary`), one SSE event, or the
-    /// next long-poll body.
-    fn send(&mut self, records: Bytes, binary: bool) -> impl Future<Output = Result<(), ()>> + Send;
+    /// Writes whole records, in order, together: one WebSocket frame (binary when `binary`), one
+    /// SSE event, or part of the next long-poll body. The records are shared (a publication's is
+    /// cached for every connection), so a transport writes them without copying where it can.
+    fn send(&mut self, records: &[Bytes], binary: bool) -> impl Future<Output = Result<(), ()>> + Send;
 
     /// Ends the transport (WebSocket close 1000, the end of the event stream, a `204` poll).
     fn close(&mut self, reason: &Disconnect) -> impl Future<Output = ()> + Send;
@@ -113,7 +115,7 @@ pub(crate) struct HubConnection {
     protocol: Protocol,
     framer: Framer,
     state: HubState,
-    out: BytesMut,
+    out: Vec<Bytes>,
     batch: Vec<Arc<Publication>>,
     replay: Option<Replay>,
     last_seen: Instant,
@@ -151,7 +153,7 @@ pub(crate) async fn handshake<W: Wire>(app: &App, wire: &mut W) -> Option<(Proto
             ))
         }
         Ok(Ok(handshake)) => {
-            let ok = wire.send(handshake_response(None), handshake.protocol.is_binary()).await;
+            let ok = wire.send(&[handshake_response(None)], handshake.protocol.is_binary()).await;
             return ok.ok().map(|()| (handshake.protocol, buf));
         }
         Ok(Err(Some(e))) => Some(e),
@@ -160,7 +162,7 @@ pub(crate) async fn handshake<W: Wire>(app: &App, wire: &mut W) -> Option<(Proto
     };
     if let Some(e) = refused {
         tracing::debug!(error = %e, "signalr handshake refused");
-        let _ = wire.send(handshake_response(Some(&e.to_string())), false).await;
+        let _ = wire.send(&[handshake_response(Some(&e.to_string()))], false).await;
     }
     wire.close(&Disconnect::PROTOCOL).await;
     None
@@ -185,7 +187,7 @@ impl HubConnection {
             protocol,
             framer: Framer::with(protocol, max, rest),
             state: HubState::default(),
-            out: BytesMut::new(),
+            out: Vec::new(),
             batch: Vec::new(),
             replay: stateful.then(Replay::new),
             last_seen: Instant::now(),
@@ -204,12 +206,11 @@ impl HubConnection {
     pub(crate) async fn reattach<W: Wire>(&mut self, wire: &mut W) -> bool {
         self.last_seen = Instant::now();
         let Some(replay) = &self.replay else { return false };
-        let mut out = BytesMut::new();
-        super::protocol::encode(self.protocol, &Outgoing::Sequence { sequence: replay.first }, &mut out);
-        for record in &replay.unacked {
-            out.extend_from_slice(record);
-        }
-        wire.send(out.freeze(), self.protocol.is_binary()).await.is_ok()
+        let mut sequence = BytesMut::new();
+        super::protocol::encode(self.protocol, &Outgoing::Sequence { sequence: replay.first }, &mut sequence);
+        let records: Vec<Bytes> =
+            std::iter::once(sequence.freeze()).chain(replay.unacked.iter().cloned()).collect();
+        wire.send(&records, self.protocol.is_binary()).await.is_ok()
     }
 
     /// Whether the connection keeps records for stateful reconnect.
@@ -235,7 +236,7 @@ impl HubConnection {
             protocol,
             framer: Framer::new(protocol, max),
             state,
-            out: BytesMut::new(),
+            out: Vec::new(),
             batch: Vec::new(),
             replay,
             last_seen: Instant::now(),
@@ -275,6 +276,7 @@ impl HubConnection {
         let mut keepalive = tokio::time::interval_at(Instant::now() + timing.keep_alive, timing.keep_alive);
         let deadline = tokio::time::sleep_until(self.last_seen + timing.client_timeout);
         tokio::pin!(deadline);
+        let mut rare = Gate::for_session(&session);
         // Messages that followed the handshake in the same read.
         if let Err(end) = self.drain_framer(wire, &app).await {
             return end;
@@ -284,35 +286,46 @@ impl HubConnection {
                 if self.client.receiver().poll_recv_many(cx, &mut self.batch, WRITE_BATCH).is_ready() {
                     return Poll::Ready(Event::Publications);
                 }
-                if let Poll::Ready(reason) = disconnected.as_mut().poll(cx) {
-                    return Poll::Ready(Event::Disconnected(reason));
-                }
-                if cancelled.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Event::Disconnected(Disconnect::SHUTDOWN));
-                }
-                if let Poll::Ready(reason) = self.client.poll_expired(cx) {
-                    return Poll::Ready(Event::Disconnected(reason));
-                }
-                if let Poll::Ready(received) = wire.poll_recv(cx) {
-                    return Poll::Ready(Event::Received(received));
-                }
-                if keepalive.poll_tick(cx).is_ready() {
-                    return Poll::Ready(Event::Ping);
-                }
-                deadline.as_mut().poll(cx).map(|()| Event::Timeout)
+                // Everything else only when one of them woke the task: a wake-up for
+                // publications polls nothing more.
+                rare.poll(cx, |cx| {
+                    if let Poll::Ready(reason) = disconnected.as_mut().poll(cx) {
+                        return Poll::Ready(Event::Disconnected(reason));
+                    }
+                    if cancelled.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Event::Disconnected(Disconnect::SHUTDOWN));
+                    }
+                    if let Poll::Ready(reason) = self.client.poll_expired(cx) {
+                        return Poll::Ready(Event::Disconnected(reason));
+                    }
+                    if let Poll::Ready(received) = wire.poll_recv(cx) {
+                        return Poll::Ready(Event::Received(received));
+                    }
+                    if keepalive.poll_tick(cx).is_ready() {
+                        return Poll::Ready(Event::Ping);
+                    }
+                    deadline.as_mut().poll(cx).map(|()| Event::Timeout)
+                })
             })
             .await;
             match event {
                 Event::Publications => {
                     let mut batch = std::mem::take(&mut self.batch);
-                    let (client, mut writer) = self.writer(wire, &app);
                     // A client that stopped reading blocks this write; the slow-consumer signal
-                    // or shutdown must still end it.
+                    // or shutdown must still end it. Polled through the gate, which they belong to.
+                    let stopped = poll_fn(|cx| {
+                        rare.poll_part(cx, |cx| {
+                            if let Poll::Ready(reason) = disconnected.as_mut().poll(cx) {
+                                return Poll::Ready(reason);
+                            }
+                            cancelled.as_mut().poll(cx).map(|()| Disconnect::SHUTDOWN)
+                        })
+                    });
+                    let (client, mut writer) = self.writer(wire, &app);
                     let written = tokio::select! {
                         biased;
                         written = client.deliver(&mut batch, &mut writer) => written,
-                        reason = &mut disconnected => return End::Close(reason),
-                        () = &mut cancelled => return End::Close(Disconnect::SHUTDOWN),
+                        reason = stopped => return End::Close(reason),
                     };
                     self.batch = batch;
                     if written.is_err() {
@@ -343,7 +356,7 @@ impl HubConnection {
                         );
                     }
                     super::protocol::encode(self.protocol, &Outgoing::Ping, &mut out);
-                    if wire.send(out.freeze(), self.protocol.is_binary()).await.is_err() {
+                    if wire.send(&[out.freeze()], self.protocol.is_binary()).await.is_err() {
                         return End::Gone;
                     }
                 }
@@ -398,7 +411,7 @@ impl HubConnection {
             replay.ack_due = false;
             let mut out = BytesMut::new();
             super::protocol::encode(self.protocol, &Outgoing::Ack { sequence: replay.received }, &mut out);
-            wire.send(out.freeze(), self.protocol.is_binary()).await.map_err(|()| End::Gone)?;
+            wire.send(&[out.freeze()], self.protocol.is_binary()).await.map_err(|()| End::Gone)?;
         }
         Ok(())
     }
@@ -468,9 +481,11 @@ impl HubConnection {
         let error = (reason.code != 1000 || !reason.reason.is_empty()).then_some(reason.reason.as_ref());
         let close = Outgoing::Close { error, allow_reconnect: reason.reconnect };
         super::protocol::encode(self.protocol, &close, &mut out);
-        let _ =
-            tokio::time::timeout(Duration::from_secs(2), wire.send(out.freeze(), self.protocol.is_binary()))
-                .await;
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            wire.send(&[out.freeze()], self.protocol.is_binary()),
+        )
+        .await;
         wire.close(reason).await;
     }
 }

@@ -103,14 +103,17 @@ impl Wire for HttpWire {
         self.inbound.poll_recv(cx).map(|bytes| bytes.map(Ok))
     }
 
-    async fn send(&mut self, records: Bytes, binary: bool) -> Result<(), ()> {
+    async fn send(&mut self, records: &[Bytes], binary: bool) -> Result<(), ()> {
         {
             let mut outbox = self.link.outbox.lock();
-            if outbox.closed || outbox.buf.len() + records.len() > MAX_OUTBOX {
+            let len: usize = records.iter().map(Bytes::len).sum();
+            if outbox.closed || outbox.buf.len() + len > MAX_OUTBOX {
                 return Err(());
             }
             outbox.binary = binary;
-            outbox.buf.extend_from_slice(&records);
+            for record in records {
+                outbox.buf.extend_from_slice(record);
+            }
         }
         self.link.notify.notify_waiters();
         Ok(())
@@ -265,7 +268,11 @@ pub(super) async fn poll(app: App, id: Option<String>, _headers: &HeaderMap) -> 
 /// connection.
 pub(super) async fn send(app: App, id: Option<String>, request: Request) -> Response {
     let Some(token) = id else { return super::missing_id() };
-    let Some(link) = app.signalr().http(&token) else { return super::unknown_id() };
+    // A negotiated connection exists before its first poll, and some clients (signalrcore) send
+    // their handshake first: that starts it as long polling, the one transport a POST can
+    // precede.
+    let link = app.signalr().http(&token).or_else(|| start(&app, token, Kind::LongPolling));
+    let Some(link) = link else { return super::unknown_id() };
     let body = match axum::body::to_bytes(request.into_body(), app.config().limits.max_body_size).await {
         Ok(body) => body,
         Err(_) => return (StatusCode::PAYLOAD_TOO_LARGE, "the message is over the limit").into_response(),

@@ -21,6 +21,10 @@ use crate::engine::{
 };
 use crate::transport::Transport;
 
+/// Most client-to-server streams (`Upload`) one connection may have open at once: each holds a
+/// little state until the client completes it, so a client must not open them without end.
+const MAX_UPLOADS: usize = 64;
+
 /// A publication as a JSON record invoking its client method.
 static JSON_RECORD: LazyLock<Encoding> = LazyLock::new(|| Encoding::register("signalr-json"));
 /// A publication as a MessagePack record invoking its client method.
@@ -87,7 +91,7 @@ pub(crate) struct HubWriter<'a, W: Wire> {
     pub(crate) wire: &'a mut W,
     pub(crate) protocol: Protocol,
     /// Records not yet handed to the wire.
-    pub(crate) out: &'a mut BytesMut,
+    pub(crate) out: &'a mut Vec<Bytes>,
     /// The routes and uploads of the connection.
     pub(crate) state: &'a mut HubState,
     pub(crate) settings: &'a SignalRSettings,
@@ -98,18 +102,18 @@ pub(crate) struct HubWriter<'a, W: Wire> {
 
 impl<W: Wire> HubWriter<'_, W> {
     /// Appends one record (and keeps it for stateful reconnect when that is on).
-    pub(crate) fn push(&mut self, record: &[u8]) {
+    pub(crate) fn push(&mut self, record: Bytes) {
         if let Some(replay) = self.sent.as_mut() {
-            replay.keep(Bytes::copy_from_slice(record));
+            replay.keep(record.clone());
         }
-        self.out.extend_from_slice(record);
+        self.out.push(record);
     }
 
     /// Appends one message.
     pub(crate) fn message(&mut self, message: &Outgoing<'_>) {
         let mut record = BytesMut::new();
         encode(self.protocol, message, &mut record);
-        self.push(&record);
+        self.push(record.freeze());
     }
 
     /// Hands what is queued to the wire.
@@ -117,8 +121,9 @@ impl<W: Wire> HubWriter<'_, W> {
         if self.out.is_empty() {
             return Ok(());
         }
-        let records = self.out.split().freeze();
-        self.wire.send(records, self.protocol.is_binary()).await
+        let sent = self.wire.send(self.out, self.protocol.is_binary()).await;
+        self.out.clear();
+        sent
     }
 }
 
@@ -187,7 +192,7 @@ impl<W: Wire> Transport for HubWriter<'_, W> {
                     publication_record(protocol, target_for(settings, p.channel.as_str()), p)
                 });
                 let record = record.clone();
-                self.push(&record);
+                self.push(record);
             }
             let ids: Vec<String> = self
                 .state
@@ -500,6 +505,9 @@ fn start_upload(
     let channel: String = arguments[0].parse().map_err(|_| failed(method, "the channel must be a string"))?;
     if state.uploads.contains_key(&stream) {
         return Err(failed(method, "the stream id is in use"));
+    }
+    if state.uploads.len() >= MAX_UPLOADS {
+        return Err(failed(method, format!("at most {MAX_UPLOADS} uploads may be open at once")));
     }
     state.uploads.insert(stream, Upload { invocation: id, channel, published: 0, last: None });
     Ok(None)

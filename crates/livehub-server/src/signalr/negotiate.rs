@@ -122,7 +122,9 @@ impl Registry {
         protocol: Protocol,
         owner: Option<String>,
     ) {
-        let expires = Instant::now() + RECONNECT_WINDOW;
+        let now = Instant::now();
+        self.sweep(now);
+        let expires = now + RECONNECT_WINDOW;
         let key = token.as_str().to_owned();
         self.parked.lock().insert(key, Parked { token, state, replay, protocol, owner, expires });
     }

@@ -23,7 +23,7 @@ use super::negotiate::RECONNECT_WINDOW;
 use crate::access::{self, Admission};
 use crate::engine::Client;
 use crate::error::ApiError;
-use crate::ws::{Socket, Upgrade};
+use crate::ws::{frame_header, Socket, Upgrade, OPCODE_BINARY, OPCODE_TEXT};
 use crate::App;
 
 /// How long to wait for the client's close frame after ours.
@@ -62,18 +62,15 @@ impl Wire for WsWire {
         }
     }
 
-    async fn send(&mut self, records: Bytes, binary: bool) -> Result<(), ()> {
-        let message = if binary {
-            Message::Binary(records)
-        } else {
-            // JSON records are UTF-8 (our encoder makes them); anything else goes as binary
-            // rather than panic.
-            match Utf8Bytes::try_from(records.clone()) {
-                Ok(text) => Message::Text(text),
-                Err(_) => Message::Binary(records),
-            }
-        };
-        self.socket.send(message).await.map_err(|_| ())
+    async fn send(&mut self, records: &[Bytes], binary: bool) -> Result<(), ()> {
+        // All the records in one frame, written with its header in one vectored write: a
+        // publication's record is shared by every connection and never copied. JSON records are
+        // UTF-8 by construction (serde_json's output, validated data), so text frames are valid.
+        let len = records.iter().map(Bytes::len).sum();
+        let (header, used) = frame_header(if binary { OPCODE_BINARY } else { OPCODE_TEXT }, len);
+        let parts: Vec<&[u8]> =
+            std::iter::once(&header[..used]).chain(records.iter().map(|r| &r[..])).collect();
+        self.socket.write_frames(&parts, |part| part).await.map_err(|_| ())
     }
 
     async fn close(&mut self, reason: &Disconnect) {
