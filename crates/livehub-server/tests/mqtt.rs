@@ -744,3 +744,17 @@ async fn qos_2_reaches_a_subscriber_exactly_once_across_a_reconnect() {
     device.ack(AckKind::PubComp, b_id).await;
     device.quiet().await;
 }
+
+#[tokio::test]
+async fn the_server_keep_alive_is_told_to_v5_clients_and_enforced() {
+    let mut config = Config::default();
+    config.mqtt.max_keep_alive_secs = 1;
+    let server = TestServer::with(config).await;
+    let mut connect = connect_packet(Version::V5, "no-keep-alive", true);
+    connect.keep_alive = 0;
+    let (mut client, ack) = Client::connect_with(server.mqtt_addr, connect).await;
+    assert_eq!(ack.properties.server_keep_alive, Some(1));
+    assert_eq!(client.closed().await, Some(Reason::KeepAliveTimeout));
+    let (_, ack) = Client::connect_with(server.mqtt_addr, connect_packet(Version::V311, "long", true)).await;
+    assert_eq!(ack.reason, Reason::ClientIdNotValid, "3.1.1 cannot be told: refused");
+}
