@@ -705,3 +705,56 @@ async fn a_taken_port_is_an_error_naming_the_setting() {
     config.mqtt.listen = livehub_server::parse_mqtt_listen("off").expect("off");
     assert!(livehub_server::bind_mqtt(&config).expect("no listener").is_none());
 }
+
+#[tokio::test]
+async fn qos_2_reaches_a_subscriber_exactly_once_across_a_reconnect() {
+    let server = TestServer::start().await;
+    let mut connect = connect_packet(Version::V5, "exactly-once", false);
+    connect.properties.session_expiry = Some(60);
+    let (mut device, _) = Client::connect_with(server.mqtt_addr, connect.clone()).await;
+    device.subscribe("once/#", QoS::ExactlyOnce).await;
+    let mut publisher = Client::connect(server.mqtt_addr, Version::V5, "once-pub").await;
+    for (i, payload) in [(1u16, &b"a"[..]), (2, b"b")] {
+        publisher.publish("once/x", payload, QoS::ExactlyOnce, false, i).await;
+        publisher.expect_ack(AckKind::PubRec, i).await;
+        publisher.ack(AckKind::PubRel, i).await;
+        publisher.expect_ack(AckKind::PubComp, i).await;
+    }
+    // "a": received and PUBREC sent, then the connection drops before PUBCOMP; "b": received,
+    // and the connection drops before its PUBREC.
+    let a = device.recv_publish().await;
+    let b = device.recv_publish().await;
+    assert_eq!((&a.payload[..], &b.payload[..]), (&b"a"[..], &b"b"[..]));
+    let a_id = a.packet_id.expect("id");
+    device.ack(AckKind::PubRec, a_id).await;
+    device.expect_ack(AckKind::PubRel, a_id).await;
+    drop(device);
+
+    // Whether or not the server has seen the old connection end, the session comes back.
+    let (mut device, ack) = Client::connect_with(server.mqtt_addr, connect).await;
+    assert!(ack.session_present);
+    // "a" is only released again, never sent again; "b" is sent again with DUP.
+    device.expect_ack(AckKind::PubRel, a_id).await;
+    let again = device.recv_publish().await;
+    assert!(again.dup && &again.payload[..] == b"b", "{again:?}");
+    let b_id = again.packet_id.expect("id");
+    device.ack(AckKind::PubComp, a_id).await;
+    device.ack(AckKind::PubRec, b_id).await;
+    device.expect_ack(AckKind::PubRel, b_id).await;
+    device.ack(AckKind::PubComp, b_id).await;
+    device.quiet().await;
+}
+
+#[tokio::test]
+async fn the_server_keep_alive_is_told_to_v5_clients_and_enforced() {
+    let mut config = Config::default();
+    config.mqtt.max_keep_alive_secs = 1;
+    let server = TestServer::with(config).await;
+    let mut connect = connect_packet(Version::V5, "no-keep-alive", true);
+    connect.keep_alive = 0;
+    let (mut client, ack) = Client::connect_with(server.mqtt_addr, connect).await;
+    assert_eq!(ack.properties.server_keep_alive, Some(1));
+    assert_eq!(client.closed().await, Some(Reason::KeepAliveTimeout));
+    let (_, ack) = Client::connect_with(server.mqtt_addr, connect_packet(Version::V311, "long", true)).await;
+    assert_eq!(ack.reason, Reason::ClientIdNotValid, "3.1.1 cannot be told: refused");
+}

@@ -179,6 +179,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
             Some((Reason::BadAuthenticationMethod, "extended authentication is not supported"))
         } else if connect.client_id.len() > MAX_CLIENT_ID_LEN {
             Some((Reason::ClientIdNotValid, "the client identifier is too long"))
+        } else if version == Version::V311
+            && settings.max_keep_alive_secs > 0
+            && (connect.keep_alive == 0 || connect.keep_alive > settings.max_keep_alive_secs)
+        {
+            Some((Reason::ClientIdNotValid, "a keep-alive longer than the server allows"))
         } else if connect.client_id.is_empty() && !connect.clean_start && version == Version::V311 {
             Some((Reason::ClientIdNotValid, "an empty client identifier needs a clean session"))
         } else if connect
@@ -242,8 +247,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
             }
         }
         let client_receive_max = connect.properties.receive_maximum.unwrap_or(u16::MAX);
+        let max_keep_alive = settings.max_keep_alive_secs;
+        let asked = connect.keep_alive;
+        let keep_alive_secs = if max_keep_alive > 0 && (asked == 0 || asked > max_keep_alive) {
+            // Only a v5 client gets here (a 3.1.1 one was refused): it is told.
+            properties.server_keep_alive = Some(max_keep_alive);
+            max_keep_alive
+        } else {
+            asked
+        };
         let keep_alive =
-            (connect.keep_alive > 0).then(|| Duration::from_millis(u64::from(connect.keep_alive) * 1500));
+            (keep_alive_secs > 0).then(|| Duration::from_millis(u64::from(keep_alive_secs) * 1500));
         let mut conn = Self {
             mqtt: mqtt.clone(),
             io,

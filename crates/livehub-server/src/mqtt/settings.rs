@@ -32,6 +32,10 @@ pub struct MqttSettings {
     pub max_queued_messages: usize,
     /// Seconds between updates of the `$SYS/broker/...` topics; 0 turns them off.
     pub sys_interval_secs: u64,
+    /// The longest keep-alive a client may ask for, in seconds; 0 for no limit. A v5 client
+    /// asking for more (or for none) is told this one (CONNACK's server keep-alive) and held to
+    /// it; a 3.1.1 client, which cannot be told, is refused (CONNACK 2), as Mosquitto does.
+    pub max_keep_alive_secs: u16,
 }
 
 impl Default for MqttSettings {
@@ -51,6 +55,7 @@ impl Default for MqttSettings {
             // 1,000, Mosquitto's default.
             max_queued_messages: 1000,
             sys_interval_secs: 10,
+            max_keep_alive_secs: 0,
         }
     }
 }
