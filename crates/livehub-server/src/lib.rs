@@ -60,7 +60,7 @@ pub use livehub_auth::{AuthConfig, RateLimits};
 pub use livehub_sources::SourcesConfig;
 pub use poll::CURSOR_HEADER;
 pub use protocol::{JSON_PROTOCOL, MSGPACK_PROTOCOL};
-pub use storage::open_store;
+pub use storage::{open_store, OpenStoreError, ServerStore};
 pub use tls::{TlsError, TlsListener, TlsReloader};
 
 /// What every handler shares: the node, the settings and the shutdown signal. Cheap to clone.
@@ -86,7 +86,7 @@ struct AppInner {
     /// Long polls waiting for a publication now (`/api/metrics`).
     held_polls: poll::HeldPolls,
     /// The durable store, when history is kept on disk (`/health` reports it).
-    store: Option<Arc<livehub_store::Store>>,
+    store: Option<storage::ServerStore>,
     /// The SignalR hub's connections by token.
     signalr: signalr::Registry,
 }
@@ -123,7 +123,7 @@ impl App {
     }
 
     /// The same app, reporting `store` in `/health`; call before serving.
-    fn with_store(mut self, store: Option<Arc<livehub_store::Store>>) -> Self {
+    fn with_store(mut self, store: Option<storage::ServerStore>) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.store = store;
         }
@@ -131,7 +131,7 @@ impl App {
     }
 
     /// The durable store, if history is kept on disk.
-    pub(crate) fn store(&self) -> Option<&Arc<livehub_store::Store>> {
+    pub(crate) fn store(&self) -> Option<&storage::ServerStore> {
         self.inner.store.as_ref()
     }
 
@@ -254,7 +254,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let store = open_store(&config.storage).map_err(std::io::Error::other)?;
+    let store = open_store(&config.storage).await.map_err(std::io::Error::other)?;
     serve_with_store(config, store, listener, shutdown).await
 }
 
@@ -262,7 +262,7 @@ pub async fn serve(
 /// be opened stops the process before it listens); closes it cleanly at the end.
 pub async fn serve_with_store(
     config: Config,
-    store: Option<Arc<livehub_store::Store>>,
+    store: Option<storage::ServerStore>,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
@@ -271,7 +271,7 @@ pub async fn serve_with_store(
         None => Node::new(config.node_config()),
     };
     if let Some(store) = &store {
-        storage::spawn_retention(store.clone(), &node, shutdown.clone());
+        storage::spawn_maintenance(store, &node, shutdown.clone());
     }
     let served = serve_stored(node, store.clone(), config, listener, shutdown).await;
     if let Some(store) = store {
@@ -292,7 +292,7 @@ pub async fn serve_node(
 
 async fn serve_stored(
     node: Node,
-    store: Option<Arc<livehub_store::Store>>,
+    store: Option<storage::ServerStore>,
     config: Config,
     listener: TcpListener,
     shutdown: CancellationToken,
