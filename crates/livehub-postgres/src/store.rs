@@ -350,6 +350,32 @@ impl PgStore {
             .await
     }
 
+    /// Up to `limit` stored channel names after `after`, in order: what retention walks.
+    pub async fn channel_names(&self, after: Option<String>, limit: usize) -> Result<Vec<String>, Error> {
+        let after = after.unwrap_or_default();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .shared
+            .run("list channels", async |client| {
+                let statement = client
+                    .prepare_cached(
+                        "SELECT channel FROM livehub_channels WHERE channel > $1 ORDER BY channel LIMIT $2",
+                    )
+                    .await?;
+                client.query(&statement, &[&after, &limit]).await
+            })
+            .await?;
+        rows.iter()
+            .map(|row| row.try_get(0).map_err(|e| self.shared.failed("list channels", classify(&e))))
+            .collect()
+    }
+
+    /// Closes the pool: idle connections now, the others when their operation ends. Later
+    /// operations fail.
+    pub fn close(&self) {
+        self.shared.pool.close();
+    }
+
     /// Stores the batches of several channels in one transaction (each as
     /// [`HistoryStore::append`] would), pipelined: the write half of write-behind. Fails if any
     /// batch was not stored.
@@ -777,5 +803,14 @@ fn describe_pool(e: &PoolError) -> Failure {
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgStore").field("status", &self.status()).finish_non_exhaustive()
+    }
+}
+
+/// The write half of write-behind, for [`livehub_store::Durability`]: the batches go through
+/// [`PgStore::append_many`], one transaction for all of them.
+#[async_trait]
+impl livehub_store::WriteBehind for PgStore {
+    async fn append_behind(&self, batches: Vec<(ChannelName, Vec<StoredEntry>)>) -> Result<(), Error> {
+        self.append_many(&batches).await
     }
 }

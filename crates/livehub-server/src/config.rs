@@ -188,14 +188,18 @@ pub enum StoreKind {
     Sqlite,
     /// Nothing on disk: every restart loses history and changes every epoch.
     Memory,
+    /// A PostgreSQL database at `url` (`docs/storage-postgres.md`).
+    Postgres,
 }
 
 /// Storage settings (`docs/storage.md`).
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageSettings {
-    /// `sqlite` or `memory`.
+    /// `sqlite`, `postgres` or `memory`.
     pub store: StoreKind,
+    /// The PostgreSQL connection URL, for `store = "postgres"`.
+    pub url: Option<String>,
     /// Directory of the SQLite store, created when missing; one process at a time.
     pub data_dir: std::path::PathBuf,
     /// Channel-name prefixes whose publishes are acknowledged only once committed to disk; the
@@ -209,6 +213,7 @@ impl Default for StorageSettings {
     fn default() -> Self {
         Self {
             store: StoreKind::Sqlite,
+            url: None,
             data_dir: "./livehub-data".into(),
             durable: Vec::new(),
             max_queued: 100_000,

@@ -64,7 +64,7 @@ pub use livehub_sources::SourcesConfig;
 pub use mqtt::{parse_listen as parse_mqtt_listen, MqttSettings};
 pub use poll::CURSOR_HEADER;
 pub use protocol::{JSON_PROTOCOL, MSGPACK_PROTOCOL};
-pub use storage::open_store;
+pub use storage::{open_store, OpenStoreError, ServerStore};
 pub use tls::{TlsError, TlsListener, TlsReloader};
 
 /// What every handler shares: the node, the settings and the shutdown signal. Cheap to clone.
@@ -90,7 +90,7 @@ struct AppInner {
     /// Long polls waiting for a publication now (`/api/metrics`).
     held_polls: poll::HeldPolls,
     /// The durable store, when history is kept on disk (`/health` reports it).
-    store: Option<Arc<livehub_store::Store>>,
+    store: Option<storage::ServerStore>,
     /// The SignalR hub's connections by token.
     signalr: signalr::Registry,
     /// The MQTT broker's state, unless MQTT is off (no listener and no WebSocket path).
@@ -131,7 +131,7 @@ impl App {
     }
 
     /// The same app, reporting `store` in `/health`; call before serving.
-    fn with_store(mut self, store: Option<Arc<livehub_store::Store>>) -> Self {
+    fn with_store(mut self, store: Option<storage::ServerStore>) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.store = store;
         }
@@ -139,7 +139,7 @@ impl App {
     }
 
     /// The durable store, if history is kept on disk.
-    pub(crate) fn store(&self) -> Option<&Arc<livehub_store::Store>> {
+    pub(crate) fn store(&self) -> Option<&storage::ServerStore> {
         self.inner.store.as_ref()
     }
 
@@ -269,7 +269,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let store = open_store(&config.storage).map_err(std::io::Error::other)?;
+    let store = open_store(&config.storage).await.map_err(std::io::Error::other)?;
     let mqtt = bind_mqtt(&config)?;
     serve_with_store(config, store, listener, mqtt, shutdown).await
 }
@@ -279,7 +279,7 @@ pub async fn serve(
 /// before it listens); closes the store cleanly at the end.
 pub async fn serve_with_store(
     config: Config,
-    store: Option<Arc<livehub_store::Store>>,
+    store: Option<storage::ServerStore>,
     listener: TcpListener,
     mqtt_listener: Option<TcpListener>,
     shutdown: CancellationToken,
@@ -289,7 +289,7 @@ pub async fn serve_with_store(
         None => Node::new(config.node_config()),
     };
     if let Some(store) = &store {
-        storage::spawn_retention(store.clone(), &node, shutdown.clone());
+        storage::spawn_maintenance(store, &node, shutdown.clone());
     }
     let served = serve_stored(node, store.clone(), config, listener, mqtt_listener, shutdown).await;
     if let Some(store) = store {
@@ -329,7 +329,7 @@ pub async fn serve_with_mqtt(
 
 async fn serve_stored(
     node: Node,
-    store: Option<Arc<livehub_store::Store>>,
+    store: Option<storage::ServerStore>,
     config: Config,
     listener: TcpListener,
     mqtt_listener: Option<TcpListener>,

@@ -71,10 +71,14 @@ struct ServeArgs {
     /// Age limit of history by default, in seconds [env: LIVEHUB_HISTORY_MAX_AGE_SECS].
     #[arg(long)]
     history_max_age_secs: Option<u64>,
-    /// Where history is kept: `sqlite` (under --data-dir) or `memory` (lost on restart)
-    /// [env: LIVEHUB_STORE].
+    /// Where history is kept: `sqlite` (under --data-dir), `postgres` (at --database-url) or
+    /// `memory` (lost on restart) [env: LIVEHUB_STORE].
     #[arg(long)]
     store: Option<StoreArg>,
+    /// PostgreSQL URL for `--store postgres`, such as postgres://user:pass@host/db
+    /// [env: LIVEHUB_DATABASE_URL, then DATABASE_URL].
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
     /// Directory of the SQLite store (default ./livehub-data) [env: LIVEHUB_DATA_DIR].
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -109,6 +113,7 @@ struct ServeArgs {
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum StoreArg {
     Sqlite,
+    Postgres,
     Memory,
 }
 
@@ -138,13 +143,27 @@ impl ServeArgs {
         let store =
             settings::env_with("LIVEHUB_STORE", |text| match text.trim().to_ascii_lowercase().as_str() {
                 "sqlite" => Ok(StoreArg::Sqlite),
+                "postgres" => Ok(StoreArg::Postgres),
                 "memory" => Ok(StoreArg::Memory),
-                _ => Err("use sqlite or memory".to_owned()),
+                _ => Err("use sqlite, postgres or memory".to_owned()),
             })?;
         match self.store.or(store) {
             Some(StoreArg::Sqlite) => config.storage.store = livehub_server::StoreKind::Sqlite,
+            Some(StoreArg::Postgres) => config.storage.store = livehub_server::StoreKind::Postgres,
             Some(StoreArg::Memory) => config.storage.store = livehub_server::StoreKind::Memory,
             None => {}
+        }
+        // The URL: the flag, LIVEHUB_DATABASE_URL, the file's [storage] url, then DATABASE_URL
+        // (the variable hosting platforms set), so an explicit setting wins over the ambient one.
+        let url = match self.database_url.clone() {
+            Some(url) => Some(url),
+            None => settings::env_text("LIVEHUB_DATABASE_URL")?,
+        };
+        if let Some(url) = url {
+            config.storage.url = Some(url);
+        }
+        if config.storage.url.is_none() {
+            config.storage.url = settings::env_text("DATABASE_URL")?;
         }
         let dir = settings::env_text("LIVEHUB_DATA_DIR")?.map(PathBuf::from);
         if let Some(dir) = self.data_dir.clone().or(dir) {
@@ -358,8 +377,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     // Before listening: a store in use by another process, or written by a newer livehub,
     // stops the start with its reason.
-    let store = livehub_server::open_store(&config.storage)
-        .with_context(|| format!("cannot open the history store in {}", config.storage.data_dir.display()))?;
+    let store =
+        livehub_server::open_store(&config.storage).await.with_context(|| match config.storage.store {
+            livehub_server::StoreKind::Postgres => "cannot open the history store in PostgreSQL".to_owned(),
+            _ => format!("cannot open the history store in {}", config.storage.data_dir.display()),
+        })?;
     let listener =
         livehub_server::bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
