@@ -28,7 +28,8 @@ impl Drop for Server {
 
 async fn start() -> Server {
     let storage = StorageSettings { store: StoreKind::Memory, ..StorageSettings::default() };
-    let mut config = Config { sources: livehub_server::SourcesConfig::disabled(), storage, ..Config::default() };
+    let mut config =
+        Config { sources: livehub_server::SourcesConfig::disabled(), storage, ..Config::default() };
     // MQTT's default port is fixed (1883): tests running side by side must not fight over it.
     config.mqtt.listen = None;
     let clock = ManualClock::new(T0);
