@@ -42,8 +42,42 @@ done
 TMPDIR="$PWD/target/tmp/test.$$"
 mkdir -p "$TMPDIR"
 export TMPDIR
-cleanup_tmp() { rm -rf "$TMPDIR"; }
-trap cleanup_tmp EXIT
+# What a suite starts is stopped at the end, however the run ends: `on_exit CMD` registers CMD,
+# and the registered commands run last first.
+exits=("rm -rf '$TMPDIR'")
+on_exit() { exits+=("$1"); }
+run_exits() { for ((i = ${#exits[@]} - 1; i >= 0; i--)); do eval "${exits[i]}" || true; done; }
+trap run_exits EXIT
+
+skipped() { [[ "${!1:-0}" == 1 ]]; }
+
+# Debian packages the suites need, installed in one go when missing (one `apt-get update`).
+debs=()
+if ! skipped LIVEHUB_SKIP_JS || ! skipped LIVEHUB_SKIP_BROWSER || ! skipped LIVEHUB_SKIP_SIGNALR \
+  || ! skipped LIVEHUB_SKIP_MQTT || ! skipped LIVEHUB_SKIP_BENCH; then
+  command -v node >/dev/null || debs+=(nodejs)
+  command -v npm >/dev/null || debs+=(npm)
+fi
+if ! skipped LIVEHUB_SKIP_BROWSER || { ! skipped LIVEHUB_SKIP_JS && ! skipped LIVEHUB_SKIP_PACK; }; then
+  [[ -x /usr/bin/chromium ]] || debs+=(chromium)
+fi
+if ! skipped LIVEHUB_SKIP_MQTT; then
+  command -v mosquitto_sub >/dev/null || debs+=(mosquitto-clients)
+  [[ -x /usr/sbin/mosquitto ]] || debs+=(mosquitto)
+fi
+if ! skipped LIVEHUB_SKIP_POSTGRES && [[ -z "${DATABASE_URL:-}" ]]; then
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || debs+=(postgresql)
+fi
+if ! skipped LIVEHUB_SKIP_BENCH; then
+  command -v nginx >/dev/null || debs+=(nginx)
+  [[ -e /usr/lib/nginx/modules/ngx_nchan_module.so ]] || debs+=(libnginx-mod-nchan)
+fi
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || debs+=(python3-venv)
+if ((${#debs[@]})); then
+  step "Installing Debian packages: ${debs[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${debs[@]}" >/dev/null
+fi
 
 # Load tests of our own only target loopback, and must not inherit a proxy.
 export NO_PROXY="127.0.0.1,localhost" no_proxy="127.0.0.1,localhost"
@@ -101,7 +135,7 @@ if [[ "${LIVEHUB_SKIP_AUTOBAHN:-0}" != 1 ]]; then
   log=$(mktemp)
   LIVEHUB_STORE=memory LIVEHUB_MQTT_LISTEN=127.0.0.1:0 target/release/livehub serve --listen "127.0.0.1:$port" --test-endpoints --log warn >"$log" 2>&1 &
   server=$!
-  trap 'kill "$server" 2>/dev/null || true; cleanup_tmp' EXIT
+  on_exit "kill $server 2>/dev/null"
   for _ in $(seq 1 100); do
     python3 -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$port/health', timeout=1)" 2>/dev/null && break
     sleep 0.1
@@ -110,7 +144,6 @@ if [[ "${LIVEHUB_SKIP_AUTOBAHN:-0}" != 1 ]]; then
     tests/autobahn/run.sh "ws://127.0.0.1:$port/_test/echo"
   kill "$server"
   wait "$server" 2>/dev/null || true
-  trap cleanup_tmp EXIT
 fi
 
 if [[ "${LIVEHUB_SKIP_ATTACK:-0}" != 1 ]]; then
@@ -163,11 +196,9 @@ if [[ "${LIVEHUB_SKIP_POSTGRES:-0}" != 1 ]]; then
   step "PostgreSQL store: conformance, restart and outage tests against a real server"
   if [[ -z "${DATABASE_URL:-}" ]]; then
     # A throwaway cluster under target/ on a free loopback port (Debian's postgresql is
-    # installed when missing), stopped and removed on exit after any EXIT trap already set.
+    # installed when missing), stopped and removed at the end.
     pg_dir=target/postgres/test-sh
-    previous_exit_trap=$(trap -p EXIT | sed -E 's/^trap -- (.*) EXIT$/\1/')
-    eval "previous_exit_trap=${previous_exit_trap:-''}"
-    trap "tests/postgres/cluster.sh stop $pg_dir; ${previous_exit_trap:-:}" EXIT
+    on_exit "tests/postgres/cluster.sh stop $pg_dir"
     DATABASE_URL=$(tests/postgres/cluster.sh start "$pg_dir")
   fi
   export DATABASE_URL

@@ -11,11 +11,12 @@ use std::process::Command;
 use common::{Served, BIN};
 use serde_json::{json, Value};
 
-/// A config file putting the store in `dir`, with `orders/` durable.
+/// A config file putting the store in `dir`, with `orders/` durable, and no MQTT `$SYS` figures
+/// (they would be stored beside the tests' channels).
 fn config(dir: &Path) -> tempfile::NamedTempFile {
     let file = tempfile::NamedTempFile::new().expect("config file");
     let text = format!(
-        "[storage]\nstore = \"sqlite\"\ndata_dir = {:?}\ndurable = [\"orders/\"]\n",
+        "[storage]\nstore = \"sqlite\"\ndata_dir = {:?}\ndurable = [\"orders/\"]\n\n[mqtt]\nsys_interval_secs = 0\n",
         dir.to_str().expect("utf-8 path")
     );
     std::fs::write(file.path(), text).expect("write config");
