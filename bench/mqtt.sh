@@ -44,7 +44,7 @@ start() {
   local target=$1 port=$2
   case "$target" in
   livehub)
-    LIVEHUB_CONFIG=$WORK/livehub.toml LIVEHUB_MQTT_LISTEN=127.0.0.1:$port taskset -c 0 \
+    LIVEHUB_CONFIG=$WORK/livehub.toml LIVEHUB_STORE=memory LIVEHUB_MQTT_LISTEN=127.0.0.1:$port taskset -c 0 \
       target/release/livehub serve --no-sources --listen 127.0.0.1:0 --log warn >"$WORK/$target.log" 2>&1 &
     ;;
   mosquitto)

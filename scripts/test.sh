@@ -25,7 +25,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step says when it starts, in seconds since the run began, so a slow suite shows in CI's log.
+step() { printf '\n==> [%4ds] %s\n' "$SECONDS" "$*"; }
 
 # Every LIVEHUB_SKIP_* takes the usual boolean spellings (1/0, true/false, yes/no, on/off, any
 # case), as livehub's own variables do; normalised here to the 1 or 0 that the checks below test.

@@ -28,7 +28,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 # the addresses it logged.
 start_livehub() {
   local config=$1 log=$2
-  LIVEHUB_CONFIG=$config LIVEHUB_MQTT_LISTEN=127.0.0.1:0 NO_COLOR=1 \
+  LIVEHUB_CONFIG=$config LIVEHUB_STORE=memory LIVEHUB_MQTT_LISTEN=127.0.0.1:0 NO_COLOR=1 \
     "$LIVEHUB" serve --no-sources --listen 127.0.0.1:0 --log info >"$log" 2>&1 &
   pids+=($!)
   for _ in $(seq 1 100); do

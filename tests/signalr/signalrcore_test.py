@@ -28,6 +28,8 @@ def start_server():
         [binary, "serve", "--listen", "127.0.0.1:0", "--no-sources", "--log", "info"],
         stderr=subprocess.PIPE,
         text=True,
+        # No data directory and no fixed MQTT port: parallel servers must not share either.
+        env={**os.environ, "LIVEHUB_STORE": "memory", "LIVEHUB_MQTT_LISTEN": "127.0.0.1:0"},
     )
     deadline = time.time() + WAIT
     while time.time() < deadline:
