@@ -130,7 +130,7 @@ for (const row of ROWS) {
           ],
         );
         assert.equal(got[0].message.epoch, published.epoch);
-        assert.equal(typeof got[0].message.time, "number");
+        assert.equal(typeof got[0].message.ts, "number");
       } finally {
         await hub.stop();
       }

@@ -4,6 +4,7 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use bytes::{BufMut, Bytes, BytesMut};
+use std::io::Write as _;
 use std::sync::LazyLock;
 
 use livehub_core::{Encoding, Payload, Publication, StreamPosition};
@@ -87,15 +88,25 @@ pub(crate) fn sse_event_positioned(publication: &Publication) -> &Bytes {
     })
 }
 
-/// The JSON form of a `message`, built by hand: the channel goes through serde_json's string
-/// escaping (straight into the buffer, so a name that needs none costs a copy), epochs are
-/// server-made and need none, and JSON data is already compact JSON text.
+/// The JSON form of a `message`: `{"type":"message",` and the shared fields.
 fn json_message(p: &Publication) -> Bytes {
-    let data_len = p.data.len();
-    let mut out = BytesMut::with_capacity(data_len + p.channel.as_str().len() + 96);
-    out.put_slice(b"{\"type\":\"message\",\"channel\":");
+    let mut out = BytesMut::with_capacity(p.data.len() + p.channel.as_str().len() + 96);
+    out.put_slice(b"{\"type\":\"message\",");
+    put_json_fields(&mut out, p);
+    out.put_u8(b'}');
+    out.freeze()
+}
+
+/// The fields of a publication as every JSON form of it carries them (the native `message`, a
+/// SignalR `Receive` argument): `"channel":…,"data":…,"offset":…,"epoch":"…","ts":…`, with
+/// binary data as base64 and `"encoding":"base64"`. Built by hand: the channel goes through
+/// serde_json's string escaping (straight into the buffer, so a name that needs none costs a
+/// copy), epochs are server-made and need none, and JSON data is already compact JSON text, sent
+/// byte for byte as it was published.
+pub(crate) fn put_json_fields(out: &mut BytesMut, p: &Publication) {
+    out.put_slice(b"\"channel\":");
     // Serializing a string into a growable buffer cannot fail.
-    let _ = serde_json::to_writer((&mut out).writer(), p.channel.as_str());
+    let _ = serde_json::to_writer(out.writer(), p.channel.as_str());
     out.put_slice(b",\"data\":");
     match &p.data {
         Payload::Json(json) => out.put_slice(json),
@@ -105,44 +116,68 @@ fn json_message(p: &Publication) -> Bytes {
             out.put_slice(b"\",\"encoding\":\"base64\"");
         }
     }
-    out.put_slice(
-        format!(",\"offset\":{},\"epoch\":\"{}\",\"ts\":{}}}", p.position.offset, p.position.epoch, p.ts)
-            .as_bytes(),
+    // Writing into a growable buffer cannot fail.
+    let _ = write!(
+        out.writer(),
+        ",\"offset\":{},\"epoch\":\"{}\",\"ts\":{}",
+        p.position.offset,
+        p.position.epoch,
+        p.ts
     );
-    out.freeze()
 }
 
-/// The MessagePack form of a `message`; JSON data is converted value by value.
+/// The MessagePack form of a `message`: `type` and the shared fields.
 fn msgpack_message(p: &Publication) -> Bytes {
-    let data = match &p.data {
-        Payload::Binary(bin) => rmpv::Value::Binary(bin.to_vec()),
-        Payload::Json(json) => match serde_json::from_slice::<Value>(json)
-            .map_err(|e| e.to_string())
-            .and_then(|v| rmpv::ext::to_value(v).map_err(|e| e.to_string()))
-        {
-            Ok(data) => data,
-            // `Payload::json` admits only data that parses here (depth within `MAX_DATA_DEPTH`,
-            // numbers within a float), so this is a broken invariant, not a client's mistake: say
-            // so loudly rather than deliver `null` quietly, and keep the connection going.
-            Err(e) => {
+    let mut fields = vec![("type".into(), "message".into())];
+    msgpack_fields(&mut fields, p, BinaryAs::Bin);
+    let mut out = Vec::with_capacity(p.data.len() + 64);
+    // Writing into a Vec cannot fail.
+    let _ = rmpv::encode::write_value(&mut out, &rmpv::Value::Map(fields));
+    Bytes::from(out)
+}
+
+/// How a MessagePack form carries binary data.
+#[derive(Clone, Copy)]
+pub(crate) enum BinaryAs {
+    /// As MessagePack `bin`, the native protocol's way and SignalR's over MessagePack.
+    Bin,
+    /// As base64 text with `"encoding": "base64"`, the way of the JSON forms (a SignalR result
+    /// over the JSON hub protocol is built as a value first).
+    Base64,
+}
+
+/// The fields of a publication as a MessagePack map's entries: channel, data, offset, epoch, ts
+/// (the same names as [`put_json_fields`]). JSON data is converted value by value.
+pub(crate) fn msgpack_fields(
+    fields: &mut Vec<(rmpv::Value, rmpv::Value)>,
+    p: &Publication,
+    binary: BinaryAs,
+) {
+    fields.push(("channel".into(), p.channel.as_str().into()));
+    match (&p.data, binary) {
+        (Payload::Binary(bin), BinaryAs::Bin) => {
+            fields.push(("data".into(), rmpv::Value::Binary(bin.to_vec())))
+        }
+        (Payload::Binary(bin), BinaryAs::Base64) => {
+            fields.push(("data".into(), STANDARD.encode(bin).into()));
+            fields.push(("encoding".into(), "base64".into()));
+        }
+        (Payload::Json(json), _) => {
+            let data = serde_json::from_slice::<rmpv::Value>(json).unwrap_or_else(|e| {
+                // `Payload::json` admits only data that parses here (depth within
+                // `MAX_DATA_DEPTH`, numbers within a float), so this is a broken invariant, not a
+                // client's mistake: say so loudly rather than deliver `nil` quietly, and keep the
+                // connection going.
                 tracing::error!(channel = %p.channel, offset = p.position.offset, error = %e,
                     "publication data admitted by Payload::json has no MessagePack form; sent as nil");
                 rmpv::Value::Nil
-            }
-        },
-    };
-    let map = rmpv::Value::Map(vec![
-        ("type".into(), "message".into()),
-        ("channel".into(), p.channel.as_str().into()),
-        ("data".into(), data),
-        ("offset".into(), p.position.offset.into()),
-        ("epoch".into(), p.position.epoch.as_str().into()),
-        ("ts".into(), p.ts.into()),
-    ]);
-    let mut out = Vec::with_capacity(p.data.len() + 64);
-    // Writing into a Vec cannot fail.
-    let _ = rmpv::encode::write_value(&mut out, &map);
-    Bytes::from(out)
+            });
+            fields.push(("data".into(), data));
+        }
+    }
+    fields.push(("offset".into(), p.position.offset.into()));
+    fields.push(("epoch".into(), p.position.epoch.as_str().into()));
+    fields.push(("ts".into(), p.ts.into()));
 }
 
 /// A publication as a JSON value (inside `history` replies, long-poll bodies and `latest`).

@@ -308,7 +308,7 @@ async fn each_method_answers_with_a_completion_over_json() {
     let message = &receive["arguments"][1];
     assert_eq!((message["channel"].clone(), message["data"].clone()), (json!("m/a"), json!({ "v": 1 })));
     assert_eq!((message["offset"].clone(), message["epoch"].clone()), (json!(1), published["epoch"].clone()));
-    assert!(message["time"].as_u64().is_some(), "{message}");
+    assert!(message["ts"].as_u64().is_some(), "{message}");
 
     // Names are matched case-insensitively.
     let own = hub.invoke("2", "pUbLiSh", json!(["m/a", [1, 2]])).await;

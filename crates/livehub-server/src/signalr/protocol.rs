@@ -4,10 +4,10 @@
 //! Decoding is for untrusted bytes: every error is a [`ProtocolError`], nothing panics, and
 //! nesting is bounded (serde_json's own limit for JSON, [`MAX_MSGPACK_DEPTH`] for MessagePack).
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use livehub_core::{Payload, Publication, MAX_DATA_DEPTH};
+
+use crate::protocol::{msgpack_fields, put_json_fields, BinaryAs};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -527,29 +527,16 @@ fn put_msgpack(out: &mut BytesMut, value: &rmpv::Value) {
     out.put_slice(&body);
 }
 
-/// A publication as the `message` argument of a client method or a stream item: channel, data,
-/// offset, epoch and server time. JSON carries binary data as base64 with `encoding`, as the
-/// native protocol does; MessagePack carries it as binary.
+/// A publication as the `message` argument of a client method or a stream item: the fields of
+/// the native protocol's `message` (channel, data, offset, epoch, ts). JSON carries binary data
+/// as base64 with `encoding`, as the native protocol does; MessagePack carries it as binary.
 pub(crate) fn message_value(protocol: Protocol, p: &Publication) -> rmpv::Value {
-    let mut fields = vec![("channel".into(), p.channel.as_str().into())];
-    match (&p.data, protocol) {
-        (Payload::Binary(bin), Protocol::MessagePack) => {
-            fields.push(("data".into(), rmpv::Value::Binary(bin.to_vec())))
-        }
-        (Payload::Binary(bin), Protocol::Json) => {
-            fields.push(("data".into(), STANDARD.encode(bin).into()));
-            fields.push(("encoding".into(), "base64".into()));
-        }
-        (Payload::Json(json), _) => {
-            // `Payload::json` admits only data that parses (within the depth limit), so `Nil`
-            // stands for a broken invariant, never for a client's data.
-            let data = serde_json::from_slice::<rmpv::Value>(json).unwrap_or(rmpv::Value::Nil);
-            fields.push(("data".into(), data));
-        }
-    }
-    fields.push(("offset".into(), p.position.offset.into()));
-    fields.push(("epoch".into(), p.position.epoch.as_str().into()));
-    fields.push(("time".into(), p.ts.into()));
+    let binary = match protocol {
+        Protocol::Json => BinaryAs::Base64,
+        Protocol::MessagePack => BinaryAs::Bin,
+    };
+    let mut fields = Vec::with_capacity(6);
+    msgpack_fields(&mut fields, p, binary);
     rmpv::Value::Map(fields)
 }
 
@@ -558,29 +545,14 @@ pub(crate) fn publication_record(protocol: Protocol, target: &str, p: &Publicati
     let mut out = BytesMut::with_capacity(p.data.len() + p.channel.as_str().len() * 2 + 128);
     match protocol {
         Protocol::Json => {
-            // Built by hand, so that JSON data goes out byte for byte as it was published.
             out.put_slice(b"{\"type\":1,\"target\":");
+            // Serializing a string into a growable buffer cannot fail.
             let _ = serde_json::to_writer((&mut out).writer(), target);
             out.put_slice(b",\"arguments\":[");
             let _ = serde_json::to_writer((&mut out).writer(), p.channel.as_str());
-            out.put_slice(b",{\"channel\":");
-            let _ = serde_json::to_writer((&mut out).writer(), p.channel.as_str());
-            out.put_slice(b",\"data\":");
-            match &p.data {
-                Payload::Json(json) => out.put_slice(json),
-                Payload::Binary(bin) => {
-                    out.put_u8(b'"');
-                    out.put_slice(STANDARD.encode(bin).as_bytes());
-                    out.put_slice(b"\",\"encoding\":\"base64\"");
-                }
-            }
-            out.put_slice(
-                format!(
-                    ",\"offset\":{},\"epoch\":\"{}\",\"time\":{}}}]}}",
-                    p.position.offset, p.position.epoch, p.ts
-                )
-                .as_bytes(),
-            );
+            out.put_slice(b",{");
+            put_json_fields(&mut out, p);
+            out.put_slice(b"}]}");
             out.put_u8(RECORD_SEPARATOR);
         }
         Protocol::MessagePack => {
