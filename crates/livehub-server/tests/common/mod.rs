@@ -186,6 +186,18 @@ impl Ws {
         }
     }
 
+    /// Waits for the connection to end: `Some(code)` for a close frame, `None` for a reset or an
+    /// end without one (a client that stopped reading may never get the server's close frame).
+    pub async fn ended(&mut self) -> Option<u16> {
+        loop {
+            match tokio::time::timeout(WAIT, self.stream.next()).await.expect("end in time") {
+                Some(Ok(Message::Close(frame))) => return Some(frame.map_or(1005, |f| u16::from(f.code))),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+
     /// Waits for the server to close, returning the close code.
     pub async fn closed(&mut self) -> u16 {
         loop {
