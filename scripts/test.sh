@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test suite of livehub. The README's test command; CI runs exactly this.
 #
-# Installs what it needs when missing (Node.js and Chromium from Debian, the npm packages of the
-# client and the dashboard, nginx with nchan and Node's ws for the benchmark peers, and the Python
+# Installs what it needs when missing (Node.js, Chromium, Maven and a JDK from Debian, the npm
+# packages of the client and the dashboard, the Java SignalR client from Maven Central into
+# target/m2, nginx with nchan and Node's ws for the benchmark peers, and the Python
 # packages of tests/requirements.txt in a virtual environment under target/venv, made by
 # scripts/venv.sh), so it works on a fresh Debian machine with the Rust toolchain.
 #
@@ -14,7 +15,8 @@
 #   LIVEHUB_SKIP_BENCH=1       skip the quick benchmark comparison (nchan, Node ws, Python websockets)
 #   LIVEHUB_SKIP_FUZZ=1        skip fuzzing the decoders (FUZZ_SECS, default 10, per target)
 #   LIVEHUB_SKIP_ATTACK=1      skip the attack suite (ATTACK_SECS, default 8, per attack)
-#   LIVEHUB_SKIP_SIGNALR=1     skip the official SignalR JavaScript client suite
+#   LIVEHUB_SKIP_SIGNALR=1     skip the SignalR suite (the official JavaScript and Java clients, signalrcore)
+#   LIVEHUB_SKIP_SIGNALR_JAVA=1  skip only its Java client (Maven and a JDK, installed when missing)
 #   LIVEHUB_SKIP_MQTT=1        skip the MQTT suite (Paho, mosquitto_pub/sub, MQTT.js; livehub and Mosquitto)
 #   LIVEHUB_SKIP_POSTGRES=1    skip the PostgreSQL store's tests (they need Debian's postgresql,
 #                              installed when missing; DATABASE_URL set uses that server instead)
@@ -61,6 +63,10 @@ if ! skipped LIVEHUB_SKIP_JS || ! skipped LIVEHUB_SKIP_BROWSER || ! skipped LIVE
 fi
 if ! skipped LIVEHUB_SKIP_BROWSER || { ! skipped LIVEHUB_SKIP_JS && ! skipped LIVEHUB_SKIP_PACK; }; then
   [[ -x /usr/bin/chromium ]] || debs+=(chromium)
+fi
+if ! skipped LIVEHUB_SKIP_SIGNALR && ! skipped LIVEHUB_SKIP_SIGNALR_JAVA; then
+  command -v mvn >/dev/null || debs+=(maven)
+  command -v javac >/dev/null || debs+=(default-jdk-headless)
 fi
 if ! skipped LIVEHUB_SKIP_MQTT; then
   command -v mosquitto_sub >/dev/null || debs+=(mosquitto-clients)
@@ -175,7 +181,7 @@ if [[ "${LIVEHUB_SKIP_FUZZ:-0}" != 1 ]]; then
 fi
 
 if [[ "${LIVEHUB_SKIP_SIGNALR:-0}" != 1 ]]; then
-  step "SignalR: the official @microsoft/signalr client over every transport and both hub protocols"
+  step "SignalR: the official JavaScript client over every transport and both hub protocols, signalrcore, the official Java client"
   if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     apt-get update -qq && apt-get install -y -qq nodejs npm
   fi
