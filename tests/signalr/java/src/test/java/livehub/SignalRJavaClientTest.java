@@ -72,7 +72,7 @@ class SignalRJavaClientTest {
     JsonElement data;
     long offset;
     String epoch;
-    long time;
+    long ts;
   }
 
   /** A {@code Receive} invocation: its channel argument and its message. */
@@ -230,7 +230,7 @@ class SignalRJavaClientTest {
       assertEquals(json("{\"n\":1}"), first.data);
       assertEquals(1, first.offset);
       assertEquals(ack.get("epoch").getAsString(), first.epoch);
-      assertTrue(first.time > 0, "time is set");
+      assertTrue(first.ts > 0, "ts is set");
 
       // Publish from the Java client: a result, then the message back as a subscriber.
       JsonObject published = await(hub.invoke(JsonObject.class, "Publish", name, Map.of("n", 2)));
