@@ -89,33 +89,70 @@ fi
 # Load tests of our own only target loopback, and must not inherit a proxy.
 export NO_PROXY="127.0.0.1,localhost" no_proxy="127.0.0.1,localhost"
 
-step "Rust: unit and integration tests"
-# livehub-postgres needs a PostgreSQL server: its own block below starts one.
-cargo test --workspace --all-targets --exclude livehub-postgres
+# What the suites run is compiled first, at once: the workspace's tests (debug), the release
+# binary (Autobahn, attack suite, benchmarks) and the fuzz targets. The release and fuzz builds go
+# to their own folders and run beside the test build, filling the core a link step leaves idle;
+# their logs are printed when they fail.
+mkdir -p target/test-logs
+declare -A builds=()
+build_in_background() {
+  local name=$1
+  shift
+  ("$@") >"target/test-logs/$name.log" 2>&1 &
+  builds[$name]=$!
+  on_exit "kill ${builds[$name]} 2>/dev/null"
+}
+# Waits for the background build `name`, failing the run with its log when it failed.
+built() {
+  local name=$1
+  [[ -n "${builds[$name]:-}" ]] || return 0
+  if ! wait "${builds[$name]}"; then
+    tail -n 60 "target/test-logs/$name.log" >&2
+    echo "test.sh: building $name failed (log: target/test-logs/$name.log)" >&2
+    exit 1
+  fi
+  unset "builds[$name]"
+}
+if ! skipped LIVEHUB_SKIP_AUTOBAHN || ! skipped LIVEHUB_SKIP_ATTACK || ! skipped LIVEHUB_SKIP_BENCH; then
+  build_in_background release cargo build --release --bin livehub
+fi
+if ! skipped LIVEHUB_SKIP_FUZZ; then
+  # cargo-fuzz from crates.io. On stable Rust it fuzzes without a sanitizer (-s none): a panic,
+  # an abort or a stack overflow still fails the run, and coverage still guides it.
+  command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
+  build_in_background fuzz cargo fuzz build --fuzz-dir fuzz -s none
+fi
+
+# The PostgreSQL store's tests (crates/livehub-postgres, and the binary on PostgreSQL in
+# crates/livehub/tests/store_postgres.rs) share one throwaway cluster under target/ on a free
+# loopback port (Debian's postgresql is installed when missing), stopped and removed at the end;
+# DATABASE_URL set uses that server instead.
+rust_scope=(--workspace)
+if skipped LIVEHUB_SKIP_POSTGRES; then
+  rust_scope+=(--exclude livehub-postgres)
+elif [[ -z "${DATABASE_URL:-}" ]]; then
+  pg_dir=target/postgres/test-sh
+  on_exit "tests/postgres/cluster.sh stop $pg_dir"
+  DATABASE_URL=$(tests/postgres/cluster.sh start "$pg_dir")
+  export DATABASE_URL
+fi
+
+step "Rust: unit and integration tests (PostgreSQL at ${DATABASE_URL:-none})"
+cargo test "${rust_scope[@]}" --all-targets
 
 if [[ "${LIVEHUB_SKIP_JS:-0}" != 1 ]]; then
   step "TypeScript client: build and tests against the real server binary"
-  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-    apt-get update -qq && apt-get install -y -qq nodejs npm
-  fi
   cargo build --bin livehub
   (cd clients/js && npm ci --no-audit --no-fund && LIVEHUB_BIN="$PWD/../../target/debug/livehub" npm test)
   if [[ "${LIVEHUB_SKIP_PACK:-0}" != 1 ]]; then
     # npm pack, the tarball installed in a scratch project under target/client-pack, and the
     # README's example run from there under Node 20 with ws, as CommonJS and in Chromium.
-    [[ -x /usr/bin/chromium ]] || { apt-get update -qq && apt-get install -y -qq chromium; }
     LIVEHUB_BIN="$PWD/target/debug/livehub" clients/js/test/pack.sh
   fi
 fi
 
 if [[ "${LIVEHUB_SKIP_BROWSER:-0}" != 1 ]]; then
   step "Dashboard: the committed bundle matches its sources, and end-to-end tests in headless Chromium"
-  missing=()
-  command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
-  [[ -x /usr/bin/chromium ]] || missing+=(chromium)
-  if ((${#missing[@]})); then
-    apt-get update -qq && apt-get install -y -qq "${missing[@]}"
-  fi
   cargo build --bin livehub
   (
     cd web
@@ -137,7 +174,7 @@ fi
 
 if [[ "${LIVEHUB_SKIP_AUTOBAHN:-0}" != 1 ]]; then
   step "WebSocket conformance: Autobahn|Testsuite sections 1-10 against the test echo endpoint"
-  cargo build --release --bin livehub
+  built release
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   log=$(mktemp)
   LIVEHUB_STORE=memory LIVEHUB_MQTT_LISTEN=127.0.0.1:0 target/release/livehub serve --listen "127.0.0.1:$port" --test-endpoints --log warn >"$log" 2>&1 &
@@ -155,66 +192,55 @@ fi
 
 if [[ "${LIVEHUB_SKIP_ATTACK:-0}" != 1 ]]; then
   step "Attack suite: hostile clients against the release binary while a legitimate one is served"
-  cargo build --release --bin livehub
+  built release
   ATTACK_SECS="${ATTACK_SECS:-8}" python3 tests/attack/attack.py target/release/livehub
 fi
 
 if [[ "${LIVEHUB_SKIP_FUZZ:-0}" != 1 ]]; then
   secs=${FUZZ_SECS:-10}
-  step "Fuzzing: every decoder of untrusted bytes (fuzz/), ${secs} s each, from the kept corpus"
-  # cargo-fuzz from crates.io. On stable Rust it fuzzes without a sanitizer (-s none): a panic,
-  # an abort or a stack overflow still fails the run, and coverage still guides it.
-  command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
-  for target in $(cargo fuzz list --fuzz-dir fuzz); do
+  step "Fuzzing: every decoder of untrusted bytes (fuzz/), ${secs} s each, two at a time, from the kept corpus"
+  built fuzz
+  fuzz_one() {
+    local target=$1
     # New inputs go to a scratch folder; the kept corpus (fuzz/corpus) is only read.
-    scratch="target/fuzz-corpus/$target"
+    local scratch="target/fuzz-corpus/$target"
     mkdir -p "$scratch"
-    log="$scratch.log"
     if ! cargo fuzz run --fuzz-dir fuzz -s none "$target" "$scratch" "fuzz/corpus/$target" -- \
-      -max_total_time="$secs" -rss_limit_mb=2048 >"$log" 2>&1; then
-      tail -n 40 "$log" >&2
+      -max_total_time="$secs" -rss_limit_mb=2048 >"$scratch.log" 2>&1; then
+      tail -n 40 "$scratch.log" >&2
       echo "fuzz target $target failed; the input is in fuzz/artifacts/$target" >&2
-      exit 1
+      return 1
     fi
-    echo "fuzz $target: $(grep -E '^Done' "$log" | tail -n 1)"
+    echo "fuzz $target: $(grep -E '^Done' "$scratch.log" | tail -n 1)"
+  }
+  # The two cores fuzz a target each; any failure fails the step once both have finished.
+  targets=($(cargo fuzz list --fuzz-dir fuzz))
+  for ((i = 0; i < ${#targets[@]}; i += 2)); do
+    fuzz_one "${targets[i]}" &
+    first=$!
+    second_ok=0
+    if ((i + 1 < ${#targets[@]})); then fuzz_one "${targets[i + 1]}" || second_ok=1; fi
+    wait "$first" && ((second_ok == 0)) || exit 1
   done
 fi
 
 if [[ "${LIVEHUB_SKIP_SIGNALR:-0}" != 1 ]]; then
   step "SignalR: the official JavaScript client over every transport and both hub protocols, signalrcore, the official Java client"
-  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-    apt-get update -qq && apt-get install -y -qq nodejs npm
-  fi
   cargo build --bin livehub
   LIVEHUB_BIN="$PWD/target/debug/livehub" tests/signalr/run.sh
 fi
 
 if [[ "${LIVEHUB_SKIP_MQTT:-0}" != 1 ]]; then
   step "MQTT: Paho, mosquitto_pub/sub and MQTT.js against livehub and Debian's Mosquitto"
-  if ! command -v mosquitto_sub >/dev/null || [[ ! -x /usr/sbin/mosquitto ]]; then
-    apt-get update -qq && apt-get install -y -qq mosquitto mosquitto-clients
-  fi
   # Debian's package starts a Mosquitto on 1883; the suite runs its own on a free port.
   cargo build --bin livehub
   tests/mqtt/run.sh target/debug/livehub
 fi
 
-if [[ "${LIVEHUB_SKIP_POSTGRES:-0}" != 1 ]]; then
-  step "PostgreSQL store: conformance, restart and outage tests against a real server"
-  if [[ -z "${DATABASE_URL:-}" ]]; then
-    # A throwaway cluster under target/ on a free loopback port (Debian's postgresql is
-    # installed when missing), stopped and removed at the end.
-    pg_dir=target/postgres/test-sh
-    on_exit "tests/postgres/cluster.sh stop $pg_dir"
-    DATABASE_URL=$(tests/postgres/cluster.sh start "$pg_dir")
-  fi
-  export DATABASE_URL
-  cargo test -p livehub-postgres --all-targets
-fi
-
 if [[ "${LIVEHUB_SKIP_BENCH:-0}" != 1 ]]; then
   # Tiny sizes: this checks that every peer and scenario still runs, it measures nothing.
   step "Benchmarks: every scenario against livehub and each peer server, with tiny sizes"
+  built release
   bench/compare.sh --quick
 fi
 
