@@ -119,8 +119,11 @@ fi
 if ! skipped LIVEHUB_SKIP_FUZZ; then
   # cargo-fuzz from crates.io. On stable Rust it fuzzes without a sanitizer (-s none): a panic,
   # an abort or a stack overflow still fails the run, and coverage still guides it.
-  command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
-  build_in_background fuzz cargo fuzz build --fuzz-dir fuzz -s none
+  fuzz_build() {
+    command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
+    cargo fuzz build --fuzz-dir fuzz -s none
+  }
+  build_in_background fuzz fuzz_build
 fi
 
 # The PostgreSQL store's tests (crates/livehub-postgres, and the binary on PostgreSQL in
