@@ -199,8 +199,7 @@ impl App {
         let max_body_size = self.config().limits.max_body_size;
         let mut router = Router::new()
             .route("/", get(dashboard::index))
-            .route("/assets/app.js", get(dashboard::script))
-            .route("/assets/app.css", get(dashboard::style))
+            .route("/assets/{name}", get(dashboard::asset))
             .route("/health", get(api::health))
             .route("/api/sources", get(api::sources))
             .route("/ws", get(ws::upgrade))
