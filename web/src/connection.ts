@@ -273,6 +273,8 @@ export class Connection {
 
   private rememberMode(): void {
     save("transport", this.mode);
+    // The selector may cut a long name short; its tooltip says it whole.
+    this.select.title = `Transport: ${this.mode === "auto" ? "automatic" : TRANSPORT_TEXT[this.mode]}`;
     const url = new URL(location.href);
     if (this.mode === "auto") {
       url.searchParams.delete("transport");

@@ -214,10 +214,7 @@ impl App {
         if self.config().test_endpoints {
             router = router.route("/_test/echo", get(ws::echo));
         }
-        router = router.merge(signalr::routes(self));
-        if self.config().mqtt.websocket {
-            router = router.route("/mqtt", get(mqtt::upgrade));
-        }
+        router = router.merge(signalr::routes(self)).route("/mqtt", get(mqtt::upgrade));
         router
             .fallback(|| async {
                 ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such endpoint")

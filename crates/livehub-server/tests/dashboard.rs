@@ -88,7 +88,8 @@ async fn the_chunks_the_page_loads_on_demand_are_served() {
     }
     assert!(seen.len() > 2, "app.js loads chunks on demand: {seen:?}");
 
-    for path in ["/assets/chunk-NOTTHERE.js", "/assets/index.html", "/assets/..%2Fapp.js", "/assets/app.map"] {
+    for path in ["/assets/chunk-NOTTHERE.js", "/assets/index.html", "/assets/..%2Fapp.js", "/assets/app.map"]
+    {
         let response = get(&server, path, None).await;
         assert_eq!(response.status(), 404, "{path}");
     }

@@ -58,13 +58,16 @@ export function mqttLink(options: MqttOptions): LinkOpener {
       });
       client.on("error", (err: Error & { code?: unknown }) => {
         if (!connected) {
+          // A refused CONNACK has a reason code; a failed socket is told apart on close.
+          if (typeof err.code === "number") {
+            reject(connectError(err));
+          }
           client.end(true);
-          reject(connectError(err));
         }
       });
       client.on("close", () => {
         if (!connected) {
-          reject(linkError("transport_failed", "the MQTT connection closed before CONNACK"));
+          void disabled(options.baseUrl).then((error) => reject(error ?? linkError("transport_failed", "the MQTT connection closed before CONNACK")));
         } else if (open) {
           open = false;
           events.closed(linkError("disconnected", "the MQTT connection was lost"));
@@ -122,6 +125,23 @@ class MqttLink implements Link {
   close(): void {
     this.closing();
     this.client.end(true);
+  }
+}
+
+/**
+ * `transport_disabled` when a plain `GET /mqtt` says that the server has MQTT over WebSocket off:
+ * a browser cannot read why a handshake was refused.
+ */
+async function disabled(baseUrl: string): Promise<Error | null> {
+  try {
+    const response = await fetch(`${baseUrl}${MQTT_PATH}`, { cache: "no-store", signal: AbortSignal.timeout(2000) });
+    if (response.status !== 404) {
+      return null;
+    }
+    const body = (await response.json()) as { error?: { code?: string; message?: string } };
+    return body.error?.code === "transport_disabled" ? linkError("transport_disabled", body.error.message ?? "MQTT is disabled on this server") : null;
+  } catch {
+    return null;
   }
 }
 
