@@ -2,15 +2,17 @@
 // real binary: the official SignalR client over each of its transports (and MessagePack) and
 // MQTT.js over WebSocket, picked in the selector or the URL, loaded only when picked, named by the
 // indicator, carrying live data and an HTTP publish; across a cut line SignalR recovers what was
-// missed and MQTT refills from history; and a family the server switched off falls back.
+// missed and MQTT refills from history; a family the server switched off falls back; and with
+// access control on, the token in the page's URL reaches SignalR and MQTT.
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 
-import { publishHttp, startServer, waitFor } from "../../clients/js/test/harness.mjs";
+import { LIVEHUB_BIN, publishHttp, startServer, waitFor } from "../../clients/js/test/harness.mjs";
 import { PROMPT, RECONNECT, connected, cpuUpdates, launch, open, screenshot, startLine, unexpected } from "./browser.mjs";
 
 /** The transports of the other families, as the selector and `?transport=` name them. */
@@ -33,6 +35,9 @@ async function transportsInUse(url) {
   const { transports } = await response.json();
   return Object.keys(transports ?? {}).filter((t) => transports[t] > 0).sort();
 }
+
+/** A directory of the test's own for config files. */
+const CONFIGS = mkdtempSync(path.join(tmpdir(), "livehub-families-"));
 
 /** The activity feed's lines. */
 function feed(page) {
@@ -169,8 +174,7 @@ describe("SignalR and MQTT in the dashboard", () => {
 });
 
 test("SignalR or MQTT over WebSocket switched off on the server: the page falls back to automatic and says why", { timeout: 60000 }, async () => {
-  const dir = mkdtempSync(path.join(tmpdir(), "livehub-families-"));
-  const config = path.join(dir, "livehub.toml");
+  const config = path.join(CONFIGS, "off.toml");
   writeFileSync(config, "[signalr]\nenabled = false\n\n[mqtt]\nwebsocket = false\n");
   const server = await startServer(["--config", config]);
   const { page, errors, close } = await open(browser, `${server.url}/?transport=signalr-sse`);
@@ -189,6 +193,38 @@ test("SignalR or MQTT over WebSocket switched off on the server: the page falls 
     assert.deepEqual(unexpected(errors), []);
   } finally {
     await close();
+    await server.stop();
+  }
+});
+
+test("with access control on, SignalR and MQTT connect with the token from the page's URL, and say they are refused without one", { timeout: 60000 }, async () => {
+  const secret = "families-test-secret";
+  const config = path.join(CONFIGS, "auth.toml");
+  writeFileSync(config, `[auth.jwt]\nhmac_secret = "${secret}"\n`);
+  const server = await startServer(["--config", config]);
+  const token = execFileSync(LIVEHUB_BIN, ["token", "--secret", secret, "--sub", "viewer", "--subscribe", "#", "--subscribe", "$sys/#", "--ttl", "600"], {
+    stdio: ["ignore", "pipe", "ignore"],
+  })
+    .toString()
+    .trim();
+  try {
+    for (const transport of ["signalr-websockets", "signalr-long-polling", "mqtt"]) {
+      const allowed = await open(browser, `${server.url}/?token=${token}&transport=${transport}`);
+      const refused = await open(browser, `${server.url}/?transport=${transport}`);
+      try {
+        await connected(allowed.page, transport);
+        await cpuUpdates(allowed.page, RECONNECT);
+        await refused.page.waitForSelector('#conn-state[data-state="disconnected"]', { timeout: RECONNECT });
+        await waitFor(async () => (await feed(refused.page)).some((t) => /unauthori[sz]ed|credential/i.test(t)), RECONNECT, `the feed saying why ${transport} was refused`);
+        assert.deepEqual(allowed.errors, []);
+        // The refused negotiate is a 401, which Chromium logs.
+        assert.deepEqual(refused.errors.filter((e) => !/status of 401/.test(e)), []);
+      } finally {
+        await allowed.close();
+        await refused.close();
+      }
+    }
+  } finally {
     await server.stop();
   }
 });

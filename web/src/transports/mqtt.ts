@@ -50,6 +50,7 @@ export function mqttLink(options: MqttOptions): LinkOpener {
       const epoch = `mqtt-${++links}-${Math.random().toString(36).slice(2, 8)}`;
       const counts = new Map<string, number>();
       let connected = false;
+      let refused = false;
       let open = true;
       client.on("message", (topic, payload) => {
         const offset = (counts.get(topic) ?? 0) + 1;
@@ -60,13 +61,14 @@ export function mqttLink(options: MqttOptions): LinkOpener {
         if (!connected) {
           // A refused CONNACK has a reason code; a failed socket is told apart on close.
           if (typeof err.code === "number") {
+            refused = true;
             reject(connectError(err));
           }
           client.end(true);
         }
       });
       client.on("close", () => {
-        if (!connected) {
+        if (!connected && !refused) {
           void disabled(options.baseUrl).then((error) => reject(error ?? linkError("transport_failed", "the MQTT connection closed before CONNACK")));
         } else if (open) {
           open = false;
