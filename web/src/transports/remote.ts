@@ -1,8 +1,8 @@
 /**
  * A hub over a family the LiveHub client does not speak (SignalR, MQTT): the reconnect loop, the
  * status the indicator shows, and the pages' subscriptions with their recovery, around a `Link`,
- * one connection made by that family's official client (`link.ts`). The client's code is loaded on the first
- * connection attempt (`load`), so the default bundle does not carry it.
+ * one connection made by that family's official client (`link.ts`). The client's code is loaded
+ * on the first connection attempt (`load`), so the default bundle does not carry it.
  */
 
 import { Backoff } from "../../../clients/js/src/backoff.js";
@@ -42,6 +42,10 @@ export class RemoteHub extends Emitter<RemoteHubEvents> {
   private staleSince: number | null = null;
   private statusKey = "";
   private wake: (() => void) | null = null;
+  /** Ends the wait of `run` for the current link to close; `close()` calls it, since a closed link says nothing. */
+  private linkEnded: ((error: LiveHubError | null) => void) | null = null;
+  /** Counts connection attempts: a link of an earlier one delivers nothing more. */
+  private generation = 0;
   private readonly backoff = new Backoff(BACKOFF.base, BACKOFF.cap, BACKOFF.stableAfter);
   private readonly subs = new Map<string, Set<Subscription>>();
   /** Where each channel stands: the recovery point of the next subscribe. */
@@ -89,6 +93,7 @@ export class RemoteHub extends Emitter<RemoteHubEvents> {
     }
     this.running = false;
     this.wake?.();
+    this.linkEnded?.(null);
     this.link?.close();
     this.link = null;
     for (const set of this.subs.values()) {
@@ -138,13 +143,19 @@ export class RemoteHub extends Emitter<RemoteHubEvents> {
   private async run(): Promise<void> {
     while (this.running) {
       this.setState(this.attempt === 0 ? "connecting" : "reconnecting");
-      let closed: (error: LiveHubError | null) => void = () => {};
+      let end: (error: LiveHubError | null) => void = () => {};
       const ended = new Promise<LiveHubError | null>((resolve) => {
-        closed = resolve;
+        end = resolve;
       });
+      this.linkEnded = end;
+      const generation = ++this.generation;
       const events: LinkEvents = {
-        message: (m) => this.onMessage(m),
-        closed: (error) => closed(error ? asError(error, "disconnected") : null),
+        message: (m) => {
+          if (generation === this.generation && this.running) {
+            this.onMessage(m);
+          }
+        },
+        closed: (error) => end(error ? asError(error, "disconnected") : null),
       };
       let link: Link;
       try {
