@@ -54,11 +54,12 @@ export async function open(browser, url, { viewport = { width: 1280, height: 900
 
 /**
  * The errors left once those Chromium logs by itself are taken out: connections a stopped server
- * refuses or drops, and the 404 of a transport the server disabled. Anything else is a bug.
+ * refuses or drops (or a cut line breaks), and the 404 of a transport the server disabled.
+ * Anything else is a bug.
  */
 export function unexpected(errors) {
   const expected =
-    /WebSocket connection to .* failed|Failed to load resource: (net::ERR_CONNECTION_REFUSED|net::ERR_EMPTY_RESPONSE|net::ERR_CONNECTION_RESET|net::ERR_INCOMPLETE_CHUNKED_ENCODING|the server responded with a status of 404)/;
+    /WebSocket connection to .* failed|Failed to load resource: (net::ERR_CONNECTION_REFUSED|net::ERR_EMPTY_RESPONSE|net::ERR_CONNECTION_RESET|net::ERR_INCOMPLETE_CHUNKED_ENCODING|net::ERR_SOCKET_NOT_CONNECTED|the server responded with a status of 404)/;
   return errors.filter((e) => !expected.test(e));
 }
 
