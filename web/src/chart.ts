@@ -260,7 +260,9 @@ export class LiveChart {
     // The whole range, even where the server holds nothing: an empty left part says so.
     const span = this.buffer.spanMs;
     const windowSecs = Number.isFinite(span) ? span / 1000 : MIN_WINDOW_SECS;
-    const label = span > 3 * 3600_000 ? clockTime : time;
+    // Over an hour or more, ticks are minutes apart at least: no seconds in their labels.
+    const hours = span >= 3600_000;
+    const label = hours ? clockTime : time;
     return {
       width,
       height: spec.height ?? 200,
@@ -279,7 +281,7 @@ export class LiveChart {
           space: 70,
           grid: { stroke: GRID_STROKE, width: 1 },
           ticks: { stroke: GRID_STROKE, width: 1 },
-          incrs: TIME_STEPS,
+          incrs: hours ? TIME_STEPS.filter((secs) => secs >= 60) : TIME_STEPS,
           values: (_u, splits) => splits.map((v) => label(v * 1000)),
         },
         ...spec.axes.map(
@@ -308,13 +310,27 @@ export class LiveChart {
             stroke: s.color,
             width: s.width ?? 1.5,
             scale: s.scale ?? spec.axes[0]?.scale ?? "y",
-            points: { show: false },
+            // A value with no neighbour (a bucket between two gaps) has no line to be part of:
+            // it is drawn as a dot, or it would not show at all.
+            points: { show: true, size: 4, filter: isolated },
             ...(s.fill ? { fill: s.fill } : {}),
           }),
         ),
       ],
     };
   }
+}
+
+/** The indices of series `i`'s values that have no value on either side. */
+function isolated(u: uPlot, i: number): number[] {
+  const ys = u.data[i] ?? [];
+  const found: number[] = [];
+  for (let j = 0; j < ys.length; j++) {
+    if (ys[j] != null && ys[j - 1] == null && ys[j + 1] == null) {
+      found.push(j);
+    }
+  }
+  return found;
 }
 
 /** The distance between ticks (0 with fewer than two). */

@@ -155,8 +155,8 @@ export function bucketRows(answer: SeriesAnswer, fields: (string | null)[]): Buc
 }
 
 /**
- * What a chart says about its range, or `null` when the data covers it: the server holds
- * nothing yet, or nothing before some time inside the range (and why, when it knows).
+ * What a chart says about its range, or `null` when the data covers it (about): the server
+ * holds nothing yet, or nothing before some time inside the range (and why, when it knows).
  */
 export function coverageNote(answer: SeriesAnswer, channel: string): string | null {
   const retention = answer.retention;
@@ -164,7 +164,8 @@ export function coverageNote(answer: SeriesAnswer, channel: string): string | nu
   if (answer.oldestTs === null) {
     return `Nothing published on ${channel} is held yet.`;
   }
-  if (answer.oldestTs <= answer.from + answer.stepMs) {
+  // Data that starts a little after the range does (2 % of it and a bucket) needs no words.
+  if (answer.oldestTs <= answer.from + answer.stepMs + (answer.to - answer.from) / 50) {
     return null;
   }
   const since = answer.oldestTs < Date.now() - 20 * 3600_000 ? new Date(answer.oldestTs).toLocaleString("en-GB") : time(answer.oldestTs);
