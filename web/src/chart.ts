@@ -110,7 +110,7 @@ export class LiveChart {
     this.holder = h("div", { class: "plot", style: `height:${spec.height ?? 200}px` });
     this.el = h(
       "div",
-      { class: "chart", "data-chart": spec.key, "data-points": 0, "data-gaps": 0 },
+      { class: "chart", "data-chart": spec.key, "data-points": 0, "data-gaps": 0, "data-live": 0 },
       h("div", { class: "chart-head" }, h("h3", {}, spec.title), this.legend),
       this.holder,
     );
@@ -141,9 +141,13 @@ export class LiveChart {
     return this.spec.series.length;
   }
 
-  /** Adds one row. */
+  /** Live samples taken (`data-live`): the rows count goes down when a step's samples fold. */
+  private live = 0;
+
+  /** Adds one live row. */
   push(row: Row): void {
     if (this.buffer.push(row)) {
+      this.live++;
       this.invalidate();
     }
   }
@@ -183,6 +187,8 @@ export class LiveChart {
   invalidate(): void {
     this.el.dataset.points = String(this.buffer.length);
     this.el.dataset.gaps = String(this.buffer.gaps);
+    this.el.dataset.live = String(this.live);
+    this.el.dataset.updated = String(this.buffer.lastTs);
     if (this.active && !this.frame) {
       this.frame = requestAnimationFrame(() => {
         this.frame = 0;

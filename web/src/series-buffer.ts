@@ -110,19 +110,24 @@ export class SeriesBuffer {
 
   /**
    * Replaces the rows with a series answer's non-empty buckets (`buckets`, any order, for
-   * `..to`), keeping the live rows from `to` on: those the answer could not have counted.
+   * `..to`), keeping the live rows from `to` on: those the answer could not have counted. The
+   * rows older than the answer's first bucket stay too: a server that lost its history (a
+   * restart in memory) no longer has what the page drew, and a gap then shows what is missing.
    */
   load(buckets: BucketRow[], to: number): void {
-    const live = this.rows.slice(this.firstLive).filter((r) => r.ts >= to);
     const loaded = buckets
       .filter((b) => b.counts.some((c) => c > 0))
       .sort((a, b) => a.ts - b.ts)
       .map((b): Stored => ({ ts: b.ts, values: this.fit(b.values), counts: this.fit(b.counts).map((c) => c ?? 0), bucket: true }));
-    this.rows = loaded;
-    this.firstLive = loaded.length;
-    for (const row of live) {
-      this.rows.push(row);
-    }
+    const cut = loaded[0]?.ts ?? to;
+    const older = this.rows.filter((r) => r.ts < cut);
+    const live = this.rows.filter((r) => r.ts >= to && !r.bucket);
+    this.rows = [...older, ...loaded];
+    // Live rows stay apart only at the end: with buckets loaded, the older ones stay as they
+    // are (a step's worth at most); without, they are still the end and fold in their turn.
+    const firstOlderLive = older.findIndex((r) => !r.bucket);
+    this.firstLive = loaded.length === 0 && firstOlderLive >= 0 ? firstOlderLive : this.rows.length;
+    this.rows.push(...live.filter((r) => r.ts > (this.rows[this.rows.length - 1]?.ts ?? Number.NEGATIVE_INFINITY)));
     this.fold();
     this.trim();
     this.changed();

@@ -97,3 +97,16 @@ test("the capacity bounds the rows whatever the window", () => {
   b.setSeriesCount(3);
   assert.equal(b.data().length, 4, "time and three series");
 });
+
+test("rows older than the answer stay: a server that lost its history leaves a gap, not a blank", () => {
+  const b = buffer();
+  b.load([bucket(0, 1), bucket(1, 2)], T + 2 * STEP);
+  // The server restarted in memory: it holds only what came after, from bucket 10 on.
+  b.load([bucket(10, 5), bucket(11, 6)], T + 12 * STEP);
+  assert.deepEqual(b.data()[1], [1, 2, null, 5, 6]);
+  assert.equal(b.gaps, 1);
+  // An answer with nothing in it keeps everything, live rows included.
+  b.push({ ts: T + 12 * STEP + 500, values: [7] });
+  b.load([], T + 12 * STEP + 100);
+  assert.deepEqual(b.data()[1], [1, 2, null, 5, 6, 7]);
+});
