@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test suite of livehub. The README's test command; CI runs exactly this.
 #
-# Installs what it needs when missing (Node.js and Chromium from Debian, the npm packages of the
+# Installs what it needs when missing (Node.js, Chromium and the sqlite3 CLI from Debian, the npm packages of the
 # client and the dashboard, nginx with nchan and Node's ws for the benchmark peers, and the Python
 # packages of tests/requirements.txt in a virtual environment under target/venv, made by
 # scripts/venv.sh), so it works on a fresh Debian machine with the Rust toolchain.
@@ -62,6 +62,10 @@ fi
 if ! skipped LIVEHUB_SKIP_BROWSER || { ! skipped LIVEHUB_SKIP_JS && ! skipped LIVEHUB_SKIP_PACK; }; then
   [[ -x /usr/bin/chromium ]] || debs+=(chromium)
 fi
+# The dashboard's series test moves a stopped server's history back in time with the sqlite3 CLI.
+if ! skipped LIVEHUB_SKIP_BROWSER; then
+  command -v sqlite3 >/dev/null || debs+=(sqlite3)
+fi
 if ! skipped LIVEHUB_SKIP_MQTT; then
   command -v mosquitto_sub >/dev/null || debs+=(mosquitto-clients)
   [[ -x /usr/sbin/mosquitto ]] || debs+=(mosquitto)
@@ -107,6 +111,7 @@ if [[ "${LIVEHUB_SKIP_BROWSER:-0}" != 1 ]]; then
   missing=()
   command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
   [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+  command -v sqlite3 >/dev/null || missing+=(sqlite3)
   if ((${#missing[@]})); then
     apt-get update -qq && apt-get install -y -qq "${missing[@]}"
   fi

@@ -380,6 +380,8 @@ export function paddedRange(min: number, max: number): [number, number] {
   if (!Number.isFinite(min) || !Number.isFinite(max)) {
     return [0, 1];
   }
-  const pad = Math.max((max - min) * 0.15, Math.abs(max) * 0.002, 0.1);
+  // At least a quarter of a unit each side: a chart opening on a few quiet buckets would
+  // otherwise tick every 0.05, and two decimals widen the axis into a phone's plot.
+  const pad = Math.max((max - min) * 0.15, Math.abs(max) * 0.002, 0.25);
   return [min - pad, max + pad];
 }
