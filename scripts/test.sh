@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test suite of livehub. The README's test command; CI runs exactly this.
 #
-# Installs what it needs when missing (Node.js, Chromium and the sqlite3 CLI from Debian, the npm packages of the
-# client and the dashboard, nginx with nchan and Node's ws for the benchmark peers, and the Python
-# packages of tests/requirements.txt in a virtual environment under target/venv, made by
-# scripts/venv.sh), so it works on a fresh Debian machine with the Rust toolchain.
+# Installs what it needs when missing (Node.js, Chromium and the sqlite3 CLI from Debian, the npm
+# packages of the client and the dashboard, nginx with nchan and Node's ws for the benchmark peers,
+# and the Python packages of tests/requirements.txt in a virtual environment under target/venv,
+# made by scripts/venv.sh), so it works on a fresh Debian machine with the Rust toolchain.
 #
 #   scripts/test.sh            everything
 #   LIVEHUB_SKIP_AUTOBAHN=1    skip the Autobahn suite (quick local runs)
