@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test suite of livehub. The README's test command; CI runs exactly this.
 #
-# Installs what it needs when missing (Node.js, Chromium, Maven and a JDK from Debian, the npm
-# packages of the client and the dashboard, the Java SignalR client from Maven Central into
-# target/m2, nginx with nchan and Node's ws for the benchmark peers, and the Python
+# Installs what it needs when missing (Node.js, Chromium, the sqlite3 CLI, Maven and a JDK from
+# Debian, the npm packages of the client and the dashboard, the Java SignalR client from Maven
+# Central into target/m2, nginx with nchan and Node's ws for the benchmark peers, and the Python
 # packages of tests/requirements.txt in a virtual environment under target/venv, made by
 # scripts/venv.sh), so it works on a fresh Debian machine with the Rust toolchain.
 #
@@ -67,6 +67,10 @@ fi
 if ! skipped LIVEHUB_SKIP_SIGNALR && ! skipped LIVEHUB_SKIP_SIGNALR_JAVA; then
   command -v mvn >/dev/null || debs+=(maven)
   command -v javac >/dev/null || debs+=(default-jdk-headless)
+fi
+# The dashboard's series test moves a stopped server's history back in time with the sqlite3 CLI.
+if ! skipped LIVEHUB_SKIP_BROWSER; then
+  command -v sqlite3 >/dev/null || debs+=(sqlite3)
 fi
 if ! skipped LIVEHUB_SKIP_MQTT; then
   command -v mosquitto_sub >/dev/null || debs+=(mosquitto-clients)

@@ -37,11 +37,17 @@ export function launch() {
 }
 
 /**
- * Opens `url` in a fresh context of `browser`. Every console error and uncaught exception is
- * recorded in `errors`, which each test checks at its end.
+ * Opens `url` in a fresh context of `browser`, with `storage` in its localStorage. Every console
+ * error and uncaught exception is recorded in `errors`, which each test checks at its end.
  */
-export async function open(browser, url, { viewport = { width: 1280, height: 900 }, colorScheme = "dark", isMobile = false } = {}) {
+export async function open(browser, url, { viewport = { width: 1280, height: 900 }, colorScheme = "dark", isMobile = false, storage = {} } = {}) {
   const context = await browser.newContext({ viewport, colorScheme, isMobile, hasTouch: isMobile });
+  // Preferences the page finds stored (`storage`: key → JSON value), as if picked before.
+  if (Object.keys(storage).length) {
+    await context.addInitScript((items) => {
+      for (const [key, value] of Object.entries(items)) localStorage.setItem(key, JSON.stringify(value));
+    }, storage);
+  }
   const page = await context.newPage();
   const errors = [];
   page.on("console", (message) => {

@@ -1,5 +1,5 @@
 // The small things new users saw: a legend entry for the per-core CPU lines, no empty swap meter
-// on a host without swap, "client" for one client, and a loading state while history loads.
+// on a host without swap, "client" for one client, and a loading state while the series loads.
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -42,13 +42,13 @@ test("the per-core lines have a legend entry, swap has no empty meter, one clien
   }
 });
 
-test("the charts say they are loading while their history is on its way", { timeout: 30000 }, async () => {
+test("the charts say they are loading while their series is on its way", { timeout: 30000 }, async () => {
   const context = await browser.newContext();
   try {
     const page = await context.newPage();
     let release;
     const held = new Promise((resolve) => (release = resolve));
-    await page.route("**/api/channels/metrics/system/history**", async (route) => {
+    await page.route("**/api/channels/metrics/system/series**", async (route) => {
       await held;
       await route.continue();
     });

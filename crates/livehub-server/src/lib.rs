@@ -24,6 +24,8 @@ mod mqtt;
 mod poll;
 mod protocol;
 mod resume;
+mod series;
+mod series_fields;
 mod signalr;
 mod sse;
 mod storage;
