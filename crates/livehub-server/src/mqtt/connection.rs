@@ -84,16 +84,42 @@ impl From<DecodeError> for End {
 
 /// Serves one accepted connection (TCP, TLS or WebSocket), from its `CONNECT` to its end.
 /// `slot` is its half-open slot, held until the `CONNECT` has arrived.
-pub(crate) async fn serve<S>(app: App, mqtt: Arc<Mqtt>, mut io: S, peer: SocketAddr, slot: Option<Slot>)
+///
+/// Not an `async fn`: one would keep its arguments in the connection's task for its whole life,
+/// next to the copies made from them. Here they go into the boxed start, which is freed once the
+/// client is connected, as is the boxed end: what only the start and the end of a connection
+/// need would otherwise stay in its task.
+pub(crate) fn serve<S>(
+    app: App,
+    mqtt: Arc<Mqtt>,
+    io: S,
+    peer: SocketAddr,
+    slot: Option<Slot>,
+) -> impl Future<Output = ()> + Send
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    // Boxed, here and below: what only the start and the end of a connection need would
-    // otherwise stay in its task for its whole life.
-    let Some((connect, buf)) = Box::pin(read_connect(&app, &mut io, peer, slot)).await else { return };
-    let Some(mut conn) = Box::pin(Conn::accept(app, mqtt, io, buf, peer, connect)).await else { return };
-    let end = conn.run().await;
-    Box::pin(conn.finish(end)).await;
+    let start = Box::pin(start(app, mqtt, io, peer, slot));
+    async move {
+        let Some(mut conn) = start.await else { return };
+        let end = conn.run().await;
+        Box::pin(conn.finish(end)).await;
+    }
+}
+
+/// Reads the `CONNECT` and answers it: the connection once accepted.
+async fn start<S>(
+    app: App,
+    mqtt: Arc<Mqtt>,
+    mut io: S,
+    peer: SocketAddr,
+    slot: Option<Slot>,
+) -> Option<Conn<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let (connect, buf) = read_connect(&app, &mut io, peer, slot).await?;
+    Conn::accept(app, mqtt, io, buf, peer, connect).await
 }
 
 /// Reads the `CONNECT`, within the time a request head gets; gives it with the bytes read after
@@ -806,36 +832,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
             {
                 break;
             }
-            let mut publish = match self.session.pending.pop_front() {
-                Some(Queued::Publish(publish)) => publish,
-                Some(Queued::Frame(frame)) => {
-                    self.write_frame(&frame);
-                    if self.out.len() >= FLUSH_AT {
-                        self.flush().await?;
+            match self.session.pending.pop_front() {
+                Some(Queued::Frame(frame)) => self.write_frame(&frame),
+                Some(Queued::Publish(publish)) => {
+                    if !self.write_publish(publish) {
+                        break;
                     }
-                    continue;
                 }
                 None => break,
-            };
-            if publish.qos != QoS::AtMostOnce {
-                let Some(id) = self.session.next_id() else {
-                    self.session.pending.push_front(Queued::Publish(publish));
-                    break;
-                };
-                publish.packet_id = Some(id);
-            }
-            let start = self.out.len();
-            let packet = Packet::Publish(*publish);
-            encode(&packet, self.version, &mut self.out);
-            let Packet::Publish(publish) = packet else { unreachable!("made above") };
-            if self.out.len() - start > self.client_max_packet {
-                // Larger than the client takes: dropped, as if delivered.
-                self.out.truncate(start);
-                continue;
-            }
-            self.sent += 1;
-            if let Some(id) = publish.packet_id {
-                self.session.outgoing.insert(id, Outgoing::Published(Box::new(publish)));
             }
             if self.out.len() >= FLUSH_AT {
                 self.flush().await?;
@@ -845,6 +849,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
             self.session.pending = std::collections::VecDeque::new();
         }
         Ok(())
+    }
+
+    /// Encodes `publish` into what is written next, with a packet identifier when its QoS needs
+    /// one (then it is in flight until acknowledged); `false`, with `publish` put back, when all
+    /// identifiers are in flight. Not async, so that no `PUBLISH` is kept in the task's future.
+    fn write_publish(&mut self, mut publish: Box<Publish>) -> bool {
+        if publish.qos != QoS::AtMostOnce {
+            let Some(id) = self.session.next_id() else {
+                self.session.pending.push_front(Queued::Publish(publish));
+                return false;
+            };
+            publish.packet_id = Some(id);
+        }
+        let start = self.out.len();
+        let packet = Packet::Publish(*publish);
+        encode(&packet, self.version, &mut self.out);
+        let Packet::Publish(publish) = packet else { unreachable!("made above") };
+        if self.out.len() - start > self.client_max_packet {
+            // Larger than the client takes: dropped, as if delivered.
+            self.out.truncate(start);
+            return true;
+        }
+        self.sent += 1;
+        if let Some(id) = publish.packet_id {
+            self.session.outgoing.insert(id, Outgoing::Published(Box::new(publish)));
+        }
+        true
     }
 
     fn ack(&mut self, kind: AckKind, packet_id: u16, reason: Reason) {
