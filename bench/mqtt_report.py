@@ -102,6 +102,8 @@ def render(runs):
          "{:,.0f}", True),
         ("same, time to CONNACK p99, ms", m("connect", "livehub", "p99_ms"), m("connect", "mosquitto", "p99_ms"),
          "{:.2f}", False),
+        ("same, slowest, ms", m("connect", "livehub", "max_ms"), m("connect", "mosquitto", "max_ms"),
+         "{:.2f}", False),
         (f"server memory per idle connection ({num(connections)}), KiB",
          m("connect", "livehub", "kib_per_connection"), m("connect", "mosquitto", "kib_per_connection"),
          "{:.2f}", False),
