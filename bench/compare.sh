@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs livehub and its peers through `livehub bench`, one server at a time, and writes the results
-# into docs/benchmarks.md (see that file for what is measured and why).
+# Runs livehub and its peers through `livehub bench`, one server at a time, then MQTT against
+# Mosquitto through bench/mqtt.sh, and writes the results into docs/benchmarks.md (see that file
+# for what is measured and why).
 #
-#   bench/compare.sh              # the full comparison (about 15 minutes)
+#   bench/compare.sh              # the full comparison (about 25 minutes, MQTT's 3 rounds included)
 #   bench/compare.sh --quick      # every scenario and peer with 20 connections and 1 s runs
 #   bench/compare.sh --against B  # this build against another livehub binary B (an earlier
 #                                 # commit's), three rounds of the fan-out and memory runs that a
@@ -61,6 +62,7 @@ install_prerequisites() {
     command -v pgrep >/dev/null || missing+=(procps)
     command -v node >/dev/null || missing+=(nodejs)
     command -v npm >/dev/null || missing+=(npm)
+    [[ -x /usr/sbin/mosquitto ]] || missing+=(mosquitto)
     if ((${#missing[@]})); then
         log "installing ${missing[*]}"
         apt-get update -qq
@@ -375,6 +377,16 @@ run "idle-livehub-sse-$BIG" livehub idle sse "$BIG"
 run "idle-nchan-ws-$BIG" nchan idle ws "$BIG"
 run "idle-node-ws-ws-$BIG" node-ws idle ws "$BIG"
 PY_RATE=1 run "idle-python-ws-ws-$BIG" python-ws idle ws "$BIG"
+
+# MQTT against Mosquitto: bench/mqtt.sh starts its own servers (pinned the same way) and its own
+# load generator, and runs its rounds interleaved.
+if ((QUICK)); then
+    log "MQTT: livehub against Mosquitto, 20 subscribers and connections, 1 s runs"
+    bench/mqtt.sh --quick || FAILED+=("mqtt")
+else
+    log "MQTT: livehub against Mosquitto, three rounds"
+    bench/mqtt.sh --doc docs/benchmarks.md || FAILED+=("mqtt")
+fi
 
 # ---------------------------------------------------------------------------------------------
 

@@ -4,15 +4,49 @@
 # CPU 0 and the load generator (crates/livehub-mqtt/examples/mqtt_bench.rs) to CPU 1; both listen
 # on 127.0.0.1 only, and every run ends by itself.
 #
-#   bench/mqtt.sh [SUBSCRIBERS] [RATE] [SECS]     (defaults: 10000 subscribers, 10 msg/s, 10 s)
+#   bench/mqtt.sh [--runs N] [--doc FILE] [SUBSCRIBERS] [RATE] [SECS]
+#       rounds of every scenario on both servers, in turn (default 3 rounds, 10,000 subscribers
+#       and connections, 10 publications/s, 10 s); prints the medians and ratios, and with
+#       --doc writes them between <!-- mqtt:begin --> and <!-- mqtt:end --> in FILE
+#   bench/mqtt.sh --quick
+#       one round with 20 subscribers and connections and 1 s runs (a few seconds): checks that
+#       every scenario runs on both servers, measures nothing
+#
+# The raw lines go to target/bench/mqtt/ (target/bench/mqtt-quick/ with --quick).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SUBSCRIBERS=${1:-10000}
-RATE=${2:-10}
-SECS=${3:-10}
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+RUNS=3
+DOC=""
+QUICK=0
+args=()
+while (($#)); do
+  case "$1" in
+  --quick) QUICK=1 ;;
+  --runs) RUNS=${2:?--runs needs a number}; shift ;;
+  --doc) DOC=${2:?--doc needs a file}; shift ;;
+  -*) echo "usage: bench/mqtt.sh [--quick] [--runs N] [--doc FILE] [SUBSCRIBERS] [RATE] [SECS]" >&2; exit 2 ;;
+  *) args+=("$1") ;;
+  esac
+  shift
+done
+if ((QUICK)); then
+  RUNS=1
+  SUBSCRIBERS=20 RATE=10 SECS=1
+  RESULTS=target/bench/mqtt-quick
+else
+  SUBSCRIBERS=${args[0]:-10000}
+  RATE=${args[1]:-10}
+  SECS=${args[2]:-10}
+  RESULTS=target/bench/mqtt
+fi
+# 10,000 connections on each side of the loopback need more descriptors than the usual 1024.
+ulimit -n "$(ulimit -Hn)"
 
+[[ -x /usr/sbin/mosquitto ]] || {
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null
+}
 cargo build --release --bin livehub --example mqtt_bench -p livehub -p livehub-mqtt >&2
 BENCH=target/release/examples/mqtt_bench
 WORK=$(mktemp -d)
@@ -23,8 +57,26 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# A port below the ephemeral range: one from it may still be held by the closing sockets of the
+# run before (see bench/compare.sh).
+free_port() {
+  python3 - <<'EOF'
+import random, socket
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+candidates = random.sample(range(10000, low), min(200, low - 10000)) if low > 10100 else []
+for port in candidates + [0]:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        print(s.getsockname()[1])
+        break
+EOF
+}
 
 cat >"$WORK/livehub.toml" <<'TOML'
 # Written by bench/mqtt.sh: every bench connection comes from 127.0.0.1.
@@ -55,7 +107,7 @@ start() {
   esac
   SERVER=$!
   for _ in $(seq 1 100); do
-    python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null && return 0
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
     sleep 0.1
   done
   cat "$WORK/$target.log" >&2
@@ -68,14 +120,30 @@ stop() {
   SERVER=""
 }
 
-for target in livehub mosquitto; do
-  for scenario in "fanout $SUBSCRIBERS $RATE $SECS" "qos1 100 $SECS" "connect $SUBSCRIBERS"; do
-    port=$(free_port)
-    start "$target" "$port"
-    args=($scenario)
-    [[ ${args[0]} == connect ]] && args+=("$SERVER")
-    printf '%-9s ' "$target"
-    taskset -c 1 "$BENCH" "${args[0]}" "127.0.0.1:$port" "${args[@]:1}"
-    stop
+mkdir -p "$RESULTS"
+rm -f "$RESULTS"/*.txt
+failed=0
+# Interleaved, so that a slow minute of the shared machine hits both servers alike.
+for round in $(seq 1 "$RUNS"); do
+  for target in livehub mosquitto; do
+    for scenario in "fanout $SUBSCRIBERS $RATE $SECS" "qos1 100 $SECS" "connect $SUBSCRIBERS"; do
+      port=$(free_port)
+      start "$target" "$port"
+      words=($scenario)
+      [[ ${words[0]} == connect ]] && words+=("$SERVER")
+      out=$RESULTS/${words[0]}-$target-round$round.txt
+      # The bench stops by itself; the timeout only guards against a hang.
+      if timeout -k 5 $((SECS + 120)) taskset -c 1 "$BENCH" "${words[0]}" "127.0.0.1:$port" "${words[@]:1}" >"$out"; then
+        printf '%-9s round %s: %s\n' "$target" "$round" "$(cat "$out")" >&2
+      else
+        echo "$target ${words[0]} round $round failed" >&2
+        rm -f "$out"
+        failed=1
+      fi
+      stop
+    done
   done
 done
+
+python3 bench/mqtt_report.py "$RESULTS" ${DOC:+--doc "$DOC"}
+exit "$failed"

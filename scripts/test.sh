@@ -12,7 +12,7 @@
 #   LIVEHUB_SKIP_JS=1          skip the TypeScript client suite
 #   LIVEHUB_SKIP_PACK=1        skip installing the packed client in a scratch project (clients/js/test/pack.sh)
 #   LIVEHUB_SKIP_BROWSER=1     skip the dashboard's bundle check and browser tests
-#   LIVEHUB_SKIP_BENCH=1       skip the quick benchmark comparison (nchan, Node ws, Python websockets)
+#   LIVEHUB_SKIP_BENCH=1       skip the quick benchmark comparison (nchan, Node ws, Python websockets, Mosquitto)
 #   LIVEHUB_SKIP_FUZZ=1        skip fuzzing the decoders (FUZZ_SECS, default 10, per target)
 #   LIVEHUB_SKIP_ATTACK=1      skip the attack suite (ATTACK_SECS, default 8, per attack)
 #   LIVEHUB_SKIP_SIGNALR=1     skip the SignalR suite (the official JavaScript and Java clients, signalrcore)
@@ -82,6 +82,7 @@ fi
 if ! skipped LIVEHUB_SKIP_BENCH; then
   command -v nginx >/dev/null || debs+=(nginx)
   [[ -e /usr/lib/nginx/modules/ngx_nchan_module.so ]] || debs+=(libnginx-mod-nchan)
+  [[ -x /usr/sbin/mosquitto ]] || debs+=(mosquitto)
 fi
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || debs+=(python3-venv)
 if ((${#debs[@]})); then

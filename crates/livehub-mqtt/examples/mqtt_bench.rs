@@ -1,8 +1,10 @@
 //! A small MQTT load generator, for `bench/mqtt.sh`: the same run against livehub and Mosquitto.
 //!
 //!     mqtt_bench fanout ADDR SUBSCRIBERS RATE SECS   QoS 0, one publisher, SUBSCRIBERS on one topic
-//!     mqtt_bench qos1 ADDR WINDOW SECS               QoS 1 publishes acknowledged per second
-//!     mqtt_bench connect ADDR COUNT PID              connections per second, then RSS per idle one
+//!     mqtt_bench qos1 ADDR WINDOW SECS               QoS 1 publishes acknowledged per second, the
+//!                                                    window's free room sent in one write
+//!     mqtt_bench connect ADDR COUNT PID              connections per second (200 in flight), then
+//!                                                    RSS per idle one
 //!
 //! It runs on one thread (pin it with taskset), counts packets by their fixed headers without
 //! decoding payloads, and only ever connects to 127.0.0.0/8. Each run ends by itself.
@@ -218,7 +220,10 @@ async fn qos1(addr: SocketAddr, window: u16, secs: u64) {
     let mut id = 0u16;
     let start = Instant::now();
     let until = start + Duration::from_secs(secs);
+    let mut batch = Vec::new();
     while Instant::now() < until {
+        // The window's free room in one write, as a client library with a send buffer would.
+        batch.clear();
         while in_flight < window {
             id = id.checked_add(1).unwrap_or(1);
             let publish = Publish {
@@ -230,9 +235,10 @@ async fn qos1(addr: SocketAddr, window: u16, secs: u64) {
                 properties: Properties::default(),
                 payload: payload.clone(),
             };
-            tx.write_all(&packet(&Packet::Publish(publish))).await.expect("publish");
+            encode(&Packet::Publish(publish), Version::V311, &mut batch);
             in_flight += 1;
         }
+        tx.write_all(&batch).await.expect("publish");
         if tokio::time::timeout(Duration::from_secs(5), room_rx.recv()).await.is_err() {
             break;
         }
@@ -257,22 +263,52 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Connection attempts in flight at once, as `livehub bench connect` keeps them: one at a time
+/// would measure the round trip through two schedulers rather than the server.
+const CONNECT_IN_FLIGHT: usize = 200;
+
 async fn connections(addr: SocketAddr, count: usize, pid: u32) {
     let before = rss_kib(pid);
     let start = Instant::now();
-    let mut open = Vec::with_capacity(count);
-    for i in 0..count {
-        open.push(connect(addr, &format!("idle-{i}")).await);
+    let next = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..CONNECT_IN_FLIGHT.min(count) {
+        let next = next.clone();
+        workers.push(tokio::spawn(async move {
+            let (mut open, mut times) = (Vec::new(), Vec::new());
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count as u64 {
+                    return (open, times);
+                }
+                let began = Instant::now();
+                open.push(connect(addr, &format!("idle-{i}")).await);
+                times.push(began.elapsed());
+            }
+        }));
+    }
+    let (mut open, mut times) = (Vec::with_capacity(count), Vec::with_capacity(count));
+    for worker in workers {
+        let (o, t) = worker.await.expect("connecting");
+        open.extend(o);
+        times.extend(t);
     }
     let secs = start.elapsed().as_secs_f64();
+    times.sort_unstable();
+    let at = |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)].as_secs_f64() * 1000.0;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = rss_kib(pid);
     println!(
-        "connect count={count} connections_per_sec={:.0} rss_kib_before={before} rss_kib_after={after} \
-         kib_per_connection={:.1}",
+        "connect count={count} in_flight={} connections_per_sec={:.0} p50_ms={:.2} p99_ms={:.2} \
+         max_ms={:.2} rss_kib_before={before} rss_kib_after={after} kib_per_connection={:.2}",
+        CONNECT_IN_FLIGHT.min(count),
         count as f64 / secs,
+        at(0.5),
+        at(0.99),
+        at(1.0),
         after.saturating_sub(before) as f64 / count as f64
     );
+    drop(open);
 }
 
 fn main() {

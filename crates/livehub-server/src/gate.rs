@@ -69,7 +69,11 @@ impl Gate {
     /// A gate for the task that serves `session`, keeping its record next to the session's queue.
     /// Its first poll polls the sources.
     pub(crate) fn for_session(session: &Session) -> Self {
-        Self { waker: session.source_waker(), record: Record::Session(session.clone()) }
+        let waker = session.source_waker();
+        // The record may have been cleared by an earlier task over the same session (an MQTT
+        // session resumed by a new connection): set it, so these sources register.
+        waker.wake_by_ref();
+        Self { waker, record: Record::Session(session.clone()) }
     }
 
     /// Polls the whole group with `poll` if one of its sources woke since the last call, and

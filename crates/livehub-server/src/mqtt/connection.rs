@@ -1,10 +1,22 @@
-//! One MQTT connection: its `CONNECT`, then a loop over the socket, the session's queue, the
+//! One MQTT connection: its `CONNECT`, then a loop over the session's queue, the socket, the
 //! keep-alive and the server's signals, until it ends; then its will and its session.
+//!
+//! The loop is shaped for the many connections that mostly wait. Its task holds the connection's
+//! state and a few wake-up futures, and nothing else: the `CONNECT` phase, the packet handlers
+//! and the end are boxed futures that exist only while they run, bytes are read into the stack
+//! and kept only while a packet is incomplete, and the write buffer is let go once written.
+//! A wake-up for publications polls nothing else; the socket, the timer and the signals sit
+//! behind a [`Gate`].
 
 use std::collections::HashMap;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -14,14 +26,15 @@ use livehub_mqtt::{
     decode, encode, Ack, AckKind, ConnAck, Connect, DecodeError, Disconnect, Packet, Properties, Publish,
     QoS, Reason, RetainHandling, SubAck, Subscribe, UnsubAck, Unsubscribe, Version, Will,
 };
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::time::{sleep_until, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::{sleep_until, Instant, Sleep};
 
-use super::publish::{self, Message};
-use super::session::{Claim, MqttSession, Outgoing, Subscription};
+use super::publish::{self, Message, Outbound};
+use super::session::{Claim, MqttSession, Outgoing, Queued, Subscription};
 use super::shared::Member;
 use super::Mqtt;
 use crate::access::Admission;
+use crate::gate::Gate;
 use crate::half_open::Slot;
 use crate::App;
 
@@ -31,6 +44,13 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Publications taken from the session's queue at a time.
 const BATCH: usize = 64;
+
+/// Bytes read from the socket at a time, into the stack: only an incomplete packet is kept in
+/// the connection's own buffer, so a waiting connection holds no read buffer at all.
+const READ_CHUNK: usize = 4096;
+
+/// Bytes gathered for the client before they are written, while more wait to be encoded.
+const FLUSH_AT: usize = 64 * 1024;
 
 /// Longest client identifier accepted, in bytes (the specification guarantees 23; devices use
 /// serial numbers and UUIDs).
@@ -64,7 +84,52 @@ impl From<DecodeError> for End {
 
 /// Serves one accepted connection (TCP, TLS or WebSocket), from its `CONNECT` to its end.
 /// `slot` is its half-open slot, held until the `CONNECT` has arrived.
-pub(crate) async fn serve<S>(app: App, mqtt: Arc<Mqtt>, mut io: S, peer: SocketAddr, slot: Option<Slot>)
+///
+/// Not an `async fn`: one would keep its arguments in the connection's task for its whole life,
+/// next to the copies made from them. Here they go into the boxed start, which is freed once the
+/// client is connected, as is the boxed end: what only the start and the end of a connection
+/// need would otherwise stay in its task.
+pub(crate) fn serve<S>(
+    app: App,
+    mqtt: Arc<Mqtt>,
+    io: S,
+    peer: SocketAddr,
+    slot: Option<Slot>,
+) -> impl Future<Output = ()> + Send
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let start = Box::pin(start(app, mqtt, io, peer, slot));
+    async move {
+        let Some(mut conn) = start.await else { return };
+        let end = conn.run().await;
+        Box::pin(conn.finish(end)).await;
+    }
+}
+
+/// Reads the `CONNECT` and answers it: the connection once accepted.
+async fn start<S>(
+    app: App,
+    mqtt: Arc<Mqtt>,
+    mut io: S,
+    peer: SocketAddr,
+    slot: Option<Slot>,
+) -> Option<Conn<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let (connect, buf) = read_connect(&app, &mut io, peer, slot).await?;
+    Conn::accept(app, mqtt, io, buf, peer, connect).await
+}
+
+/// Reads the `CONNECT`, within the time a request head gets; gives it with the bytes read after
+/// it, or `None` when none came (or the server stops first).
+async fn read_connect<S>(
+    app: &App,
+    io: &mut S,
+    peer: SocketAddr,
+    slot: Option<Slot>,
+) -> Option<(Box<Connect>, BytesMut)>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -72,14 +137,19 @@ where
     let mut buf = BytesMut::with_capacity(256);
     let deadline = Instant::now() + Duration::from_secs(app.config().limits.request_head_timeout_secs.max(1));
     let shutdown = app.shutdown_token();
-    let connect = loop {
+    loop {
         match decode(&buf, None, settings.max_packet_size) {
             Ok(Some(decoded)) => {
                 buf.advance(decoded.len);
-                match decoded.packet {
-                    Packet::Connect(connect) => break connect,
-                    _ => return,
+                // A complete CONNECT: no longer half-open.
+                drop(slot);
+                if buf.is_empty() {
+                    buf = BytesMut::new();
                 }
+                return match decoded.packet {
+                    Packet::Connect(connect) => Some((connect, buf)),
+                    _ => None,
+                };
             }
             Ok(None) => {}
             Err(e) => {
@@ -88,7 +158,7 @@ where
                     let _ = io.write_all(&[0x20, 0x02, 0x00, 0x01]).await;
                 }
                 tracing::debug!(%peer, error = %e, "bad MQTT CONNECT");
-                return;
+                return None;
             }
         }
         let shed = async {
@@ -99,22 +169,31 @@ where
         };
         tokio::select! {
             read = io.read_buf(&mut buf) => match read {
-                Ok(0) | Err(_) => return,
+                Ok(0) | Err(_) => return None,
                 Ok(_) => {}
             },
             () = sleep_until(deadline) => {
                 tracing::debug!(%peer, "no MQTT CONNECT in time");
-                return;
+                return None;
             }
-            () = shed => return,
-            () = shutdown.cancelled() => return,
+            () = shed => return None,
+            () = shutdown.cancelled() => return None,
         }
-    };
-    // A complete CONNECT: no longer half-open.
-    drop(slot);
-    let Some(mut conn) = Conn::accept(app, mqtt, io, buf, peer, *connect).await else { return };
-    let end = conn.run().await;
-    conn.finish(end).await;
+    }
+}
+
+/// What woke the connection's loop.
+enum Event {
+    /// Publications from the session's queue.
+    Publications(Vec<Arc<Publication>>),
+    /// A publication a shared subscription's group handed over.
+    Shared(Arc<Publication>),
+    /// Bytes were read into the connection's buffer; 0 at the end of the stream.
+    Read(io::Result<usize>),
+    /// The timer ran out: the keep-alive's or the token's deadline may have passed.
+    Timer,
+    /// The connection ends.
+    End(End),
 }
 
 /// A connection after its `CONNACK`.
@@ -134,19 +213,28 @@ struct Conn<S> {
     session: Box<MqttSession>,
     /// 1.5 times the client's keep-alive; `None` when it has none.
     keep_alive: Option<Duration>,
-    /// When the keep-alive runs out.
+    /// When the keep-alive runs out; moved on by every packet.
     alive_until: Instant,
+    /// When the client's token expires.
+    expires: Option<Instant>,
+    /// Set for the earlier of the keep-alive's and the token's deadlines, and moved on only
+    /// when it runs out (every packet moves the keep-alive's, and a timer reset per packet
+    /// would cost a trip through the timer wheel each); `None` when there is neither.
+    timer: Option<Pin<Box<Sleep>>>,
     /// The largest packet the client accepts.
     client_max_packet: usize,
     /// QoS 1 and 2 publications in flight to the client at most.
     inflight_limit: usize,
     /// The client's topic aliases.
     aliases: HashMap<u16, String>,
-    will: Option<Will>,
+    /// Boxed: most clients have none, and a will is large.
+    will: Option<Box<Will>>,
     /// Seconds the session outlives the connection.
     session_expiry: u32,
     /// Publications refused in a row for the publish rate.
     over_budget: u32,
+    /// `PUBLISH` packets written and not yet added to the broker's count.
+    sent: u64,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
@@ -158,7 +246,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
         mut io: S,
         buf: BytesMut,
         peer: SocketAddr,
-        connect: Connect,
+        connect: Box<Connect>,
     ) -> Option<Self> {
         let version = connect.version;
         let settings = app.config().mqtt.clone();
@@ -258,6 +346,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
         };
         let keep_alive =
             (keep_alive_secs > 0).then(|| Duration::from_millis(u64::from(keep_alive_secs) * 1500));
+        let expires = crate::access::time_left(&admission.identity).map(|left| Instant::now() + left);
         let mut conn = Self {
             mqtt: mqtt.clone(),
             io,
@@ -271,14 +360,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
             claim,
             keep_alive,
             alive_until: Instant::now() + keep_alive.unwrap_or_default(),
+            expires,
+            timer: None,
             client_max_packet: connect.properties.maximum_packet_size.map_or(usize::MAX, |m| m as usize),
             inflight_limit: usize::from(client_receive_max.min(settings.max_inflight.max(1))),
             aliases: HashMap::new(),
-            will: connect.will,
+            will: connect.will.map(Box::new),
             session_expiry,
             over_budget: 0,
+            sent: 0,
             app,
         };
+        conn.timer = conn.deadline().map(|at| Box::pin(tokio::time::sleep_until(at)));
         conn.packet(&Packet::ConnAck(ConnAck { session_present, reason: Reason::Success, properties }));
         mqtt.connected.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(%peer, client = %conn.client_id, ?version, session_present, "MQTT client connected");
@@ -335,36 +428,69 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
     async fn run(&mut self) -> End {
         let shutdown = self.app.shutdown_token();
         let kick = self.claim.kick.clone();
-        let mut batch = Vec::with_capacity(BATCH);
-        let expiry = crate::access::time_left(&self.admission.identity).map(|left| Instant::now() + left);
+        let session = self.session.receiver.session().clone();
+        // Made once, not per loop turn: each registers a waiter under a lock.
+        let cancelled = shutdown.cancelled();
+        let kicked = kick.notified();
+        let disconnected = session.disconnected();
+        tokio::pin!(cancelled, kicked, disconnected);
+        let mut rare = Gate::for_session(&session);
+        let max_queued = self.app.config().mqtt.max_queued_messages;
         loop {
-            let session = self.session.receiver.session().clone();
-            let room = self.session.pending.len() < self.app.config().mqtt.max_queued_messages;
-            let step = tokio::select! {
-                biased;
-                () = shutdown.cancelled() => Err(End::Shutdown),
-                () = kick.notified() => Err(End::TakenOver),
-                _ = session.disconnected() => Err(End::Error(Reason::QuotaExceeded, "the client reads too slowly")),
-                _ = self.session.receiver.recv_many(&mut batch, BATCH), if room => {
-                    for publication in batch.drain(..) {
-                        self.route(&publication, false, false);
+            let event = poll_fn(|cx| {
+                // Publications first: a wake-up for them then polls nothing else. The socket is
+                // not starved: each batch drains the queue, which refills only while other
+                // tasks run.
+                let room = self.session.pending.len() < max_queued;
+                if room {
+                    let mut batch = Vec::new();
+                    if self.session.receiver.poll_recv_many(cx, &mut batch, BATCH).is_ready() {
+                        return Poll::Ready(Event::Publications(batch));
+                    }
+                }
+                rare.poll(cx, |cx| {
+                    if cancelled.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Event::End(End::Shutdown));
+                    }
+                    if kicked.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Event::End(End::TakenOver));
+                    }
+                    if disconnected.as_mut().poll(cx).is_ready() {
+                        let end = End::Error(Reason::QuotaExceeded, "the client reads too slowly");
+                        return Poll::Ready(Event::End(end));
+                    }
+                    if let (true, Some(inbox)) = (room, &mut self.session.inbox) {
+                        if let Poll::Ready(Some(publication)) = inbox.rx.poll_recv(cx) {
+                            return Poll::Ready(Event::Shared(publication));
+                        }
+                    }
+                    if let Poll::Ready(read) = self.poll_read(cx) {
+                        return Poll::Ready(Event::Read(read));
+                    }
+                    match &mut self.timer {
+                        Some(timer) => timer.as_mut().poll(cx).map(|()| Event::Timer),
+                        None => Poll::Pending,
+                    }
+                })
+            })
+            .await;
+            let step = match event {
+                Event::Publications(batch) => {
+                    for publication in &batch {
+                        self.route(publication, false, false);
                     }
                     Ok(())
                 }
-                Some(publication) = self.session.shared_rx.recv(), if room => {
+                Event::Shared(publication) => {
                     self.route(&publication, true, false);
                     Ok(())
                 }
-                read = self.io.read_buf(&mut self.buf) => match read {
-                    Ok(0) | Err(_) => Err(End::Unclean),
-                    Ok(_) => self.on_bytes().await,
-                },
-                () = sleep_until(self.alive_until), if self.keep_alive.is_some() => {
-                    Err(End::Error(Reason::KeepAliveTimeout, "no packet within 1.5 times the keep-alive"))
-                }
-                () = sleep_until(expiry.unwrap_or_else(Instant::now)), if expiry.is_some() => {
-                    Err(End::Error(Reason::NotAuthorized, "the token has expired"))
-                }
+                Event::Read(Ok(0) | Err(_)) => Err(End::Unclean),
+                // Boxed: handling packets (publishing above all) takes large futures, and
+                // subscribers rarely send any.
+                Event::Read(Ok(_)) => Box::pin(self.on_bytes()).await,
+                Event::Timer => self.on_timer(),
+                Event::End(end) => Err(end),
             };
             let step = match step {
                 Ok(()) => self.pump().await,
@@ -376,6 +502,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
         }
     }
 
+    /// Reads what the socket has into the stack, and keeps it in `buf` for decoding.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let mut chunk = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+        let mut read = ReadBuf::uninit(&mut chunk);
+        ready!(Pin::new(&mut self.io).poll_read(cx, &mut read))?;
+        self.buf.extend_from_slice(read.filled());
+        Poll::Ready(Ok(read.filled().len()))
+    }
+
+    /// The earlier of the keep-alive's and the token's deadlines.
+    fn deadline(&self) -> Option<Instant> {
+        let alive = self.keep_alive.map(|_| self.alive_until);
+        match (alive, self.expires) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The timer ran out: ends the connection if a deadline passed, or sets it for the next.
+    fn on_timer(&mut self) -> Step {
+        let now = Instant::now();
+        if self.expires.is_some_and(|at| at <= now) {
+            return Err(End::Error(Reason::NotAuthorized, "the token has expired"));
+        }
+        if self.keep_alive.is_some() && self.alive_until <= now {
+            return Err(End::Error(Reason::KeepAliveTimeout, "no packet within 1.5 times the keep-alive"));
+        }
+        let next = self.deadline();
+        if let (Some(timer), Some(at)) = (&mut self.timer, next) {
+            timer.as_mut().reset(at);
+        }
+        Ok(())
+    }
+
     /// Decodes and handles every whole packet read so far.
     async fn on_bytes(&mut self) -> Step {
         let max = self.app.config().mqtt.max_packet_size;
@@ -385,6 +545,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
                 self.alive_until = Instant::now() + keep_alive;
             }
             self.on_packet(decoded.packet).await?;
+        }
+        if self.buf.is_empty() {
+            // Nothing incomplete: the buffer is let go until the next read.
+            self.buf = BytesMut::new();
         }
         Ok(())
     }
@@ -532,7 +696,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
             let new = self.session.subscriptions.insert(text.clone(), subscription).is_none();
             if new {
                 let result = if shared {
-                    let member = Member { id: self.session.member, tx: self.session.shared_tx.clone() };
+                    let member = Member { id: self.session.member, tx: self.session.inbox_sender() };
                     self.mqtt.shared.join(&text, &filter, member, self.app.node()).await.map(drop)
                 } else {
                     let session = self.session.receiver.session();
@@ -566,7 +730,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
                     if let Some(id) = sub_id {
                         publish.properties.subscription_ids.push(id);
                     }
-                    self.enqueue(publish);
+                    self.enqueue(Queued::Publish(Box::new(publish)));
                 }
             }
         }
@@ -620,61 +784,98 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
     }
 
     /// Turns a publication from the session's queue into a `PUBLISH` for this client, if one of
-    /// its subscriptions still wants it, and queues it. `shared`: a shared subscription's group
-    /// handed it over (only shared subscriptions count), otherwise only the others do.
-    /// `offline`: it was queued while the client was away, when only QoS 1 and 2 messages are
-    /// kept.
+    /// its subscriptions still wants it, and writes or queues it. `shared`: a shared
+    /// subscription's group handed it over (only shared subscriptions count), otherwise only the
+    /// others do. `offline`: it was queued while the client was away, when only QoS 1 and 2
+    /// messages are kept.
     fn route(&mut self, publication: &Publication, shared: bool, offline: bool) {
         let origin = self.session.receiver.session().id();
         let meta = self.mqtt.meta.get(&publication.data);
         let subscriptions = self.session.subscriptions.values().filter(|s| s.shared == shared);
-        let Some(publish) = publish::route(publication, meta.as_deref(), origin, subscriptions, self.version)
-        else {
-            return;
-        };
-        if offline && publish.qos == QoS::AtMostOnce {
-            return;
+        match publish::route(publication, meta.as_deref(), origin, subscriptions, self.version) {
+            None => {}
+            Some(Outbound::Frame(_)) if offline => {}
+            // The common case, written at once: no copy of the frame's handle, no queue entry.
+            Some(Outbound::Frame(frame)) if self.session.pending.is_empty() && self.out.len() < FLUSH_AT => {
+                self.write_frame(frame);
+            }
+            Some(Outbound::Frame(frame)) => self.enqueue(Queued::Frame(frame.clone())),
+            Some(Outbound::Publish(publish)) if offline && publish.qos == QoS::AtMostOnce => {}
+            Some(Outbound::Publish(publish)) => self.enqueue(Queued::Publish(publish)),
         }
-        self.enqueue(publish);
     }
 
-    /// Queues `publish` behind what waits for the in-flight window; past the session's limit it
-    /// is dropped (and counted), the oldest messages being the ones kept.
-    fn enqueue(&mut self, publish: Publish) {
+    /// Queues `item` behind what waits for the in-flight window; past the session's limit it is
+    /// dropped (and counted), the oldest messages being the ones kept.
+    fn enqueue(&mut self, item: Queued) {
         if self.session.pending.len() >= self.app.config().mqtt.max_queued_messages {
             self.mqtt.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        self.session.pending.push_back(publish);
+        self.session.pending.push_back(item);
+    }
+
+    /// Adds an encoded QoS 0 `PUBLISH` to what is written next, unless it is larger than the
+    /// client takes (then it is dropped, as if delivered).
+    fn write_frame(&mut self, frame: &[u8]) {
+        if frame.len() <= self.client_max_packet {
+            self.out.extend_from_slice(frame);
+            self.sent += 1;
+        }
     }
 
     /// Sends what the in-flight window has room for.
     async fn pump(&mut self) -> Step {
         while let Some(front) = self.session.pending.front() {
-            if front.qos != QoS::AtMostOnce && self.session.outgoing.len() >= self.inflight_limit {
+            if matches!(front, Queued::Publish(p) if p.qos != QoS::AtMostOnce)
+                && self.session.outgoing.len() >= self.inflight_limit
+            {
                 break;
             }
-            let Some(mut publish) = self.session.pending.pop_front() else { break };
-            if publish.qos != QoS::AtMostOnce {
-                let Some(id) = self.session.next_id() else { break };
-                publish.packet_id = Some(id);
+            match self.session.pending.pop_front() {
+                Some(Queued::Frame(frame)) => self.write_frame(&frame),
+                Some(Queued::Publish(publish)) => {
+                    if !self.write_publish(publish) {
+                        break;
+                    }
+                }
+                None => break,
             }
-            let start = self.out.len();
-            encode(&Packet::Publish(publish.clone()), self.version, &mut self.out);
-            if self.out.len() - start > self.client_max_packet {
-                // Larger than the client takes: dropped, as if delivered.
-                self.out.truncate(start);
-                continue;
-            }
-            self.mqtt.sent.fetch_add(1, Ordering::Relaxed);
-            if let Some(id) = publish.packet_id {
-                self.session.outgoing.insert(id, Outgoing::Published(Box::new(publish)));
-            }
-            if self.out.len() >= 64 * 1024 {
+            if self.out.len() >= FLUSH_AT {
                 self.flush().await?;
             }
         }
+        if self.session.pending.is_empty() && self.session.pending.capacity() > 0 {
+            self.session.pending = std::collections::VecDeque::new();
+        }
         Ok(())
+    }
+
+    /// Encodes `publish` into what is written next, with a packet identifier when its QoS needs
+    /// one (then it is in flight until acknowledged); `false`, with `publish` put back, when all
+    /// identifiers are in flight. Not async, so that no `PUBLISH` is kept in the task's future.
+    fn write_publish(&mut self, mut publish: Box<Publish>) -> bool {
+        if publish.qos != QoS::AtMostOnce {
+            let Some(id) = self.session.next_id() else {
+                self.session.pending.push_front(Queued::Publish(publish));
+                return false;
+            };
+            publish.packet_id = Some(id);
+        }
+        let start = self.out.len();
+        let packet = Packet::Publish(*publish);
+        encode(&packet, self.version, &mut self.out);
+        let Packet::Publish(publish) = packet else { unreachable!("made above") };
+        if self.out.len() - start > self.client_max_packet {
+            // Larger than the client takes: dropped, as if delivered.
+            self.out.truncate(start);
+            return true;
+        }
+        self.sent += 1;
+        if let Some(id) = publish.packet_id {
+            self.session.outgoing.insert(id, Outgoing::Published(Box::new(publish)));
+        }
+        true
     }
 
     fn ack(&mut self, kind: AckKind, packet_id: u16, reason: Reason) {
@@ -685,15 +886,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
         encode(packet, self.version, &mut self.out);
     }
 
+    /// Writes what was gathered, and lets the buffer go.
     async fn flush(&mut self) -> Step {
+        if self.sent > 0 {
+            self.mqtt.sent.fetch_add(std::mem::take(&mut self.sent), Ordering::Relaxed);
+        }
         if self.out.is_empty() {
             return Ok(());
         }
-        let written = tokio::time::timeout(WRITE_TIMEOUT, self.io.write_all(&self.out)).await;
-        self.out.clear();
-        match written {
-            Ok(Ok(())) => Ok(()),
-            _ => Err(End::Unclean),
+        let out = std::mem::take(&mut self.out);
+        // Most writes go through at once: then no timer is set and no future made.
+        let mut written = 0;
+        let done = poll_fn(|cx| Poll::Ready(write_now(&mut self.io, &out, &mut written, cx))).await;
+        match done {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                let rest = &out[written..];
+                let io = &mut self.io;
+                let slow = async {
+                    io.write_all(rest).await?;
+                    io.flush().await
+                };
+                match Box::pin(tokio::time::timeout(WRITE_TIMEOUT, slow)).await {
+                    Ok(Ok(())) => Ok(()),
+                    _ => Err(End::Unclean),
+                }
+            }
+            Err(_) => Err(End::Unclean),
         }
     }
 
@@ -718,6 +937,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
         let _ = tokio::time::timeout(Duration::from_secs(1), self.io.shutdown()).await;
         self.mqtt.connected.fetch_sub(1, Ordering::Relaxed);
         if let (Some(will), false) = (self.will.take(), matches!(end, End::Normal | End::Shutdown)) {
+            let will = *will;
             let delay = will.properties.will_delay.unwrap_or(0).min(self.session_expiry);
             let origin = self.session.receiver.session().id();
             let message = Message::from_will(&will);
@@ -736,6 +956,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
         }
         let session = expiry.is_some().then_some(self.session);
         self.mqtt.sessions.release(&self.client_id, self.claim.generation, session, expiry);
+    }
+}
+
+/// Writes as much of `out` (from `written` on) as the socket takes without waiting, and flushes;
+/// `Ok(true)` when all of it went.
+fn write_now<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    out: &[u8],
+    written: &mut usize,
+    cx: &mut Context<'_>,
+) -> io::Result<bool> {
+    while *written < out.len() {
+        match Pin::new(&mut *io).poll_write(cx, &out[*written..]) {
+            Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+            Poll::Ready(Ok(n)) => *written += n,
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => return Ok(false),
+        }
+    }
+    match Pin::new(io).poll_flush(cx) {
+        Poll::Ready(result) => result.map(|()| true),
+        Poll::Pending => Ok(false),
     }
 }
 

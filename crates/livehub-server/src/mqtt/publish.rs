@@ -5,12 +5,13 @@
 //! with what MQTT said about it (see `meta.rs`) when it came from MQTT.
 
 use std::net::IpAddr;
+use std::sync::LazyLock;
 use std::time::Instant;
 
 use bytes::Bytes;
 use livehub_auth::{AuthError, Identity};
-use livehub_core::{ClientId, Payload, Publication};
-use livehub_mqtt::{Properties, Publish, QoS, Version, Will};
+use livehub_core::{ClientId, Encoding, Payload, Publication};
+use livehub_mqtt::{encode, Packet, Properties, Publish, QoS, Version, Will};
 
 use super::meta::Meta;
 use super::retained::Retained;
@@ -130,20 +131,60 @@ pub(crate) async fn publish(
     }
 }
 
-/// The `PUBLISH` that delivers `publication` to a client whose matching subscriptions (shared
-/// or not, as `subscriptions` holds them) are given; `None` when none wants it.
+/// How a publication goes out to one client.
+pub(crate) enum Outbound<'a> {
+    /// A QoS 0 `PUBLISH` without properties: the publication's own frame for the client's
+    /// version and this retain flag, encoded by the first subscriber that needed it and shared
+    /// by every other.
+    Frame(&'a Bytes),
+    /// A `PUBLISH` of this client's own: QoS 1 or 2 (it gets a packet identifier), or properties
+    /// that only it gets (subscription identifiers, the time left to live).
+    Publish(Box<Publish>),
+}
+
+/// The encodings of QoS 0 `PUBLISH` frames without properties, by version and retain flag.
+static FRAMES: LazyLock<[Encoding; 4]> = LazyLock::new(|| {
+    [
+        Encoding::register("mqtt-3.1.1"),
+        Encoding::register("mqtt-3.1.1-retain"),
+        Encoding::register("mqtt-5"),
+        Encoding::register("mqtt-5-retain"),
+    ]
+});
+
+/// The QoS 0 frame of `publication` for `version`, with the retain flag `retain`.
+fn frame(publication: &Publication, version: Version, retain: bool) -> &Bytes {
+    let encoding = FRAMES[usize::from(version == Version::V5) * 2 + usize::from(retain)];
+    publication.frame_ref(encoding, |publication| {
+        let publish = Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain,
+            topic: publication.channel.as_str().to_owned(),
+            packet_id: None,
+            properties: Properties::default(),
+            payload: bytes_of(&publication.data).clone(),
+        };
+        let mut out = Vec::new();
+        encode(&Packet::Publish(publish), version, &mut out);
+        Bytes::from(out)
+    })
+}
+
+/// How `publication` goes out to a client whose matching subscriptions (shared or not, as
+/// `subscriptions` holds them) are given; `None` when none wants it.
 ///
 /// Its QoS is the lower of the one it was published with and the highest one granted (a
 /// publication from another transport counts as QoS 2: the subscription decides), no local
 /// skips the client's own publications, and the retain flag is kept only for subscriptions that
 /// retain as published.
-pub(crate) fn route<'a>(
-    publication: &Publication,
+pub(crate) fn route<'a, 'b>(
+    publication: &'a Publication,
     meta: Option<&Meta>,
     origin: ClientId,
-    subscriptions: impl Iterator<Item = &'a Subscription>,
+    subscriptions: impl Iterator<Item = &'b Subscription>,
     version: Version,
-) -> Option<Publish> {
+) -> Option<Outbound<'a>> {
     let own = meta.is_some_and(|m| m.origin == origin);
     let mut granted: Option<QoS> = None;
     let mut retain = false;
@@ -158,29 +199,33 @@ pub(crate) fn route<'a>(
             ids.push(id);
         }
     }
-    let granted = granted?;
-    let mut properties = Properties::default();
-    let mut qos = granted;
+    let mut qos = granted?;
+    let mut expiry = None;
     if let Some(meta) = meta {
         qos = qos.min(meta.qos);
         if let Some(at) = meta.expires_at {
             let left = at.checked_duration_since(Instant::now())?;
-            properties.message_expiry = Some(left.as_secs().max(1) as u32);
-        }
-        if version == Version::V5 {
-            let expiry = properties.message_expiry;
-            properties = meta.properties.clone();
-            properties.message_expiry = expiry;
+            expiry = Some(left.as_secs().max(1) as u32);
         }
     }
-    if version == Version::V5 {
+    let v5 = version == Version::V5;
+    // 3.1.1 carries no properties, so there every QoS 0 delivery is the shared frame.
+    let own_properties =
+        v5 && (expiry.is_some() || !ids.is_empty() || meta.is_some_and(|m| !m.properties.is_empty()));
+    if qos == QoS::AtMostOnce && !own_properties {
+        return Some(Outbound::Frame(frame(publication, version, retain)));
+    }
+    let mut properties = Properties::default();
+    if v5 {
+        if let Some(meta) = meta {
+            properties = meta.properties.clone();
+        }
+        properties.message_expiry = expiry;
         ids.sort_unstable();
         ids.dedup();
         properties.subscription_ids = ids;
-    } else {
-        properties = Properties::default();
     }
-    Some(Publish {
+    Some(Outbound::Publish(Box::new(Publish {
         dup: false,
         qos,
         retain,
@@ -188,7 +233,7 @@ pub(crate) fn route<'a>(
         packet_id: None,
         properties,
         payload: bytes_of(&publication.data).clone(),
-    })
+    })))
 }
 
 /// The `PUBLISH` of a retained message for a new subscription granted `granted`.

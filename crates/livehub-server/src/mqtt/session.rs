@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use livehub_core::{ChannelFilter, Publication, SessionReceiver};
 use livehub_mqtt::{Publish, SubscriptionOptions};
 use parking_lot::Mutex;
@@ -37,7 +38,29 @@ pub(crate) enum Outgoing {
     Released,
 }
 
+/// A message waiting to be sent.
+#[derive(Debug)]
+pub(crate) enum Queued {
+    /// A QoS 0 `PUBLISH` without properties of its own, encoded: the publication's frame that
+    /// every subscriber of the same version and retain flag shares.
+    Frame(Bytes),
+    /// A `PUBLISH` of this client's own (QoS 1 or 2, or properties only it gets).
+    Publish(Box<Publish>),
+}
+
+/// Where a session's shared subscription groups hand it publications: made on its first
+/// `$share` subscription, so that the sessions of other clients carry no channel.
+pub(crate) struct Inbox {
+    /// Cloned into each group the session joins.
+    pub(crate) tx: mpsc::Sender<Arc<Publication>>,
+    /// What the groups handed it.
+    pub(crate) rx: mpsc::Receiver<Arc<Publication>>,
+}
+
 /// Everything of one client that can outlive its connection.
+///
+/// Its collections allocate on first use: most clients never subscribe to a shared group, send
+/// QoS 2 or fill their in-flight window, and an idle connection should cost little.
 pub(crate) struct MqttSession {
     /// The node's session: its subscriptions in the hub and its queue of publications.
     pub(crate) receiver: SessionReceiver,
@@ -45,8 +68,8 @@ pub(crate) struct MqttSession {
     pub(crate) subscriptions: HashMap<String, Subscription>,
     /// Sent and unacknowledged, by packet identifier.
     pub(crate) outgoing: BTreeMap<u16, Outgoing>,
-    /// Waiting for room in the client's in-flight window.
-    pub(crate) pending: VecDeque<Publish>,
+    /// Waiting for room in the client's in-flight window (or behind messages that are).
+    pub(crate) pending: VecDeque<Queued>,
     /// QoS 2 publications received and not yet released (`PUBREL`): received again, they are
     /// acknowledged without being published twice.
     pub(crate) incoming: HashSet<u16>,
@@ -54,20 +77,16 @@ pub(crate) struct MqttSession {
     pub(crate) last_id: u16,
     /// Its member number in shared subscription groups.
     pub(crate) member: u64,
-    /// Where its groups hand it publications.
-    pub(crate) shared_tx: mpsc::Sender<Arc<Publication>>,
-    /// What its groups handed it.
-    pub(crate) shared_rx: mpsc::Receiver<Arc<Publication>>,
+    /// Its shared subscription groups' hand-offs, once it has joined one.
+    pub(crate) inbox: Option<Inbox>,
 }
 
 impl MqttSession {
     /// A fresh session over `receiver`.
     pub(crate) fn new(receiver: SessionReceiver, member: u64) -> Self {
-        let (shared_tx, shared_rx) = mpsc::channel(super::shared::MEMBER_CAPACITY);
         Self {
             member,
-            shared_tx,
-            shared_rx,
+            inbox: None,
             receiver,
             subscriptions: HashMap::new(),
             outgoing: BTreeMap::new(),
@@ -75,6 +94,15 @@ impl MqttSession {
             incoming: HashSet::new(),
             last_id: 0,
         }
+    }
+
+    /// Where its shared subscription groups hand it publications, made on first use.
+    pub(crate) fn inbox_sender(&mut self) -> mpsc::Sender<Arc<Publication>> {
+        let inbox = self.inbox.get_or_insert_with(|| {
+            let (tx, rx) = mpsc::channel(super::shared::MEMBER_CAPACITY);
+            Inbox { tx, rx }
+        });
+        inbox.tx.clone()
     }
 
     /// The next packet identifier not in flight, or `None` when all 65,535 are.
