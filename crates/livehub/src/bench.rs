@@ -128,6 +128,12 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     }
     if report.errors.iter().any(|e| rate_limited(e)) {
         eprintln!("livehub bench: {RATE_LIMITED_HINT}");
+    } else if report.errors.iter().any(|e| e.contains("connection refused")) {
+        eprintln!(
+            "livehub bench: nothing accepts connections at {}; start the server first \
+             (`livehub serve --bench-mode`) or point --url at it",
+            report.url
+        );
     }
     Ok(ExitCode::FAILURE)
 }

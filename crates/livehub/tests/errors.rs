@@ -100,6 +100,8 @@ fn usage_and_configuration_errors_exit_2_with_one_line() {
         (&["serve", "--bench-mode", "--listen", "0.0.0.0:0"], &[], &["loopback"]),
         (&["publish", "demo/x", "hi"], &[], &["not JSON", "'\"hi\"'"]),
         (&["publish", "demo/x", "1", "--url", "ftp://127.0.0.1:1"], &[], &["ftp"]),
+        (&["publish", "demo/x", "1", "--url", "https://127.0.0.1:1"], &[], &["plain HTTP only"]),
+        (&["subscribe", "demo/x", "--url", "wss://127.0.0.1:1"], &[], &["plain HTTP only"]),
         (&["bench", "fanout", "--url", "http://10.1.2.3:80"], &[], &["not a loopback address"]),
     ];
     for (args, env, needles) in cases {
@@ -124,6 +126,19 @@ fn an_unreachable_server_exits_1_without_repeating_itself() {
     let out = livehub(&["publish", "demo/x", "1", "--url", &url], &[]);
     let line = one_line(&out, 1, &["connection refused", &url]);
     assert_eq!(line.matches("connection refused").count(), 1, "{line}");
+}
+
+#[test]
+fn a_bench_with_no_server_says_so_once() {
+    let url = format!("http://127.0.0.1:{}", closed_port());
+    let out = livehub(&["bench", "fanout", "--url", &url, "--connections", "50", "--quiet"], &[]);
+    one_line(&out, 1, &["nothing accepts connections", &url, "--bench-mode"]);
+    // The report: each connection failed the same way, said once with a count, in plain words.
+    let report = String::from_utf8_lossy(&out.stdout);
+    let errors: Vec<&str> = report.lines().filter(|l| l.trim_start().starts_with("error")).collect();
+    assert!(!errors.is_empty() && errors.len() <= 2, "{report}");
+    assert!(errors.iter().any(|e| e.contains("connection refused")), "{report}");
+    assert!(!report.contains("os error") && !report.contains("Connection refused"), "{report}");
 }
 
 #[test]
