@@ -121,7 +121,7 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         eprint!("{report}");
         failure::print_line(&serde_json::to_string(&report)?)?;
     } else {
-        print!("{report}");
+        failure::print_text(&report.to_string())?;
     }
     if report.ok {
         return Ok(ExitCode::SUCCESS);

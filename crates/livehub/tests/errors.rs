@@ -239,6 +239,46 @@ fn subscribe_exits_quietly_when_its_reader_goes_away() {
     assert_eq!(stderr, "", "quiet");
 }
 
+#[test]
+fn every_command_stops_quietly_on_a_closed_pipe() {
+    let config = config_file("[auth.jwt]\nhmac_secret = \"closed-pipe-secret-0123456789abcdef\"\n");
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    // A store to read, beside the server that keeps it.
+    let served =
+        Served::with_args(&["--store", "sqlite", "--data-dir", data_dir.path().to_str().expect("utf-8")]);
+    let store_stats = ["store", "stats", "--data-dir", data_dir.path().to_str().expect("utf-8")];
+    let commands: &[&[&str]] = &[
+        &["token", "--config", path(&config), "--sub", "a", "--subscribe", "a/#"],
+        &["apikey", "--name", "pipe", "--publish", "a/#"],
+        &["apikey", "--hash", "lhk_0123456789abcdef0123456789abcdef0123456789abcdef"],
+        &store_stats,
+        &["publish", "demo/pipe", "1", "--url", &served.url],
+        &[
+            "bench",
+            "idle",
+            "--connections",
+            "2",
+            "--duration",
+            "0.2",
+            "--warmup",
+            "0",
+            "--url",
+            &served.url,
+            "--quiet",
+        ],
+    ];
+    for args in commands {
+        // The reading end is closed before the command starts: its first write fails.
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let out = command(args, &[]).stdout(writer).stderr(Stdio::piped()).output().expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{args:?}:\n{stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}:\n{stderr}");
+    }
+    drop(served);
+}
+
 /// A `serve` with `args` and `env` (and no `--no-sources` unless given), its log up to and
 /// including the listening line, and the server's base URL; the server is killed after that.
 fn startup(args: &[&str], env: &[(&str, &str)]) -> (String, String) {
