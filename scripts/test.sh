@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test suite of livehub. The README's test command; CI runs exactly this.
 #
-# Installs what it needs when missing (Node.js, Chromium, Maven and a JDK from Debian, the npm
-# packages of the client and the dashboard, the Java SignalR client from Maven Central into
-# target/m2, nginx with nchan and Node's ws for the benchmark peers, and the Python
+# Installs what it needs when missing (Node.js, Chromium, the sqlite3 CLI, Maven and a JDK from
+# Debian, the npm packages of the client and the dashboard, the Java SignalR client from Maven
+# Central into target/m2, nginx with nchan and Node's ws for the benchmark peers, and the Python
 # packages of tests/requirements.txt in a virtual environment under target/venv, made by
 # scripts/venv.sh), so it works on a fresh Debian machine with the Rust toolchain.
 #
@@ -68,6 +68,10 @@ if ! skipped LIVEHUB_SKIP_SIGNALR && ! skipped LIVEHUB_SKIP_SIGNALR_JAVA; then
   command -v mvn >/dev/null || debs+=(maven)
   command -v javac >/dev/null || debs+=(default-jdk-headless)
 fi
+# The dashboard's series test moves a stopped server's history back in time with the sqlite3 CLI.
+if ! skipped LIVEHUB_SKIP_BROWSER; then
+  command -v sqlite3 >/dev/null || debs+=(sqlite3)
+fi
 if ! skipped LIVEHUB_SKIP_MQTT; then
   command -v mosquitto_sub >/dev/null || debs+=(mosquitto-clients)
   [[ -x /usr/sbin/mosquitto ]] || debs+=(mosquitto)
@@ -119,8 +123,11 @@ fi
 if ! skipped LIVEHUB_SKIP_FUZZ; then
   # cargo-fuzz from crates.io. On stable Rust it fuzzes without a sanitizer (-s none): a panic,
   # an abort or a stack overflow still fails the run, and coverage still guides it.
-  command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
-  build_in_background fuzz cargo fuzz build --fuzz-dir fuzz -s none
+  fuzz_build() {
+    command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
+    cargo fuzz build --fuzz-dir fuzz -s none
+  }
+  build_in_background fuzz fuzz_build
 fi
 
 # The PostgreSQL store's tests (crates/livehub-postgres, and the binary on PostgreSQL in

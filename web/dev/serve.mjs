@@ -1,5 +1,6 @@
-// Preview server for the dashboard: serves dist/ like the livehub binary does (/, /assets/app.js,
-// /assets/app.css) and proxies everything else (/ws, /sse, /poll, /api/*, /health) to a livehub.
+// Preview server for the dashboard: serves dist/ like the livehub binary does (/, and the scripts
+// and the stylesheet under /assets/) and proxies everything else (/ws, /sse, /poll, /api/*,
+// /hubs/live, /mqtt, /health) to a livehub.
 //
 //   node dev/serve.mjs [--port 8088] [--livehub http://127.0.0.1:8080]
 //
@@ -8,7 +9,7 @@ import { spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import http from "node:http";
 import net from "node:net";
-import { dirname, join } from "node:path";
+import { dirname, extname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 
@@ -21,22 +22,29 @@ const { values: args } = parseArgs({
   },
 });
 
-const ASSETS = {
-  "/": ["index.html", "text/html; charset=utf-8"],
-  "/index.html": ["index.html", "text/html; charset=utf-8"],
-  "/assets/app.js": ["app.js", "text/javascript; charset=utf-8"],
-  "/assets/app.css": ["app.css", "text/css; charset=utf-8"],
-};
+const PAGES = { "/": "index.html", "/index.html": "index.html" };
+const TYPES = { ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8" };
+
+/** The file of dist/ and its type for `path`: the page, or a script or stylesheet under /assets/. */
+function asset(path) {
+  const name = PAGES[path] ?? (/^\/assets\/([\w.-]+\.(js|css))$/.exec(path)?.[1]);
+  return name ? [name, TYPES[extname(name)]] : undefined;
+}
 
 const upstream = new URL(args.livehub ?? (await startLivehub()));
 
 const server = http.createServer(async (req, res) => {
   const path = new URL(req.url ?? "/", "http://x").pathname;
-  const asset = ASSETS[path];
-  if (asset && req.method === "GET") {
+  const file = asset(path);
+  if (file && req.method === "GET") {
     // Read on every request, so that a rebuild shows on reload.
-    const body = await readFile(join(dist, asset[0]));
-    res.writeHead(200, { "content-type": asset[1], "cache-control": "no-cache" });
+    const body = await readFile(join(dist, file[0])).catch(() => null);
+    if (!body) {
+      res.writeHead(404);
+      res.end();
+      return;
+    }
+    res.writeHead(200, { "content-type": file[1], "cache-control": "no-cache" });
     res.end(body);
     return;
   }

@@ -1,144 +1,16 @@
 /**
- * Streaming time-series charts on uPlot: a bounded buffer of rows per chart, drawn at most once
- * per animation frame and only while the chart's page is on screen.
+ * Time charts on uPlot: a range of the past from the series endpoint, then live rows (see
+ * `series-buffer.ts`), drawn at most once per animation frame and only while the chart's page
+ * is on screen.
  */
 
 import uPlot from "uplot";
 import { h, setText } from "./dom.js";
-import { time } from "./format.js";
+import { clockTime, time } from "./format.js";
+import type { Range } from "./series.js";
+import { type BucketRow, type Row, SeriesBuffer } from "./series-buffer.js";
 
-/** One row of a chart: a time and one value per series (`null` leaves a gap). */
-export interface Row {
-  /** Milliseconds since the Unix epoch. */
-  ts: number;
-  values: (number | null)[];
-}
-
-/**
- * The newest `capacity` rows, in time order, in the column layout uPlot draws from. Where two
- * rows are more than `gapMs` apart (an outage the reconnect could not recover, which history
- * cannot fill either), a row of nulls goes between them, so that the lines break there instead
- * of joining across the missing interval.
- */
-export class SeriesBuffer {
-  /** Seconds since the epoch (uPlot's time unit). */
-  private xs: number[] = [];
-  private ys: (number | null)[][];
-  /** The gap markers (rows of nulls) in the buffer. */
-  private gapRows = 0;
-
-  constructor(
-    readonly capacity: number,
-    private series: number,
-    private readonly gapMs = Number.POSITIVE_INFINITY,
-  ) {
-    this.ys = Array.from({ length: series }, () => []);
-  }
-
-  /** How many gaps the buffer holds. */
-  get gaps(): number {
-    return this.gapRows;
-  }
-
-  get length(): number {
-    return this.xs.length;
-  }
-
-  /** Milliseconds of the newest row, or 0. */
-  get lastTs(): number {
-    return this.xs.length ? Math.round(this.xs[this.xs.length - 1]! * 1000) : 0;
-  }
-
-  /** The newest value of series `i`. */
-  last(i: number): number | null {
-    const col = this.ys[i];
-    return col && col.length ? (col[col.length - 1] ?? null) : null;
-  }
-
-  /** Appends a row newer than the newest; older rows (repeats, late arrivals) are ignored. */
-  push(row: Row): boolean {
-    const newest = this.xs[this.xs.length - 1];
-    if (newest !== undefined && row.ts / 1000 <= newest) {
-      return false;
-    }
-    if (newest !== undefined && row.ts - newest * 1000 > this.gapMs) {
-      this.append(newest + GAP_OFFSET_SECS, []);
-      this.gapRows++;
-    }
-    this.append(row.ts / 1000, row.values);
-    while (this.xs.length > this.capacity) {
-      if (this.isGap(0)) {
-        this.gapRows--;
-      }
-      this.xs.shift();
-      for (const col of this.ys) {
-        col.shift();
-      }
-    }
-    return true;
-  }
-
-  private append(x: number, values: (number | null)[]): void {
-    this.xs.push(x);
-    for (let i = 0; i < this.series; i++) {
-      this.ys[i]!.push(values[i] ?? null);
-    }
-  }
-
-  /** Whether row `j` is a gap marker: every value null. */
-  private isGap(j: number): boolean {
-    return this.ys.every((col) => col[j] === null || col[j] === undefined);
-  }
-
-  /** Merges rows from history with what is there: sorted by time, one row per time, the newest kept. */
-  merge(rows: Row[]): void {
-    const byTs = new Map<number, (number | null)[]>();
-    for (const row of rows) {
-      byTs.set(row.ts / 1000, row.values);
-    }
-    this.xs.forEach((x, j) => {
-      // The gap markers are placed again below, where gaps remain once history is in.
-      if (!this.isGap(j)) {
-        byTs.set(x, this.ys.map((col) => col[j] ?? null));
-      }
-    });
-    const sorted = [...byTs.keys()].sort((a, b) => a - b);
-    const xs: number[] = [];
-    const values: (number | null)[][] = [];
-    this.gapRows = 0;
-    sorted.forEach((x, k) => {
-      const previous = sorted[k - 1];
-      if (previous !== undefined && (x - previous) * 1000 > this.gapMs) {
-        xs.push(previous + GAP_OFFSET_SECS);
-        values.push([]);
-        this.gapRows++;
-      }
-      xs.push(x);
-      values.push(byTs.get(x)!);
-    });
-    const drop = Math.max(0, xs.length - this.capacity);
-    for (let j = 0; j < drop; j++) {
-      if (values[j]!.every((v) => v === null || v === undefined)) {
-        this.gapRows--;
-      }
-    }
-    this.xs = xs.slice(drop);
-    this.ys = Array.from({ length: this.series }, (_, i) => values.slice(drop).map((v) => v[i] ?? null));
-  }
-
-  /** Changes the number of series (CPU cores become known with the first sample); old values are kept. */
-  setSeriesCount(n: number): void {
-    if (n === this.series) {
-      return;
-    }
-    this.ys = Array.from({ length: n }, (_, i) => this.ys[i] ?? this.xs.map(() => null));
-    this.series = n;
-  }
-
-  data(): uPlot.AlignedData {
-    return [this.xs, ...this.ys] as uPlot.AlignedData;
-  }
-}
+export type { BucketRow, Row } from "./series-buffer.js";
 
 export interface SeriesSpec {
   label: string;
@@ -179,16 +51,17 @@ export interface ChartSpec {
   title: string;
   series: SeriesSpec[];
   axes: AxisSpec[];
+  /** Most rows kept, whatever the range. */
   capacity: number;
-  /** Rows further apart than this (ms) are not joined by a line: the data between them is missing. */
+  /**
+   * Live samples further apart than this (ms), or buckets further apart than one step and this,
+   * are not joined by a line: the data between them is missing.
+   */
   gapMs?: number;
   height?: number;
   /** Formats a series' newest value in the legend. */
   legendValue?: (v: number | null, i: number) => string;
 }
-
-/** Where a gap marker goes: just after the last row before the gap, so it does not shift the line. */
-const GAP_OFFSET_SECS = 0.001;
 
 /** Below this width (px) a chart is on a phone: see `LiveChart.options`. */
 const NARROW_PX = 520;
@@ -197,8 +70,8 @@ const LAST_LABEL_ROOM = 28;
 
 /** The time axis spans at least this long, so that a chart with few points fills from the right. */
 const MIN_WINDOW_SECS = 60;
-/** Time-axis steps, in seconds: whole seconds, as the labels show no fractions. */
-const TIME_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600];
+/** Time-axis steps, in seconds: whole seconds, as the labels show no fractions; up to 6 h for a day. */
+const TIME_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600];
 
 /** A colour of the current theme (`--chart-axis`, `--chart-grid`), read when a plot is built. */
 function themeColor(name: string, fallback: string): string {
@@ -232,12 +105,12 @@ export class LiveChart {
   private readonly resize: ResizeObserver;
 
   constructor(private spec: ChartSpec) {
-    this.buffer = new SeriesBuffer(spec.capacity, spec.series.length, spec.gapMs);
+    this.buffer = new SeriesBuffer(spec.series.length, { capacity: spec.capacity, ...(spec.gapMs !== undefined ? { gapMs: spec.gapMs } : {}) });
     this.legend = h("div", { class: "legend" });
     this.holder = h("div", { class: "plot", style: `height:${spec.height ?? 200}px` });
     this.el = h(
       "div",
-      { class: "chart", "data-chart": spec.key, "data-points": 0, "data-gaps": 0 },
+      { class: "chart", "data-chart": spec.key, "data-points": 0, "data-gaps": 0, "data-live": 0 },
       h("div", { class: "chart-head" }, h("h3", {}, spec.title), this.legend),
       this.holder,
     );
@@ -268,19 +141,30 @@ export class LiveChart {
     return this.spec.series.length;
   }
 
-  /** Adds one row. */
+  /** Live samples taken (`data-live`): the rows count goes down when a step's samples fold. */
+  private live = 0;
+
+  /** Adds one live row. */
   push(row: Row): void {
     if (this.buffer.push(row)) {
+      this.live++;
       this.invalidate();
     }
   }
 
-  /** Merges rows from history. */
-  merge(rows: Row[]): void {
-    if (rows.length) {
-      this.buffer.merge(rows);
-      this.invalidate();
-    }
+  /** Shows `range`: that far back, in buckets of its step (`data-range`, `data-step`). */
+  setRange(range: Range): void {
+    this.buffer.setWindow(range.spanMs, range.stepMs);
+    this.el.dataset.range = range.id;
+    this.el.dataset.step = String(range.stepMs);
+    // The time axis labels change with the range (seconds or not).
+    this.rebuild();
+  }
+
+  /** Replaces the past with a series answer's buckets (up to `to`), keeping later live rows. */
+  load(buckets: BucketRow[], to: number): void {
+    this.buffer.load(buckets, to);
+    this.invalidate();
   }
 
   /** Shows "Loading history…" over the chart while history is on its way (`data-loading`). */
@@ -303,6 +187,8 @@ export class LiveChart {
   invalidate(): void {
     this.el.dataset.points = String(this.buffer.length);
     this.el.dataset.gaps = String(this.buffer.gaps);
+    this.el.dataset.live = String(this.live);
+    this.el.dataset.updated = String(this.buffer.lastTs);
     if (this.active && !this.frame) {
       this.frame = requestAnimationFrame(() => {
         this.frame = 0;
@@ -320,9 +206,9 @@ export class LiveChart {
       return;
     }
     if (!this.plot) {
-      this.plot = new uPlot(this.options(width), this.buffer.data(), this.holder);
+      this.plot = new uPlot(this.options(width), this.buffer.data() as uPlot.AlignedData, this.holder);
     } else {
-      this.plot.setData(this.buffer.data());
+      this.plot.setData(this.buffer.data() as uPlot.AlignedData);
     }
     this.spec.series.forEach((_, i) => {
       const el = this.legendValues[i];
@@ -377,6 +263,12 @@ export class LiveChart {
     const narrow = width < NARROW_PX;
     this.narrow = narrow;
     const rightAxis = spec.axes.some((a) => a.side === "right") && !narrow;
+    // The whole range, even where the server holds nothing: an empty left part says so.
+    const span = this.buffer.spanMs;
+    const windowSecs = Number.isFinite(span) ? span / 1000 : MIN_WINDOW_SECS;
+    // Over an hour or more, ticks are minutes apart at least: no seconds in their labels.
+    const hours = span >= 3600_000;
+    const label = hours ? clockTime : time;
     return {
       width,
       height: spec.height ?? 200,
@@ -385,7 +277,7 @@ export class LiveChart {
       // Room on the right for half of the last time label, unless an axis is there.
       padding: [8, rightAxis ? 4 : LAST_LABEL_ROOM, 0, 0],
       scales: Object.fromEntries([
-        ["x", { time: true, range: (_u: uPlot, min: number, max: number): uPlot.Range.MinMax => [Math.min(min, max - MIN_WINDOW_SECS), max] }],
+        ["x", { time: true, range: (_u: uPlot, min: number, max: number): uPlot.Range.MinMax => [Math.min(min, max - windowSecs), max] }],
         ...spec.axes.map((a) => [a.scale, a.range ? { range: a.range } : { range: (_u: uPlot, min: number, max: number) => (a.padded ? paddedRange(min, max) : niceRange(min, max)) }]),
       ]),
       axes: [
@@ -395,8 +287,8 @@ export class LiveChart {
           space: 70,
           grid: { stroke: GRID_STROKE, width: 1 },
           ticks: { stroke: GRID_STROKE, width: 1 },
-          incrs: TIME_STEPS,
-          values: (_u, splits) => splits.map((v) => time(v * 1000)),
+          incrs: hours ? TIME_STEPS.filter((secs) => secs >= 60) : TIME_STEPS,
+          values: (_u, splits) => splits.map((v) => label(v * 1000)),
         },
         ...spec.axes.map(
           (a): uPlot.Axis => ({
@@ -424,13 +316,27 @@ export class LiveChart {
             stroke: s.color,
             width: s.width ?? 1.5,
             scale: s.scale ?? spec.axes[0]?.scale ?? "y",
-            points: { show: false },
+            // A value with no neighbour (a bucket between two gaps) has no line to be part of:
+            // it is drawn as a dot, or it would not show at all.
+            points: { show: true, size: 4, filter: isolated },
             ...(s.fill ? { fill: s.fill } : {}),
           }),
         ),
       ],
     };
   }
+}
+
+/** The indices of series `i`'s values that have no value on either side. */
+function isolated(u: uPlot, i: number): number[] {
+  const ys = u.data[i] ?? [];
+  const found: number[] = [];
+  for (let j = 0; j < ys.length; j++) {
+    if (ys[j] != null && ys[j - 1] == null && ys[j + 1] == null) {
+      found.push(j);
+    }
+  }
+  return found;
 }
 
 /** The distance between ticks (0 with fewer than two). */
@@ -474,6 +380,8 @@ export function paddedRange(min: number, max: number): [number, number] {
   if (!Number.isFinite(min) || !Number.isFinite(max)) {
     return [0, 1];
   }
-  const pad = Math.max((max - min) * 0.15, Math.abs(max) * 0.002, 0.1);
+  // At least a quarter of a unit each side: a chart opening on a few quiet buckets would
+  // otherwise tick every 0.05, and two decimals widen the axis into a phone's plot.
+  const pad = Math.max((max - min) * 0.15, Math.abs(max) * 0.002, 0.25);
   return [min - pad, max + pad];
 }

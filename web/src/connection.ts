@@ -1,20 +1,21 @@
 /**
- * The hub's lifecycle: one LiveHub at a time, pinned to the transport the user picked, with every
- * page's subscriptions carried over when the transport changes; plus the connection indicator,
- * the transport selector and the presence counter in the top bar.
+ * The hub's lifecycle: one hub at a time, pinned to the transport the user picked (a LiveHub for
+ * the client's own transports, a `RemoteHub` for SignalR and MQTT), with every page's
+ * subscriptions carried over when the transport changes; plus the connection indicator, the
+ * transport selector and the presence counter in the top bar.
  */
 
-import { ALL_TRANSPORTS, LiveHub, type LiveHubError, type Message, type StateChange, type SubscribeOptions, type Subscription, type TransportName } from "../../clients/js/src/index.js";
+import { ALL_TRANSPORTS, LiveHub, type LiveHubError, type Message, type SubscribeOptions, type Subscription } from "../../clients/js/src/index.js";
 import { logActivity } from "./activity.js";
 import { PAGE_TOKEN } from "./credentials.js";
 import { byId, setText } from "./dom.js";
 import { num } from "./format.js";
 import { isString, load, save } from "./prefs.js";
 import { StaleView } from "./stale.js";
+import { remoteHub } from "./transports/families.js";
+import { MODES, TRANSPORT_TEXT, isRemote, type DashTransport, type Hub, type HubStateChange, type Mode } from "./transports/hub.js";
 
-/** What the transport selector offers: every transport in order, or one pinned. */
-export type Mode = "auto" | TransportName;
-export const MODES: readonly Mode[] = ["auto", ...ALL_TRANSPORTS];
+export type { Mode };
 
 /** What a page does with a channel's publications. */
 export interface Listener {
@@ -37,14 +38,6 @@ interface Want {
 
 /** The resubscribe answers of one reconnect arrive one by one; gaps reported within this window share a feed entry. */
 const GAP_WINDOW_MS = 500;
-
-/** The transports' names as people read them, for the notices. */
-const TRANSPORT_TEXT: Record<TransportName, string> = {
-  websocket: "WebSocket",
-  sse: "Server-Sent Events",
-  "long-polling": "Long polling",
-  polling: "Polling",
-};
 
 /**
  * A client error as one plain sentence for the feed: a failed request says the server is
@@ -70,7 +63,7 @@ function initialMode(): Mode {
 
 export class Connection {
   mode: Mode;
-  hub: LiveHub;
+  hub: Hub;
   private readonly wants = new Set<Want>();
   /** Wants that wait for the hub to connect before they go to it (see `attach`). */
   private readonly resyncListeners = new Set<() => void>();
@@ -78,7 +71,7 @@ export class Connection {
   /** Hubs opened so far: the first connect of a later one follows a transport switch. */
   private generation = 0;
   private everConnected = false;
-  private lastTransport: TransportName | null = null;
+  private lastTransport: DashTransport | null = null;
   /** Errors already in the feed since the last connect: a failing round repeats them all. */
   private readonly errorsShown = new Set<string>();
   /** Channels that reported a gap within `GAP_WINDOW_MS`, to be logged as one entry. */
@@ -128,6 +121,11 @@ export class Connection {
     this.mode = mode;
     this.select.value = mode;
     this.rememberMode();
+    this.reopen();
+  }
+
+  /** Closes the hub and opens one for the current mode. */
+  private reopen(): void {
     for (const off of this.detach) {
       off();
     }
@@ -136,11 +134,13 @@ export class Connection {
     this.hub = this.open();
   }
 
-  private open(): LiveHub {
+  private open(): Hub {
     this.generation++;
     this.errorsShown.clear();
-    const transports = this.mode === "auto" ? [...ALL_TRANSPORTS] : [this.mode];
-    const hub = new LiveHub(location.origin, { transports, autoConnect: false, ...(PAGE_TOKEN ? { token: PAGE_TOKEN } : {}) });
+    const mode = this.mode;
+    const hub: Hub = isRemote(mode)
+      ? remoteHub(mode, location.origin, PAGE_TOKEN)
+      : new LiveHub(location.origin, { transports: mode === "auto" ? [...ALL_TRANSPORTS] : [mode], autoConnect: false, ...(PAGE_TOKEN ? { token: PAGE_TOKEN } : {}) });
     const generation = this.generation;
     let connectedOnce = false;
     this.detach.push(
@@ -168,7 +168,7 @@ export class Connection {
       }),
       hub.on("status", (status) => this.staleView.update(status)),
       hub.on("fallback", ({ from, reason }) => {
-        // The hub now tries every transport: the selector says so, and the page says why.
+        // Every transport is tried from now on: the selector says so, and the page says why.
         this.mode = "auto";
         this.select.value = "auto";
         this.rememberMode();
@@ -176,6 +176,10 @@ export class Connection {
         setText(this.notice, text);
         this.notice.hidden = false;
         logActivity("transport", text, "warning");
+        if (isRemote(from)) {
+          // A LiveHub falls back by itself; another family's hub stops, and a LiveHub takes over.
+          this.reopen();
+        }
       }),
     );
     this.hub = hub;
@@ -226,7 +230,7 @@ export class Connection {
   }
 
   /** Updates the indicator; `switched` says this is the first connect after a transport switch. */
-  private showState(change: StateChange, switched = false): void {
+  private showState(change: HubStateChange, switched = false): void {
     const { state, transport } = change;
     // The indicator's text and data-state are the StaleView's, from `status`.
     setText(this.transportEl, state === "connected" ? (transport ?? "") : "");
@@ -269,6 +273,8 @@ export class Connection {
 
   private rememberMode(): void {
     save("transport", this.mode);
+    // The selector may cut a long name short; its tooltip says it whole.
+    this.select.title = `Transport: ${this.mode === "auto" ? "automatic" : TRANSPORT_TEXT[this.mode]}`;
     const url = new URL(location.href);
     if (this.mode === "auto") {
       url.searchParams.delete("transport");

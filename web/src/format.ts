@@ -118,6 +118,13 @@ export function time(ts: number | null | undefined): string {
   return isFiniteNumber(ts) ? clock.format(new Date(ts)) : "–";
 }
 
+const hoursMinutes = new Intl.DateTimeFormat(LOCALE, { hour: "2-digit", minute: "2-digit", hour12: false });
+
+/** Milliseconds since the epoch → local `"14:03"`, for a time axis over hours. */
+export function clockTime(ts: number | null | undefined): string {
+  return isFiniteNumber(ts) ? hoursMinutes.format(new Date(ts)) : "–";
+}
+
 /** `"on_route"` → `"on route"`. */
 export function label(value: string): string {
   return value.replace(/_/g, " ");

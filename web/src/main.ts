@@ -3,7 +3,6 @@
  * hidden. Pages collect data all the time; only the current one draws.
  */
 
-import type { LiveHub } from "../../clients/js/src/index.js";
 import { fetchCatalog } from "./catalog.js";
 import { Connection, type Mode } from "./connection.js";
 import { byId } from "./dom.js";
@@ -13,6 +12,7 @@ import type { Page, PageContext, PageId } from "./pages/page.js";
 import { sensorsPage } from "./pages/sensors.js";
 import { transitPage } from "./pages/transit.js";
 import { initTheme } from "./theme.js";
+import type { Hub } from "./transports/hub.js";
 
 /** After this long hidden, the charts are refilled from history when the tab shows again. */
 const RESYNC_AFTER_HIDDEN_MS = 10_000;
@@ -27,7 +27,7 @@ const PAGES: Record<PageId, (ctx: PageContext) => Page> = {
 declare global {
   interface Window {
     /** A debug handle for tests and the console. */
-    livehubDashboard: { hub(): LiveHub; transport(): Mode };
+    livehubDashboard: { hub(): Hub; transport(): Mode };
   }
 }
 

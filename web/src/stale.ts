@@ -4,7 +4,7 @@
  * countdown to the next attempt in the indicator, and a "Retry now" button.
  */
 
-import type { HubStatus } from "../../clients/js/src/index.js";
+import type { HubStatusView } from "./transports/hub.js";
 import { byId, setText } from "./dom.js";
 import { time } from "./format.js";
 
@@ -17,7 +17,7 @@ const VIEWS = "[data-card], [data-chart], [data-station], .panel:not(.activity-p
 /** How often the countdown and the marks are refreshed while waiting. */
 const TICK_MS = 250;
 
-const STATE_TEXT: Record<HubStatus["state"], string> = {
+const STATE_TEXT: Record<HubStatusView["state"], string> = {
   connecting: "Connecting…",
   connected: "Connected",
   reconnecting: "Reconnecting…",
@@ -28,7 +28,7 @@ export class StaleView {
   private readonly stateEl = byId("conn-state");
   private readonly retryButton = byId<HTMLButtonElement>("retry-now");
   private readonly sinceEl = byId("stale-since");
-  private status: HubStatus | null = null;
+  private status: HubStatusView | null = null;
   private ticker: ReturnType<typeof setInterval> | null = null;
 
   constructor(retry: () => void) {
@@ -39,7 +39,7 @@ export class StaleView {
   }
 
   /** Shows `status`; called on every `status` event of the current hub. */
-  update(status: HubStatus): void {
+  update(status: HubStatusView): void {
     this.status = status;
     this.render();
     const waiting = status.retryAt !== null || status.staleSince !== null;

@@ -1,6 +1,6 @@
 // The small things new users saw: a legend entry for the per-core CPU lines, no empty swap meter
-// on a host without swap, "client" for one client, a loading state while history loads, and time
-// labels that are not cut off at the charts' edges.
+// on a host without swap, "client" for one client, a loading state while the series loads, and
+// time labels that are not cut off at the charts' edges.
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -43,13 +43,13 @@ test("the per-core lines have a legend entry, swap has no empty meter, one clien
   }
 });
 
-test("the charts say they are loading while their history is on its way", { timeout: 30000 }, async () => {
+test("the charts say they are loading while their series is on its way", { timeout: 30000 }, async () => {
   const context = await browser.newContext();
   try {
     const page = await context.newPage();
     let release;
     const held = new Promise((resolve) => (release = resolve));
-    await page.route("**/api/channels/metrics/system/history**", async (route) => {
+    await page.route("**/api/channels/metrics/system/series**", async (route) => {
       await held;
       await route.continue();
     });
@@ -88,7 +88,7 @@ test("pinned to SSE, a page opens at most two streams at start, not one per subs
 });
 
 /**
- * Records every time label (hh:mm:ss) the page draws on a canvas: its left and right edges in
+ * Records every time label (hh:mm:ss, or hh:mm over an hour) the page draws on a canvas: its left and right edges in
  * canvas pixels, as placed by the canvas' transform and text alignment, and the canvas' width.
  */
 function recordTimeLabels() {
@@ -96,7 +96,7 @@ function recordTimeLabels() {
   const fillText = CanvasRenderingContext2D.prototype.fillText;
   CanvasRenderingContext2D.prototype.fillText = function (text, x, y, ...rest) {
     const value = String(text);
-    if (/^\d\d:\d\d:\d\d$/.test(value)) {
+    if (/^\d\d:\d\d(:\d\d)?$/.test(value)) {
       const t = this.getTransform();
       const width = this.measureText(value).width * t.a;
       const at = t.a * x + t.e;

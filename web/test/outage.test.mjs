@@ -36,7 +36,9 @@ function allViewsStale(page) {
 
 test("the server stopped for 15 s: stale within 2 s, a countdown, connected within 3 s of its return, a gap in the charts", { timeout: 90000 }, async () => {
   let server = await startServer([]);
-  const { page, errors, close } = await open(browser, `${server.url}/`);
+  // The 5-minute range, in one-second buckets: a gap is more than a step and five seconds
+  // without data, and at 10 s buckets (the hour) a 15 s outage may leave no bucket empty.
+  const { page, errors, close } = await open(browser, `${server.url}/`, { storage: { "livehub.dashboard.range.overview": "5m" } });
   try {
     await connected(page, "websocket");
     await cpuUpdates(page);
@@ -101,7 +103,9 @@ test("the server stopped for 15 s: stale within 2 s, a countdown, connected with
 
 test('"Retry now" ends the wait at once', { timeout: 60000 }, async () => {
   let server = await startServer([]);
-  const { page, errors, close } = await open(browser, `${server.url}/`);
+  // The 5-minute range, in one-second buckets: a gap is more than a step and five seconds
+  // without data, and at 10 s buckets (the hour) a 15 s outage may leave no bucket empty.
+  const { page, errors, close } = await open(browser, `${server.url}/`, { storage: { "livehub.dashboard.range.overview": "5m" } });
   try {
     await connected(page, "websocket");
     // No /health probe gets through: once the server is back, only the button can end the wait

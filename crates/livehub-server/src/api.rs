@@ -16,7 +16,8 @@ use crate::engine::{self, ClientError};
 use crate::error::ApiError;
 use crate::poll;
 use crate::protocol::{message_value, position_value};
-use crate::{timeq, App};
+use crate::storage::ServerStore;
+use crate::{series, timeq, App};
 
 /// Publications one `POST /api/publish` may carry.
 const MAX_BATCH: usize = 1000;
@@ -266,10 +267,11 @@ pub(crate) async fn channel(
         })));
     }
     if let Some(name) = path.strip_suffix("/series").filter(|_| uri.path().ends_with("/series")) {
-        let params = timeq::SeriesParams::parse(query.as_deref())?;
+        let params = series::SeriesParams::parse(query.as_deref())?;
         let channel = ChannelName::with_limits(name, limits)?;
         readable(&channel)?;
-        return Ok(Json(timeq::series(node, &channel, params).await?));
+        let context = series::SeriesContext { store: app.store().map_or("memory", ServerStore::kind) };
+        return Ok(Json(series::series(node, &channel, params, context).await?));
     }
     let channel = ChannelName::with_limits(&path, limits)?;
     readable(&channel)?;

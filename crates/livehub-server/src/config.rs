@@ -192,6 +192,19 @@ pub enum StoreKind {
     Postgres,
 }
 
+impl StoreKind {
+    /// Whether history goes to a database (SQLite or PostgreSQL) rather than only to memory.
+    pub fn on_disk(self) -> bool {
+        !matches!(self, Self::Memory)
+    }
+}
+
+/// With a store on disk and no `[history] memory_size`, the publications of a channel kept in
+/// memory: reads further back go to the store. A chart's day of host metrics (86,400
+/// publications, the sources' rule with a store) would otherwise take about 100 MB of memory
+/// for one channel, while 1,000 still answer every reconnect's recovery from memory.
+pub(crate) const DEFAULT_MEMORY_SIZE: usize = 1000;
+
 /// Storage settings (`docs/storage.md`).
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -418,7 +431,7 @@ impl Config {
         let policy = |size, secs| HistoryPolicy { size, max_age: Duration::from_secs(secs) };
         let configured: Vec<_> =
             self.history.rules.iter().map(|r| (r.prefix.clone(), policy(r.size, r.max_age_secs))).collect();
-        let mut rules: Vec<_> = livehub_sources::history_rules()
+        let mut rules: Vec<_> = livehub_sources::history_rules(self.storage.store.on_disk())
             .into_iter()
             .filter(|(prefix, _)| !configured.iter().any(|(p, _)| p == prefix))
             .collect();
@@ -441,7 +454,11 @@ impl Config {
                 max_len: self.limits.max_channel_length.max(1),
                 max_levels: self.limits.max_channel_levels.max(1),
             },
-            memory_size: self.history.memory_size,
+            memory_size: self.history.memory_size.or(self
+                .storage
+                .store
+                .on_disk()
+                .then_some(DEFAULT_MEMORY_SIZE)),
             ..NodeConfig::default()
         }
     }
@@ -471,6 +488,23 @@ mod tests {
         assert_eq!(metrics.len(), 1, "one rule per prefix: {rules:?}");
         assert_eq!(metrics[0].1.size, 5);
         assert!(rules.iter().any(|(p, _)| p == "stocks/"), "the other built-in rules stay");
+    }
+
+    #[test]
+    fn a_store_on_disk_keeps_a_day_of_metrics_with_a_bounded_hot_window() {
+        let rule = |config: &NodeConfig, channel: &str| config.history.policy_for(channel);
+        let on_disk = Config::default().node_config();
+        assert_eq!(rule(&on_disk, "metrics/system").max_age, Duration::from_secs(86_400));
+        assert!(rule(&on_disk, "metrics/system").size >= 86_400, "a day at one sample a second");
+        assert_eq!(rule(&on_disk, "sensors/lab-1").max_age, Duration::from_secs(3600));
+        assert_eq!(on_disk.memory_size, Some(DEFAULT_MEMORY_SIZE));
+
+        let memory = Config::from_toml("[storage]\nstore = \"memory\"").expect("parses").node_config();
+        assert_eq!(rule(&memory, "metrics/system").max_age, Duration::from_secs(600));
+        assert_eq!(memory.memory_size, None, "in memory, history is the hot window");
+
+        let set = Config::from_toml("[history]\nmemory_size = 50").expect("parses").node_config();
+        assert_eq!(set.memory_size, Some(50), "a configured hot window wins");
     }
 
     #[test]

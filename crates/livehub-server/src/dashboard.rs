@@ -1,12 +1,19 @@
-//! The dashboard at `/`: three files built from `web/` and compiled into the binary, so that
-//! `livehub serve` shows it on a machine without Node.js and without a network.
+//! The dashboard at `/`: the files built from `web/` (`web/dist`) compiled into the binary, so
+//! that `livehub serve` shows it on a machine without Node.js and without a network.
+//!
+//! `index.html` is served at `/`; the scripts and the stylesheet at `/assets/{name}`: `app.js`
+//! (an ES module), `app.css`, and the chunks `app.js` imports on demand (`chunk-<hash>.js`:
+//! the SignalR and MQTT clients), whose names `build.rs` reads from `web/dist`.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::App;
+
+/// Every file of `web/dist`, by name, sorted.
+const FILES: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/dashboard_files.rs"));
 
 /// One embedded file.
 struct Asset {
@@ -14,14 +21,22 @@ struct Asset {
     content_type: &'static str,
 }
 
-const INDEX: Asset =
-    Asset { body: include_bytes!("../../../web/dist/index.html"), content_type: "text/html; charset=utf-8" };
-const SCRIPT: Asset = Asset {
-    body: include_bytes!("../../../web/dist/app.js"),
-    content_type: "text/javascript; charset=utf-8",
-};
-const STYLE: Asset =
-    Asset { body: include_bytes!("../../../web/dist/app.css"), content_type: "text/css; charset=utf-8" };
+impl Asset {
+    /// The file `name` of `web/dist`, with the type its extension says; `None` when there is no
+    /// such file or it is not a script or a stylesheet (the page itself is served only at `/`).
+    fn named(name: &str) -> Option<Asset> {
+        let content_type = match name.rsplit_once('.')?.1 {
+            "js" => "text/javascript; charset=utf-8",
+            "css" => "text/css; charset=utf-8",
+            _ => return None,
+        };
+        Some(Asset { body: file(name)?, content_type })
+    }
+}
+
+fn file(name: &str) -> Option<&'static [u8]> {
+    FILES.binary_search_by(|(n, _)| (*n).cmp(name)).ok().map(|i| FILES[i].1)
+}
 
 /// Everything the page loads comes from this server; the live connection goes back to it too.
 const CONTENT_SECURITY_POLICY: &str =
@@ -30,24 +45,24 @@ const CONTENT_SECURITY_POLICY: &str =
 
 /// `GET /`.
 pub(crate) async fn index(State(app): State<App>, headers: HeaderMap) -> Response {
-    serve(&app, &INDEX, &headers)
+    let page =
+        Asset { body: file("index.html").unwrap_or_default(), content_type: "text/html; charset=utf-8" };
+    serve(&app, Some(page), &headers)
 }
 
-/// `GET /assets/app.js`.
-pub(crate) async fn script(State(app): State<App>, headers: HeaderMap) -> Response {
-    serve(&app, &SCRIPT, &headers)
+/// `GET /assets/{name}`.
+pub(crate) async fn asset(State(app): State<App>, Path(name): Path<String>, headers: HeaderMap) -> Response {
+    serve(&app, Asset::named(&name), &headers)
 }
 
-/// `GET /assets/app.css`.
-pub(crate) async fn style(State(app): State<App>, headers: HeaderMap) -> Response {
-    serve(&app, &STYLE, &headers)
-}
-
-fn serve(app: &App, asset: &Asset, headers: &HeaderMap) -> Response {
+fn serve(app: &App, asset: Option<Asset>, headers: &HeaderMap) -> Response {
     if !app.config().dashboard.enabled {
         return crate::ApiError::new(StatusCode::NOT_FOUND, "not_found", "the dashboard is disabled")
             .into_response();
     }
+    let Some(asset) = asset else {
+        return crate::ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such file").into_response();
+    };
     // The names carry no content hash, so browsers revalidate every load; the ETag makes that a
     // 304 with no body.
     let etag = etag(asset.body);
@@ -81,6 +96,17 @@ fn etag(body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_built_files_are_embedded_and_typed() {
+        assert!(file("index.html").is_some_and(|body| !body.is_empty()));
+        assert_eq!(Asset::named("app.js").map(|a| a.content_type), Some("text/javascript; charset=utf-8"));
+        assert_eq!(Asset::named("app.css").map(|a| a.content_type), Some("text/css; charset=utf-8"));
+        assert!(Asset::named("index.html").is_none(), "the page is served at / only");
+        assert!(Asset::named("nothing.js").is_none());
+        assert!(Asset::named("../app.js").is_none());
+        assert!(FILES.windows(2).all(|w| w[0].0 < w[1].0), "sorted, for the binary search");
+    }
 
     #[test]
     fn etags_differ_by_content_and_are_quoted() {

@@ -91,7 +91,7 @@ pub fn channel(bytes: &[u8]) {
 pub fn time_query(bytes: &[u8]) {
     let Ok(text) = std::str::from_utf8(bytes) else { return };
     let _ = crate::api::history_params(Some(text));
-    let _ = crate::timeq::SeriesParams::parse(Some(text));
+    let _ = crate::series::SeriesParams::parse(Some(text));
 }
 
 #[cfg(test)]

@@ -24,6 +24,8 @@ mod mqtt;
 mod poll;
 mod protocol;
 mod resume;
+mod series;
+mod series_fields;
 mod signalr;
 mod sse;
 mod storage;
@@ -199,8 +201,7 @@ impl App {
         let max_body_size = self.config().limits.max_body_size;
         let mut router = Router::new()
             .route("/", get(dashboard::index))
-            .route("/assets/app.js", get(dashboard::script))
-            .route("/assets/app.css", get(dashboard::style))
+            .route("/assets/{name}", get(dashboard::asset))
             .route("/health", get(api::health))
             .route("/api/sources", get(api::sources))
             .route("/ws", get(ws::upgrade))
@@ -215,10 +216,7 @@ impl App {
         if self.config().test_endpoints {
             router = router.route("/_test/echo", get(ws::echo));
         }
-        router = router.merge(signalr::routes(self));
-        if self.config().mqtt.websocket {
-            router = router.route("/mqtt", get(mqtt::upgrade));
-        }
+        router = router.merge(signalr::routes(self)).route("/mqtt", get(mqtt::upgrade));
         router
             .fallback(|| async {
                 ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such endpoint")

@@ -26,6 +26,16 @@ pub enum ServerStore {
     Postgres(Arc<Durability<PgStore>>),
 }
 
+impl ServerStore {
+    /// The store's name in `[storage] store`: `sqlite` or `postgres`.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+}
+
 /// A store that cannot be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenStoreError {

@@ -1,5 +1,5 @@
 //! The dashboard and the built-in sources over real HTTP: the embedded page and its assets with
-//! their headers and revalidation, switching the dashboard off, the sources' catalog, and live
+//! their headers and revalidation, the chunks it loads on demand, switching the dashboard off, the sources' catalog, and live
 //! publications from each source reaching a WebSocket subscriber.
 
 mod common;
@@ -56,6 +56,42 @@ async fn the_page_and_its_assets_are_served_and_revalidate() {
         assert!(again.bytes().await.expect("body").is_empty());
         let changed = get(&server, path, Some("\"something-else\"")).await;
         assert_eq!(changed.status(), 200, "{path} with a stale ETag");
+    }
+}
+
+#[tokio::test]
+async fn the_chunks_the_page_loads_on_demand_are_served() {
+    let server = TestServer::start().await;
+    let html = get(&server, "/", None).await.text().await.expect("body");
+    assert!(html.contains(r#"<script type="module" src="assets/app.js">"#), "app.js is an ES module: {html}");
+
+    // app.js imports the SignalR and MQTT code with import("./chunk-<hash>.js"), and those chunks
+    // import others: every name reachable from app.js must be served.
+    let mut pending = vec!["app.js".to_string()];
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(name) = pending.pop() {
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        let response = get(&server, &format!("/assets/{name}"), None).await;
+        assert_eq!(response.status(), 200, "{name}");
+        assert!(header(&response, "content-type").starts_with("text/javascript"), "{name}");
+        assert_eq!(header(&response, "cache-control"), "no-cache", "{name}");
+        let body = response.text().await.expect("body");
+        let mut rest = body.as_str();
+        while let Some(at) = rest.find("\"./chunk-") {
+            let tail = &rest[at + 3..];
+            let end = tail.find('"').expect("a closing quote");
+            pending.push(tail[..end].to_string());
+            rest = &tail[end..];
+        }
+    }
+    assert!(seen.len() > 2, "app.js loads chunks on demand: {seen:?}");
+
+    for path in ["/assets/chunk-NOTTHERE.js", "/assets/index.html", "/assets/..%2Fapp.js", "/assets/app.map"]
+    {
+        let response = get(&server, path, None).await;
+        assert_eq!(response.status(), 404, "{path}");
     }
 }
 

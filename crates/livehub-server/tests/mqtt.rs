@@ -644,6 +644,28 @@ async fn mqtt_over_websocket_at_slash_mqtt() {
 }
 
 #[tokio::test]
+async fn a_plain_get_says_whether_mqtt_over_websocket_is_off() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    // A browser cannot read why a WebSocket handshake failed; the dashboard asks with a GET.
+    let on = TestServer::start().await;
+    let answer = reqwest::get(on.url("/mqtt")).await.expect("GET /mqtt");
+    assert_eq!(answer.status(), 400, "on: a GET that is no upgrade is a bad request");
+
+    let mut config = Config::default();
+    config.mqtt.websocket = false;
+    let off = TestServer::with(config).await;
+    let answer = reqwest::get(off.url("/mqtt")).await.expect("GET /mqtt");
+    assert_eq!(answer.status(), 404);
+    let body: serde_json::Value = answer.json().await.expect("a JSON error");
+    assert_eq!(body["error"]["code"], "transport_disabled", "{body}");
+
+    let mut request = format!("ws://{}/mqtt", off.addr).into_client_request().expect("request");
+    request.headers_mut().insert("sec-websocket-protocol", "mqtt".parse().expect("header"));
+    assert!(tokio_tungstenite::connect_async(request).await.is_err(), "off: no upgrade");
+}
+
+#[tokio::test]
 async fn mqtt_over_tls_when_the_server_has_tls() {
     use std::sync::Arc;
     use tokio_rustls::rustls::pki_types::pem::PemObject;

@@ -27,9 +27,13 @@ impl Drop for Server {
 }
 
 async fn start() -> Server {
+    start_with(Config::default()).await
+}
+
+/// A server for `config`, in memory and without sources.
+async fn start_with(config: Config) -> Server {
     let storage = StorageSettings { store: StoreKind::Memory, ..StorageSettings::default() };
-    let mut config =
-        Config { sources: livehub_server::SourcesConfig::disabled(), storage, ..Config::default() };
+    let mut config = Config { sources: livehub_server::SourcesConfig::disabled(), storage, ..config };
     // MQTT's default port is fixed (1883): tests running side by side must not fight over it.
     config.mqtt.listen = None;
     let clock = ManualClock::new(T0);
@@ -169,4 +173,88 @@ async fn series_buckets_a_known_input() {
         let (status, body) = server.get(&format!("/api/channels/m/x/series?{query}")).await;
         assert_eq!((status, body["error"]["code"].as_str()), (400, Some(code)), "{query}: {body}");
     }
+}
+
+#[tokio::test]
+async fn series_reads_several_fields_in_one_request() {
+    let server = start().await;
+    let sample = |total: Value, core: Value, memory: Value| json!({ "cpu": { "total": total, "cores": [0, core] }, "memory": { "percent": memory }, "host": "h" });
+    server.publish_at(0, "m/y", sample(json!(10), json!(5), json!(40))).await;
+    server.publish_at(30_000, "m/y", sample(json!(20), json!(15), json!("n/a"))).await;
+    server.publish_at(70_000, "m/y", sample(json!(30), json!(25), json!(42))).await;
+    let to = T0 + 180_000;
+    let fields = "field=cpu.total&field=cpu.cores.1&field=memory.percent&field=cpu.total&field=swap.percent";
+    let (status, body) =
+        server.get(&format!("/api/channels/m/y/series?{fields}&from={T0}&to={to}&step=1m")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["fields"],
+        json!(["cpu.total", "cpu.cores.1", "memory.percent", "swap.percent"]),
+        "each once"
+    );
+    assert!(body.get("buckets").is_none(), "several fields answer in `series`: {body}");
+    let series = body["series"].as_array().expect("series");
+    let avgs = |i: usize| -> Vec<Value> {
+        series[i]["buckets"].as_array().expect("buckets").iter().map(|b| b["avg"].clone()).collect()
+    };
+    assert_eq!(series[0]["field"], "cpu.total");
+    assert_eq!(avgs(0), vec![json!(15.0), json!(30.0), Value::Null]);
+    assert_eq!(avgs(1), vec![json!(10.0), json!(25.0), Value::Null]);
+    assert_eq!(avgs(2), vec![json!(40.0), json!(42.0), Value::Null]);
+    assert_eq!(series[2]["non_numeric"], 1);
+    assert_eq!(avgs(3), vec![Value::Null, Value::Null, Value::Null], "a field no publication has is empty");
+    assert_eq!(body["series"][0]["buckets"][0]["t"], T0);
+    assert_eq!(body["series"][0]["buckets"][2]["t"], T0 + 120_000);
+    assert_eq!(body["store"], "memory");
+    assert_eq!(body["oldest_ts"], T0, "everything published is held");
+
+    let (status, body) =
+        server.get(&format!("/api/channels/m/y/series?field=nope&field=no.such&from={T0}&to={to}")).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("unknown_field")), "{body}");
+    let many: String = (0..129).map(|i| format!("field=f{i}&")).collect();
+    let (status, body) = server.get(&format!("/api/channels/m/y/series?{many}from={T0}&to={to}")).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("too_many_fields")), "{body}");
+    let eleven: String = (0..11).map(|i| format!("field=f{i}&")).collect();
+    let day = T0 + 10_000 * 1000;
+    let (status, body) =
+        server.get(&format!("/api/channels/m/y/series?{eleven}from={T0}&to={day}&step=1s")).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("too_many_buckets")), "{body}");
+}
+
+#[tokio::test]
+async fn series_says_where_the_history_held_starts() {
+    let mut config = Config::default();
+    config.history.rules.push(livehub_server::HistoryRule {
+        prefix: "small/".into(),
+        size: 3,
+        max_age_secs: 3600,
+    });
+    let server = start_with(config).await;
+    for minute in 0..6 {
+        server.publish_at(minute * 60_000, "small/c", json!({ "v": minute })).await;
+    }
+    let to = T0 + 360_000;
+    let (status, body) =
+        server.get(&format!("/api/channels/small/c/series?field=v&from={T0}&to={to}&step=1m")).await;
+    assert_eq!(status, 200, "{body}");
+    let counts: Vec<u64> = body["buckets"]
+        .as_array()
+        .expect("buckets")
+        .iter()
+        .map(|b| b["count"].as_u64().expect("count"))
+        .collect();
+    assert_eq!(counts, vec![0, 0, 0, 1, 1, 1], "only the three publications held");
+    assert_eq!(body["oldest_ts"], T0 + 180_000);
+    assert_eq!(body["retention"], json!({ "size": 3, "max_age_secs": 3600 }));
+    assert_eq!(body["store"], "memory");
+
+    // A range after the oldest held: `oldest_ts` still says where history starts.
+    let from = T0 + 240_000;
+    let (_, later) =
+        server.get(&format!("/api/channels/small/c/series?field=v&from={from}&to={to}&step=1m")).await;
+    assert_eq!(later["oldest_ts"], T0 + 180_000, "{later}");
+    // A channel nothing was published on holds nothing.
+    let (status, none) =
+        server.get(&format!("/api/channels/small/none/series?field=v&from={T0}&to={to}")).await;
+    assert_eq!((status, &none["oldest_ts"]), (200, &Value::Null), "{none}");
 }

@@ -166,13 +166,35 @@ pub fn catalog(config: &SourcesConfig) -> Catalog {
     }
 }
 
+/// A day and an hour: how far back the dashboard's charts reach with a store on disk.
+const DAY: Duration = Duration::from_secs(24 * 3600);
+const HOUR: Duration = Duration::from_secs(3600);
+
 /// History rules for the sources' channel prefixes, so charts open filled.
-pub fn history_rules() -> Vec<(String, HistoryPolicy)> {
+///
+/// In memory (`on_disk` false) each keeps ten minutes at most, a few hundred publications. With
+/// a store on disk the charted channels keep what the dashboard's ranges draw: a day of host
+/// metrics (86,400 publications at the default second, about 70 MB) and an hour of the 10 Hz
+/// sensors (36,000, about 7 MB); a day of sensors would be 20 times that, and a series over it
+/// more publications than one request reads.
+pub fn history_rules(on_disk: bool) -> Vec<(String, HistoryPolicy)> {
     let ten_minutes = Duration::from_secs(600);
-    [("metrics/", 600), ("sensors/", 600), ("stocks/", 300), ("transit/", 60), ("weather/", 200)]
-        .into_iter()
-        .map(|(prefix, size)| (prefix.to_string(), HistoryPolicy { size, max_age: ten_minutes }))
-        .collect()
+    let in_memory = |size| HistoryPolicy { size, max_age: ten_minutes };
+    let (metrics, sensors) = if on_disk {
+        (HistoryPolicy { size: 90_000, max_age: DAY }, HistoryPolicy { size: 40_000, max_age: HOUR })
+    } else {
+        (in_memory(600), in_memory(600))
+    };
+    [
+        ("metrics/", metrics),
+        ("sensors/", sensors),
+        ("stocks/", in_memory(300)),
+        ("transit/", in_memory(60)),
+        ("weather/", in_memory(200)),
+    ]
+    .into_iter()
+    .map(|(prefix, policy)| (prefix.to_string(), policy))
+    .collect()
 }
 
 /// Starts every enabled source; each publishes through `node` until `shutdown` is cancelled.
@@ -301,10 +323,12 @@ mod tests {
 
     #[test]
     fn history_rules_cover_every_source() {
-        let rules = history_rules();
         let channels = catalog_channels(&catalog(&SourcesConfig::default()));
-        for channel in channels {
-            assert!(rules.iter().any(|(prefix, _)| channel.starts_with(prefix.as_str())), "{channel}");
+        for on_disk in [false, true] {
+            let rules = history_rules(on_disk);
+            for channel in &channels {
+                assert!(rules.iter().any(|(prefix, _)| channel.starts_with(prefix.as_str())), "{channel}");
+            }
         }
     }
 

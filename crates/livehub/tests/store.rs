@@ -8,6 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
+use common::history::{offsets_and_values, publish, recover};
 use common::{Served, BIN};
 use serde_json::{json, Value};
 
@@ -28,30 +29,6 @@ fn start(config: &tempfile::NamedTempFile) -> Served {
     Served::with_args(&["--store", "sqlite", "--config", config.path().to_str().expect("utf-8 path")])
 }
 
-async fn publish(http: &reqwest::Client, url: &str, channel: &str, v: u64) -> Value {
-    let body = json!({ "channel": channel, "data": { "v": v }, "key": format!("k{v}") });
-    let response = http.post(format!("{url}/api/publish")).json(&body).send().await.expect("publish");
-    assert!(response.status().is_success(), "publish {channel} {v}: {}", response.status());
-    response.json().await.expect("publish answer")
-}
-
-/// Every publication of `channel` after `since` in `epoch` (any epoch when empty): the recovery
-/// read, or its error.
-async fn recover(http: &reqwest::Client, url: &str, channel: &str, since: u64, epoch: &str) -> Value {
-    let epoch = if epoch.is_empty() { String::new() } else { format!("&epoch={epoch}") };
-    let query = format!("{url}/api/channels/{channel}/history?since={since}{epoch}&limit=1000");
-    http.get(query).send().await.expect("history").json().await.expect("history JSON")
-}
-
-fn offsets_and_values(history: &Value) -> Vec<(u64, u64)> {
-    history["publications"]
-        .as_array()
-        .expect("publications")
-        .iter()
-        .map(|p| (p["offset"].as_u64().expect("offset"), p["data"]["v"].as_u64().expect("v")))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_durable_publications_survive_sigkill_and_sigterm() {
     let dir = tempfile::tempdir().expect("data dir");
@@ -67,7 +44,7 @@ async fn acknowledged_durable_publications_survive_sigkill_and_sigterm() {
             let mut acked = Vec::new();
             for i in 0..25 {
                 let v = publisher * 100 + i;
-                let answer = publish(&http, &url, "orders/a", v).await;
+                let answer = publish(&http, &url, "orders/a", v).await.expect("published");
                 acked.push((answer["offset"].as_u64().expect("offset"), v, answer["epoch"].clone()));
             }
             acked
@@ -79,7 +56,7 @@ async fn acknowledged_durable_publications_survive_sigkill_and_sigterm() {
     }
     let epoch = acked[0].2.as_str().expect("epoch").to_owned();
     assert!(acked.iter().all(|(_, _, e)| e == &json!(epoch)));
-    let behind = publish(&http, &served.url, "metrics/a", 1).await;
+    let behind = publish(&http, &served.url, "metrics/a", 1).await.expect("published");
     let behind_epoch = behind["epoch"].as_str().expect("epoch").to_owned();
     let health: Value =
         http.get(format!("{}/health", served.url)).send().await.expect("health").json().await.expect("JSON");
@@ -104,7 +81,7 @@ async fn acknowledged_durable_publications_survive_sigkill_and_sigterm() {
     let tail = recover(&http, &served.url, "orders/a", 190, &epoch).await;
     assert_eq!(offsets_and_values(&tail).len(), 10);
     // A retry of an acknowledged publish is recognised after the crash.
-    let retry = publish(&http, &served.url, "orders/a", 0).await;
+    let retry = publish(&http, &served.url, "orders/a", 0).await.expect("published");
     assert_eq!(
         (retry["duplicate"].clone(), retry["offset"].clone()),
         (json!(true), json!(acked_offset(&acked, 0)))
@@ -125,7 +102,7 @@ async fn acknowledged_durable_publications_survive_sigkill_and_sigterm() {
     assert!(stderr.contains("in use by another livehub process"), "{stderr}");
 
     // A clean stop keeps write-behind epochs too.
-    let behind = publish(&http, &served.url, "metrics/a", 2).await;
+    let behind = publish(&http, &served.url, "metrics/a", 2).await.expect("published");
     let behind_epoch = behind["epoch"].as_str().expect("epoch").to_owned();
     let offset = behind["offset"].as_u64().expect("offset");
     let mut served = served;
@@ -155,9 +132,12 @@ async fn stats_and_an_online_backup_beside_a_running_server() {
     let http = reqwest::Client::new();
     let served = start(&config);
     for v in 1..=3 {
-        publish(&http, &served.url, "orders/b", v).await;
+        publish(&http, &served.url, "orders/b", v).await.expect("published");
     }
-    let epoch = publish(&http, &served.url, "orders/c", 1).await["epoch"].as_str().expect("epoch").to_owned();
+    let epoch = publish(&http, &served.url, "orders/c", 1).await.expect("published")["epoch"]
+        .as_str()
+        .expect("epoch")
+        .to_owned();
     let data_dir = dir.path().to_str().expect("utf-8 path");
 
     let stats = Command::new(BIN).args(["store", "stats", "--data-dir", data_dir]).output().expect("stats");

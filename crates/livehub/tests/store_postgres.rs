@@ -13,6 +13,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::history::{offsets_and_values, publish, recover};
 use common::Served;
 use serde_json::{json, Value};
 
@@ -53,34 +54,8 @@ fn start(url: &str, config: &tempfile::NamedTempFile) -> Served {
     Served::with_args(&["--store", "postgres", "--database-url", url, "--config", config])
 }
 
-async fn publish(http: &reqwest::Client, url: &str, channel: &str, v: u64) -> Result<Value, (u16, Value)> {
-    let body = json!({ "channel": channel, "data": { "v": v }, "key": format!("k{v}") });
-    let response = http.post(format!("{url}/api/publish")).json(&body).send().await.expect("publish");
-    let status = response.status().as_u16();
-    let answer: Value = response.json().await.expect("publish answer");
-    if (200..300).contains(&status) {
-        Ok(answer)
-    } else {
-        Err((status, answer))
-    }
-}
-
-async fn recover(http: &reqwest::Client, url: &str, channel: &str, since: u64, epoch: &str) -> Value {
-    let query = format!("{url}/api/channels/{channel}/history?since={since}&epoch={epoch}&limit=1000");
-    http.get(query).send().await.expect("history").json().await.expect("history JSON")
-}
-
 async fn health(http: &reqwest::Client, url: &str) -> Value {
     http.get(format!("{url}/health")).send().await.expect("health").json().await.expect("health JSON")
-}
-
-fn offsets_and_values(history: &Value) -> Vec<(u64, u64)> {
-    history["publications"]
-        .as_array()
-        .expect("publications")
-        .iter()
-        .map(|p| (p["offset"].as_u64().expect("offset"), p["data"]["v"].as_u64().expect("v")))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

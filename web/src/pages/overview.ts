@@ -7,23 +7,34 @@ import { h, note, setText } from "../dom.js";
 import { bytesShort, isFiniteNumber, percent, rate, time } from "../format.js";
 import { HOST_RULES, HostAlerts, type HostAlert } from "../host-alerts.js";
 import { fetchHistory } from "../history.js";
+import { RangePicker } from "../range-picker.js";
+import { MAX_FIELDS, SeriesError, bucketRows, coverageNote, fetchSeries } from "../series.js";
 import type { Page, PageContext } from "./page.js";
 import { SystemCards, type SystemMetrics } from "./system-cards.js";
 
 const DEFAULT_CHANNEL = "metrics/system";
-/** Ten minutes at one sample a second: what the server keeps for `metrics/`. */
-const HISTORY_ROWS = 600;
 /**
- * Fifteen minutes: more than history holds, so that a freshly opened page keeps growing for a
- * while instead of shifting out its oldest row at once.
+ * A bound on the rows of a chart: a range's few hundred buckets, plus the live samples of the
+ * newest step (at most 300 at a sample a second), with room to spare.
  */
-const CHART_ROWS = 900;
+const CHART_ROWS = 2000;
 
 /**
- * Samples further apart than this are not joined: the source publishes every second, so five
- * missing ones mean an outage, and a line across it would make up data.
+ * Samples further apart than this (buckets: one step and this) are not joined: the source
+ * publishes every second, so five missing ones mean an outage, and a line across it would make
+ * up data.
  */
 const GAP_MS = 5000;
+
+/** The fields of each chart in the series request, in the order of its series (`null`: none). */
+function chartFields(cores: number, swap: boolean): (string | null)[][] {
+  return [
+    [...Array.from({ length: cores }, (_, i) => `cpu.cores.${i}`), "cpu.total"],
+    ["memory.percent", swap ? "swap.percent" : null],
+    ["network.rx_bps", "network.tx_bps"],
+    ["disk_io.read_bps", "disk_io.write_bps"],
+  ];
+}
 
 const MEMORY: SeriesSpec = { label: "Memory", color: "#60a5fa", width: 2, fill: "rgba(96, 165, 250, 0.10)" };
 const SWAP: SeriesSpec = { label: "Swap", color: "#f472b6", width: 1.5 };
@@ -114,7 +125,13 @@ export function overviewPage({ conn, catalog, root }: PageContext): Page {
   });
   const charts = [cpu, memory, network, disk];
 
-  const body = h("div", { class: "overview" }, cards.el, h("div", { class: "charts" }, ...charts.map((c) => c.el)));
+  const picker = new RangePicker("overview", (r) => {
+    charts.forEach((c) => c.setRange(r));
+    void loadSeries();
+  });
+  charts.forEach((c) => c.setRange(picker.range));
+
+  const body = h("div", { class: "overview" }, cards.el, picker.el, h("div", { class: "charts" }, ...charts.map((c) => c.el)));
   root.append(
     h("div", { class: "page-head" }, h("h2", {}, "Overview"), h("p", { class: "muted" }, "Real metrics of ", host, ", sampled every second")),
     notes,
@@ -198,26 +215,46 @@ export function overviewPage({ conn, catalog, root }: PageContext): Page {
     showCards(msg.data);
   }
 
-  async function loadHistory(): Promise<void> {
+  /** Loads in flight: an answer to an older one (another range picked since) is dropped. */
+  let loads = 0;
+
+  /**
+   * Draws the picked range from the series endpoint: one request for every line of the four
+   * charts. The newest publication first gives the shape (cores, swap) and fills the cards.
+   */
+  async function loadSeries(): Promise<void> {
+    const load = ++loads;
+    const range = picker.range;
     charts.forEach((c) => c.setLoading(true));
-    const publications = (await fetchHistory(channel, HISTORY_ROWS)).map((p) => p.data).filter(isMetrics);
+    const newest = latest ?? (await fetchHistory(channel, 1)).map((p) => p.data).filter(isMetrics)[0] ?? null;
+    if (newest) {
+      fitCores(newest);
+      fitSwap(newest);
+      showCards(newest);
+    }
+    const cores = Math.max(0, cpu.seriesCount - 1);
+    // The series endpoint reads at most MAX_FIELDS fields: on a huge host, the first cores.
+    const fields = chartFields(Math.min(cores, MAX_FIELDS - 7), memory.seriesCount === 2);
+    try {
+      const answer = await fetchSeries(channel, fields.flat().filter((f): f is string => f !== null), range);
+      if (load !== loads) {
+        return;
+      }
+      charts.forEach((c, i) => c.load(bucketRows(answer, fields[i]!), answer.to));
+      picker.setNote(coverageNote(answer, channel));
+    } catch (e) {
+      if (load !== loads) {
+        return;
+      }
+      const why = e instanceof SeriesError ? e.message : String(e);
+      // A channel nothing has published on yet has no fields to read: the live samples fill in.
+      picker.setNote(e instanceof SeriesError && e.code === "unknown_field" ? `Nothing held on ${channel} yet.` : `The history could not be loaded: ${why}.`);
+    }
     charts.forEach((c) => c.setLoading(false));
-    const newest = publications[publications.length - 1];
-    if (!newest) {
-      return;
-    }
-    fitCores(newest);
-    fitSwap(newest);
-    const columns: Row[][] = [[], [], [], []];
-    for (const m of publications) {
-      rows(m).forEach((row, i) => columns[i]!.push(row));
-    }
-    charts.forEach((c, i) => c.merge(columns[i]!));
-    showCards(newest);
   }
 
-  let unsubscribe: (() => void) | null = conn.subscribe(channel, { latest: true }, { message: onMessage, unrecovered: () => void loadHistory() });
-  void loadHistory();
+  let unsubscribe: (() => void) | null = conn.subscribe(channel, { latest: true }, { message: onMessage, unrecovered: () => void loadSeries() });
+  void loadSeries();
 
   void catalog.then((cat) => {
     const system = cat?.system;
@@ -231,8 +268,8 @@ export function overviewPage({ conn, catalog, root }: PageContext): Page {
     } else if (system?.channel && system.channel !== channel) {
       unsubscribe?.();
       channel = system.channel;
-      unsubscribe = conn.subscribe(channel, { latest: true }, { message: onMessage, unrecovered: () => void loadHistory() });
-      void loadHistory();
+      unsubscribe = conn.subscribe(channel, { latest: true }, { message: onMessage, unrecovered: () => void loadSeries() });
+      void loadSeries();
     }
   });
 
@@ -253,7 +290,7 @@ export function overviewPage({ conn, catalog, root }: PageContext): Page {
     },
     resync() {
       if (unsubscribe) {
-        void loadHistory();
+        void loadSeries();
       }
     },
   };

@@ -9,13 +9,18 @@ import { LiveChart, type Row, decimalsFor } from "../chart.js";
 import { h, note, setText, simulatedBadge } from "../dom.js";
 import { isFiniteNumber, num } from "../format.js";
 import { fetchHistory } from "../history.js";
+import { RangePicker } from "../range-picker.js";
+import { type Range, SeriesError, bucketRows, coverageNote, fetchSeries } from "../series.js";
 import type { Page, PageContext } from "./page.js";
 import { Weather } from "./weather.js";
 
-/** A minute at 10 Hz: what the server keeps for `sensors/`. */
-const HISTORY_ROWS = 600;
-/** Two minutes at 10 Hz: the chart opens half full from history and fills up live. */
-const CHART_ROWS = 1200;
+/**
+ * A bound on the chart's rows: a range's few hundred buckets plus the live samples of the
+ * newest step (3,000 at 10 Hz in a 5-minute step), with room to spare.
+ */
+const CHART_ROWS = 4000;
+/** The fields charted, in the order of the chart's series. */
+const FIELDS = ["temperature_c", "humidity_pct"];
 /** The batching interval of the sensor subscription, in ms. */
 const BATCH_MS = 100;
 /** Batches to average the measured rate over (two seconds). */
@@ -46,14 +51,17 @@ class SensorView {
   private arrivals: number[] = [];
   private active = false;
   private readonly off: () => void;
+  /** Loads in flight: an answer to an older one (another range picked since) is dropped. */
+  private loads = 0;
 
   constructor(
     private readonly info: SensorInfo,
     subscribe: (channel: string, onBatch: (ms: Message[]) => void, onGap: () => void) => () => void,
+    private readonly picker: RangePicker,
   ) {
     this.chart = new LiveChart({
       key: "sensor",
-      title: `${info.name} — last two minutes`,
+      title: info.name,
       series: [
         { label: "Temperature", color: "#fb923c", width: 1.5, scale: "°C" },
         { label: "Humidity", color: "#38bdf8", width: 1.5, scale: "%" },
@@ -84,19 +92,42 @@ class SensorView {
       ),
     );
     this.off = subscribe(info.channel, (ms) => this.onBatch(ms), () => void this.load());
+    this.setRange(picker.range);
+  }
+
+  /** Shows `range` and loads it. */
+  setRange(range: Range): void {
+    this.chart.setRange(range);
     void this.load();
   }
 
+  /** Draws the picked range from the series endpoint; the newest reading fills the figures. */
   async load(): Promise<void> {
+    const load = ++this.loads;
+    const { channel } = this.info;
     this.chart.setLoading(true);
-    const samples = (await fetchHistory(this.info.channel, HISTORY_ROWS)).map((p) => p.data).filter(isSample);
-    this.chart.setLoading(false);
-    this.chart.merge(samples.map(row));
-    const newest = samples[samples.length - 1];
-    if (newest && (!this.latest || newest.ts > this.latest.ts)) {
-      this.latest = newest;
-      this.showStats();
+    if (!this.latest) {
+      const newest = (await fetchHistory(channel, 1)).map((p) => p.data).filter(isSample)[0];
+      if (newest && !this.latest) {
+        this.latest = newest;
+        this.showStats();
+      }
     }
+    try {
+      const answer = await fetchSeries(channel, FIELDS, this.picker.range);
+      if (load !== this.loads) {
+        return;
+      }
+      this.chart.load(bucketRows(answer, FIELDS), answer.to);
+      this.picker.setNote(coverageNote(answer, channel));
+    } catch (e) {
+      if (load !== this.loads) {
+        return;
+      }
+      const unknown = e instanceof SeriesError && e.code === "unknown_field";
+      this.picker.setNote(unknown ? `Nothing held on ${channel} yet.` : `The history could not be loaded: ${e instanceof SeriesError ? e.message : String(e)}.`);
+    }
+    this.chart.setLoading(false);
   }
 
   setActive(active: boolean): void {
@@ -142,6 +173,7 @@ export function sensorsPage({ conn, catalog, root }: PageContext): Page {
   let active = false;
   let sensor: SensorView | null = null;
   let weather: Weather | null = null;
+  const picker = new RangePicker("sensors", (r) => sensor?.setRange(r));
 
   const sensorPanel = h("section", { class: "panel" }, h("div", { class: "loading" }, "Loading the sensors…"));
   const weatherPanel = h("section", { class: "panel" }, h("div", { class: "loading" }, "Loading the stations…"));
@@ -161,7 +193,7 @@ export function sensorsPage({ conn, catalog, root }: PageContext): Page {
 
   function showSensor(info: SensorInfo, holder: HTMLElement): void {
     sensor?.close();
-    sensor = new SensorView(info, subscribe);
+    sensor = new SensorView(info, subscribe, picker);
     holder.replaceChildren(sensor.el);
     sensor.setActive(active);
   }
@@ -187,7 +219,7 @@ export function sensorsPage({ conn, catalog, root }: PageContext): Page {
       } else {
         head.append(h("span", { class: "muted" }, `${first.name} · ${first.channel}`));
       }
-      sensorPanel.replaceChildren(head, holder);
+      sensorPanel.replaceChildren(head, picker.el, holder);
       showSensor(first, holder);
     }
 

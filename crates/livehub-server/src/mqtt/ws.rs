@@ -4,14 +4,14 @@
 
 use std::net::SocketAddr;
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
-use crate::App;
+use crate::{ApiError, App};
 
 /// The WebSocket subprotocol MQTT clients ask for.
 pub(crate) const SUBPROTOCOL: &str = "mqtt";
@@ -23,10 +23,16 @@ const PIPE: usize = 64 * 1024;
 pub(crate) async fn upgrade(
     State(app): State<App>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let Some(mqtt) = app.mqtt().cloned() else {
-        return (StatusCode::NOT_FOUND, "MQTT over WebSocket is off").into_response();
+    // Before the handshake is checked, as on `/ws`: a browser cannot read why a handshake was
+    // refused, but a plain GET tells it that the transport is off (the dashboard falls back).
+    let Some(mqtt) = app.mqtt().cloned().filter(|_| app.config().mqtt.websocket) else {
+        return ApiError::disabled("mqtt").into_response();
+    };
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(refusal) => return refusal.into_response(),
     };
     let ws = ws.protocols([SUBPROTOCOL]).max_message_size(app.config().mqtt.max_packet_size + 8);
     let tracker = app.upgraded().clone();

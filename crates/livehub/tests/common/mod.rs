@@ -1,5 +1,7 @@
 //! Shared by the binary's tests: a `livehub serve` process on a free port.
 
+pub(crate) mod history;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
