@@ -88,8 +88,9 @@ test("pinned to SSE, a page opens at most two streams at start, not one per subs
 });
 
 /**
- * Records every time label (hh:mm:ss, or hh:mm over an hour) the page draws on a canvas: its left and right edges in
- * canvas pixels, as placed by the canvas' transform and text alignment, and the canvas' width.
+ * Records every time label (hh:mm:ss, or hh:mm over an hour) the page draws on a canvas: its
+ * left and right edges in canvas pixels, as placed by the canvas' transform and text alignment,
+ * and the canvas' width.
  */
 function recordTimeLabels() {
   window.timeLabels = [];
