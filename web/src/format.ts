@@ -32,6 +32,18 @@ export function signed(value: number | null | undefined, digits = 2): string {
   return value > 0 ? `+${text}` : value < 0 ? `−${text}` : text;
 }
 
+/**
+ * A delay in seconds as the transit list shows it: `"on time"`, `"+42 s"` under a minute,
+ * `"+3 min"` from then on. Rounded first, so that no delay reads `"+0 s"`, `"+0 min"` or `"+60 s"`.
+ */
+export function lateness(secs: number): string {
+  const whole = Math.round(secs);
+  if (!(whole > 0)) {
+    return "on time";
+  }
+  return whole < 60 ? `+${num(whole, 0)} s` : `+${num(Math.round(whole / 60), 0)} min`;
+}
+
 const BYTE_UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
 
 /** `8321499136` → `"7.75 GiB"`. */

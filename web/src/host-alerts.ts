@@ -105,12 +105,13 @@ export class HostAlerts {
           const held = rule.samples > 1 ? ` for ${rule.samples} samples` : "";
           out.push({ rule: rule.id, state: "firing", ts: m.ts, text: `${rule.label} at ${Math.round(v)} %${held} (threshold ${rule.threshold} %)` });
         }
+      } else if (!state.firing) {
+        // A sample under the threshold ends the run: the samples must be in a row.
+        state.above = 0;
       } else if (v < rule.threshold - HYSTERESIS) {
         state.above = 0;
-        if (state.firing) {
-          state.firing = false;
-          out.push({ rule: rule.id, state: "resolved", ts: m.ts, text: `${rule.label} back to ${Math.round(v)} %` });
-        }
+        state.firing = false;
+        out.push({ rule: rule.id, state: "resolved", ts: m.ts, text: `${rule.label} back to ${Math.round(v)} %` });
       }
     }
     return out;

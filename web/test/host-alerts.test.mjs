@@ -58,6 +58,15 @@ test("a short spike does not fire; a value just under the threshold does not res
   assert.deepEqual(resolved.map((a) => a.state), ["resolved"]);
 });
 
+test("samples over the threshold count only in a row: a value that keeps dipping under it never fires", () => {
+  const alerts = new HostAlerts();
+  // Just over, then just under (within the hysteresis), again and again: never CPU.samples in a row.
+  const dipping = Array.from({ length: CPU.samples * 4 }, (_, i) => samples(i * 1000, 1, i % CPU.samples === CPU.samples - 1 ? CPU.threshold - 1 : CPU.threshold + 1)[0]);
+  assert.deepEqual(run(alerts, dipping), []);
+  // The same values without the dips fire.
+  assert.equal(run(alerts, samples(CPU.samples * 4000, CPU.samples, CPU.threshold + 1)).length, 1);
+});
+
 test("after it fired, the rule stays quiet for the cooldown, then may fire again", () => {
   const alerts = new HostAlerts();
   let t = 0;

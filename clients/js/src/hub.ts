@@ -127,6 +127,7 @@ export class LiveHub extends Emitter<HubEvents> {
       longPollTimeout: options.longPollTimeout ?? 25,
       pollInterval: options.pollInterval ?? 1000,
       token: () => this.tokens.current,
+      clientId: this.clientKey,
       events: {
         message: (m) => this.onMessage(m),
         subscribed: (info) => this.onSubscribed(info),

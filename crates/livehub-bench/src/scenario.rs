@@ -133,13 +133,12 @@ async fn open_all(
                     Some(subscriber)
                 }
                 Ok(Err(e)) => {
-                    tally.fail(format!("connection {i} from {source}: {e}"));
+                    tally.fail(format!("connecting from {source}: {}", io_text(&e)));
                     None
                 }
                 Err(_) => {
-                    tally.fail(format!(
-                        "connection {i} from {source}: not subscribed within {CONNECT_TIMEOUT:?}"
-                    ));
+                    tally
+                        .fail(format!("connecting from {source}: not subscribed within {CONNECT_TIMEOUT:?}"));
                     None
                 }
             }
@@ -173,7 +172,7 @@ async fn publish_and_measure(config: &BenchConfig, tally: &Arc<Tally>, report: &
     let publisher = match Publisher::open(config.target, config.addr, config.source_addrs[0]).await {
         Ok(publisher) => publisher,
         Err(e) => {
-            tally.fail(format!("the publisher could not connect: {e}"));
+            tally.fail(format!("the publisher could not connect: {}", io_text(&e)));
             return;
         }
     };
@@ -327,5 +326,15 @@ async fn progress(config: BenchConfig, tally: Arc<Tally>, opened: Arc<AtomicUsiz
         let target =
             if config.target == Target::Livehub { String::new() } else { format!(" {}", config.target) };
         eprintln!("[{:>5.1}s]{target} {}: {what}", started.elapsed().as_secs_f64(), config.scenario);
+    }
+}
+
+/// An I/O error in words: an error from the OS by its kind (`connection refused`), without the
+/// OS's wording and number (`Connection refused (os error 111)`); any other by its message.
+fn io_text(error: &std::io::Error) -> String {
+    if error.raw_os_error().is_some() {
+        error.kind().to_string()
+    } else {
+        error.to_string()
     }
 }

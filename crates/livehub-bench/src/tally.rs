@@ -12,6 +12,9 @@ use tokio::sync::Notify;
 /// `window` outstanding, far below it.
 pub(crate) const SLOTS: usize = 1 << 16;
 
+/// Distinct failures a report lists; the rest are summed up in one line.
+const MAX_DISTINCT_ERRORS: usize = 20;
+
 /// Largest latency recorded exactly, in microseconds; anything above is clamped to it.
 const MAX_LATENCY_US: u64 = 600_000_000;
 
@@ -32,7 +35,8 @@ pub(crate) struct Tally {
     delivered: AtomicU64,
     published: AtomicU64,
     latency: Mutex<Histogram<u64>>,
-    errors: Mutex<Vec<String>>,
+    /// Each distinct failure once, with how many times it happened, in the order first seen.
+    errors: Mutex<Vec<(String, u64)>>,
     /// Receipts since the last progress line.
     recent: AtomicU64,
     /// Highest sequence number received, and what it was when measuring started.
@@ -168,11 +172,13 @@ impl Tally {
             return;
         }
         if let Ok(mut errors) = self.errors.lock() {
-            // A dead server fails every connection the same way; a few lines say it.
-            if errors.len() < 20 {
-                errors.push(error);
-            } else if errors.len() == 20 {
-                errors.push("more errors left out".into());
+            // A dead server fails every connection the same way: one line says it, with a count.
+            if let Some((_, count)) = errors.iter_mut().find(|(text, _)| *text == error) {
+                *count += 1;
+            } else if errors.len() < MAX_DISTINCT_ERRORS {
+                errors.push((error, 1));
+            } else if errors.len() == MAX_DISTINCT_ERRORS {
+                errors.push(("more errors left out".into(), 1));
             }
         }
     }
@@ -181,8 +187,13 @@ impl Tally {
         self.errors.lock().map(|e| !e.is_empty()).unwrap_or(true)
     }
 
+    /// Each distinct failure once; one that happened more than once says how often.
     pub(crate) fn errors(&self) -> Vec<String> {
-        self.errors.lock().map(|e| e.clone()).unwrap_or_default()
+        let errors = self.errors.lock().map(|e| e.clone()).unwrap_or_default();
+        errors
+            .into_iter()
+            .map(|(text, count)| if count > 1 { format!("{text} ({count} times)") } else { text })
+            .collect()
     }
 
     pub(crate) fn delivered(&self) -> u64 {
@@ -227,6 +238,28 @@ mod tests {
         t.expect(5 + SLOTS as u64, 1);
         t.receive(5, 1, 2);
         assert!(!t.is_complete(5 + SLOTS as u64));
+    }
+
+    #[test]
+    fn a_failure_repeated_by_many_connections_is_one_line_with_a_count() {
+        let t = Tally::new();
+        for _ in 0..200 {
+            t.fail("connecting from 127.0.0.1: connection refused".into());
+        }
+        t.fail("the publisher could not connect: connection refused".into());
+        assert_eq!(
+            t.errors(),
+            [
+                "connecting from 127.0.0.1: connection refused (200 times)",
+                "the publisher could not connect: connection refused",
+            ]
+        );
+        for i in 0..100 {
+            t.fail(format!("distinct {i}"));
+        }
+        let errors = t.errors();
+        assert_eq!(errors.len(), MAX_DISTINCT_ERRORS + 1);
+        assert_eq!(errors.last().map(String::as_str), Some("more errors left out"));
     }
 
     #[test]

@@ -9,6 +9,8 @@ use livehub_auth::{
     generate_api_key, hash_api_key, ApiKeyConfig, AuthConfig, Authenticator, MAX_API_KEY_LEN,
 };
 
+use crate::failure;
+
 /// Arguments of `apikey`.
 #[derive(Args)]
 pub(crate) struct ApiKeyArgs {
@@ -33,8 +35,7 @@ pub(crate) struct ApiKeyArgs {
 /// Generates a key and prints it with its config entry, or prints the hash of `--hash`.
 pub(crate) fn run(args: ApiKeyArgs) -> anyhow::Result<()> {
     if let Some(key) = args.hash {
-        println!("{}", hash_api_key(&key_to_hash(key)?));
-        return Ok(());
+        return failure::print_line(&hash_api_key(&key_to_hash(key)?));
     }
     let Some(name) = args.name else { bail!("--name is required") };
     let key = generate_api_key();
@@ -54,11 +55,11 @@ pub(crate) fn run(args: ApiKeyArgs) -> anyhow::Result<()> {
             "livehub apikey: warning: without --publish, --subscribe or --admin, the key grants nothing"
         );
     }
-    println!("key:    {key}  (give this to the publisher; it is shown only once and stored nowhere)");
-    println!("config: add this to the server's livehub.toml:");
-    println!();
-    print!("{}", config_entry(&entry));
-    Ok(())
+    failure::print_text(&format!(
+        "key:    {key}  (give this to the publisher; it is shown only once and stored nowhere)\n\
+         config: add this to the server's livehub.toml:\n\n{}",
+        config_entry(&entry)
+    ))
 }
 
 /// The key to hash: the argument, or standard input without its final line break for `-`.

@@ -121,13 +121,19 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         eprint!("{report}");
         failure::print_line(&serde_json::to_string(&report)?)?;
     } else {
-        print!("{report}");
+        failure::print_text(&report.to_string())?;
     }
     if report.ok {
         return Ok(ExitCode::SUCCESS);
     }
     if report.errors.iter().any(|e| rate_limited(e)) {
         eprintln!("livehub bench: {RATE_LIMITED_HINT}");
+    } else if report.errors.iter().any(|e| e.contains("connection refused")) {
+        eprintln!(
+            "livehub bench: nothing accepts connections at {}; start the server first \
+             (`livehub serve --bench-mode`) or point --url at it",
+            report.url
+        );
     }
     Ok(ExitCode::FAILURE)
 }

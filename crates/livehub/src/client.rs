@@ -256,10 +256,16 @@ pub(crate) fn base_url(url: &str) -> Result<String, Failure> {
         Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
         None => ("http".to_owned(), input),
     };
-    if !["http", "https", "ws", "wss"].contains(&scheme.as_str()) {
+    // The clients are built without TLS (no certificate store to trust, no flags to pick one):
+    // say so, rather than let the HTTP library fail with "scheme is not http".
+    if ["https", "wss"].contains(&scheme.as_str()) {
         return Err(Failure::usage(format!(
-            "--url {input} has the scheme {scheme}; use http://, https://, ws:// or wss://"
+            "--url {input}: publish and subscribe speak plain HTTP only, not TLS; give the \
+             server's plain http:// address (on its host, or through a tunnel)"
         )));
+    }
+    if !["http", "ws"].contains(&scheme.as_str()) {
+        return Err(Failure::usage(format!("--url {input} has the scheme {scheme}; use http:// or ws://")));
     }
     let url = format!("{scheme}://{}", rest.trim_end_matches('/'));
     match reqwest::Url::parse(&url) {
@@ -268,14 +274,10 @@ pub(crate) fn base_url(url: &str) -> Result<String, Failure> {
     }
 }
 
-/// The WebSocket URL for a base URL that [`base_url`] accepted.
+/// The WebSocket URL for a base URL that [`base_url`] accepted (`http://` or `ws://`).
 fn ws_url(base: &str) -> String {
-    let (scheme, rest) = base.split_once("://").unwrap_or(("http", base));
-    let scheme = match scheme.to_ascii_lowercase().as_str() {
-        "https" | "wss" => "wss",
-        _ => "ws",
-    };
-    format!("{scheme}://{rest}/ws")
+    let rest = base.split_once("://").map_or(base, |(_, rest)| rest);
+    format!("ws://{rest}/ws")
 }
 
 #[cfg(test)]
@@ -286,12 +288,16 @@ mod tests {
     fn urls_without_a_scheme_are_http() {
         assert_eq!(base_url("127.0.0.1:8080").expect("ok"), "http://127.0.0.1:8080");
         assert_eq!(base_url("localhost:8080/").expect("ok"), "http://localhost:8080");
-        assert_eq!(base_url("https://example.com").expect("ok"), "https://example.com");
+        assert_eq!(base_url("ws://example.com").expect("ok"), "ws://example.com");
         assert!(base_url("ftp://example.com").expect_err("scheme").to_string().contains("ftp"));
+        for tls in ["https://example.com", "WSS://example.com:443"] {
+            let refused = base_url(tls).expect_err("no TLS");
+            assert_eq!(refused.status, Status::Usage);
+            assert!(refused.to_string().contains("plain HTTP only"), "{refused}");
+        }
         assert!(base_url("").is_err());
         assert!(base_url("http://").is_err());
         assert_eq!(ws_url("http://127.0.0.1:8080"), "ws://127.0.0.1:8080/ws");
-        assert_eq!(ws_url("HTTPS://h"), "wss://h/ws");
         assert_eq!(ws_url("ws://h:1"), "ws://h:1/ws");
     }
 

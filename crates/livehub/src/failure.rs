@@ -65,9 +65,16 @@ pub(crate) struct OutputClosed;
 
 /// Prints `line` and a newline on standard output; [`OutputClosed`] when the reader is gone.
 pub(crate) fn print_line(line: &str) -> anyhow::Result<()> {
+    print_text(&format!("{line}\n"))
+}
+
+/// Prints `text` as it is on standard output; [`OutputClosed`] when the reader is gone. Every
+/// command prints through this or [`print_line`], never `print!`, which panics on a closed pipe
+/// (`livehub token … | true`).
+pub(crate) fn print_text(text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    match writeln!(out, "{line}").and_then(|()| out.flush()) {
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(OutputClosed.into()),
         other => Ok(other?),
     }

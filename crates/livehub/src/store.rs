@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
+use crate::failure;
+
 /// What `livehub store` does.
 #[derive(Subcommand)]
 pub(crate) enum StoreCommand {
@@ -36,14 +38,17 @@ pub(crate) fn run(command: StoreCommand) -> anyhow::Result<()> {
             let stats = livehub_store::stats(&args.data_dir)
                 .with_context(|| format!("reading the store in {}", args.data_dir.display()))?;
             let time = |ts: Option<u64>| ts.map_or("-".to_owned(), |ts| format!("{ts} (Unix ms)"));
-            println!("path            {}", stats.path.display());
-            println!("size            {} bytes", stats.size_bytes);
-            println!("schema version  {}", stats.schema_version);
-            println!("channels        {}", stats.channels);
-            println!("entries         {}", stats.entries);
-            println!("oldest entry    {}", time(stats.oldest_ts));
-            println!("newest entry    {}", time(stats.newest_ts));
-            Ok(())
+            failure::print_text(&format!(
+                "path            {}\nsize            {} bytes\nschema version  {}\n\
+                 channels        {}\nentries         {}\noldest entry    {}\nnewest entry    {}\n",
+                stats.path.display(),
+                stats.size_bytes,
+                stats.schema_version,
+                stats.channels,
+                stats.entries,
+                time(stats.oldest_ts),
+                time(stats.newest_ts),
+            ))
         }
         StoreCommand::Backup { store, file } => {
             livehub_store::backup(&store.data_dir, &file)

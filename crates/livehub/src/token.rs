@@ -13,6 +13,8 @@ use livehub_auth::{mint_token, Algorithm, Authenticator, MintKey, Pattern, SUBJE
 use livehub_server::Config;
 use serde_json::{Map, Value};
 
+use crate::failure;
+
 /// Environment variable holding the HMAC secret, used when no flag and no config name a key.
 const SECRET_ENV: &str = "LIVEHUB_TOKEN_SECRET";
 
@@ -111,8 +113,7 @@ pub(crate) fn run(args: TokenArgs) -> anyhow::Result<()> {
     if let (Some(config), Some(path)) = (&config, &args.config) {
         check_against(&token, config, path);
     }
-    println!("{token}");
-    Ok(())
+    failure::print_line(&token)
 }
 
 /// The key named by the flags, else by the config, else by the environment.

@@ -100,6 +100,8 @@ fn usage_and_configuration_errors_exit_2_with_one_line() {
         (&["serve", "--bench-mode", "--listen", "0.0.0.0:0"], &[], &["loopback"]),
         (&["publish", "demo/x", "hi"], &[], &["not JSON", "'\"hi\"'"]),
         (&["publish", "demo/x", "1", "--url", "ftp://127.0.0.1:1"], &[], &["ftp"]),
+        (&["publish", "demo/x", "1", "--url", "https://127.0.0.1:1"], &[], &["plain HTTP only"]),
+        (&["subscribe", "demo/x", "--url", "wss://127.0.0.1:1"], &[], &["plain HTTP only"]),
         (&["bench", "fanout", "--url", "http://10.1.2.3:80"], &[], &["not a loopback address"]),
     ];
     for (args, env, needles) in cases {
@@ -124,6 +126,19 @@ fn an_unreachable_server_exits_1_without_repeating_itself() {
     let out = livehub(&["publish", "demo/x", "1", "--url", &url], &[]);
     let line = one_line(&out, 1, &["connection refused", &url]);
     assert_eq!(line.matches("connection refused").count(), 1, "{line}");
+}
+
+#[test]
+fn a_bench_with_no_server_says_so_once() {
+    let url = format!("http://127.0.0.1:{}", closed_port());
+    let out = livehub(&["bench", "fanout", "--url", &url, "--connections", "50", "--quiet"], &[]);
+    one_line(&out, 1, &["nothing accepts connections", &url, "--bench-mode"]);
+    // The report: each connection failed the same way, said once with a count, in plain words.
+    let report = String::from_utf8_lossy(&out.stdout);
+    let errors: Vec<&str> = report.lines().filter(|l| l.trim_start().starts_with("error")).collect();
+    assert!(!errors.is_empty() && errors.len() <= 2, "{report}");
+    assert!(errors.iter().any(|e| e.contains("connection refused")), "{report}");
+    assert!(!report.contains("os error") && !report.contains("Connection refused"), "{report}");
 }
 
 #[test]
@@ -222,6 +237,46 @@ fn subscribe_exits_quietly_when_its_reader_goes_away() {
     subscriber.stderr.take().expect("stderr").read_to_string(&mut stderr).expect("read stderr");
     assert!(status.success(), "exit status {status}; stderr:\n{stderr}");
     assert_eq!(stderr, "", "quiet");
+}
+
+#[test]
+fn every_command_stops_quietly_on_a_closed_pipe() {
+    let config = config_file("[auth.jwt]\nhmac_secret = \"closed-pipe-secret-0123456789abcdef\"\n");
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    // A store to read, beside the server that keeps it.
+    let served =
+        Served::with_args(&["--store", "sqlite", "--data-dir", data_dir.path().to_str().expect("utf-8")]);
+    let store_stats = ["store", "stats", "--data-dir", data_dir.path().to_str().expect("utf-8")];
+    let commands: &[&[&str]] = &[
+        &["token", "--config", path(&config), "--sub", "a", "--subscribe", "a/#"],
+        &["apikey", "--name", "pipe", "--publish", "a/#"],
+        &["apikey", "--hash", "lhk_0123456789abcdef0123456789abcdef0123456789abcdef"],
+        &store_stats,
+        &["publish", "demo/pipe", "1", "--url", &served.url],
+        &[
+            "bench",
+            "idle",
+            "--connections",
+            "2",
+            "--duration",
+            "0.2",
+            "--warmup",
+            "0",
+            "--url",
+            &served.url,
+            "--quiet",
+        ],
+    ];
+    for args in commands {
+        // The reading end is closed before the command starts: its first write fails.
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let out = command(args, &[]).stdout(writer).stderr(Stdio::piped()).output().expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{args:?}:\n{stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}:\n{stderr}");
+    }
+    drop(served);
 }
 
 /// A `serve` with `args` and `env` (and no `--no-sources` unless given), its log up to and

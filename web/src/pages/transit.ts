@@ -3,7 +3,7 @@
 import type { Message } from "../../../clients/js/src/index.js";
 import { unavailable, type RouteInfo } from "../catalog.js";
 import { h, note, simulatedBadge, tableWrap } from "../dom.js";
-import { isFiniteNumber, label, num } from "../format.js";
+import { isFiniteNumber, label, lateness, num } from "../format.js";
 import { fetchHistory } from "../history.js";
 import { isStringArray, load, save } from "../prefs.js";
 import type { Page, PageContext } from "./page.js";
@@ -72,14 +72,6 @@ export function transitPage({ conn, catalog, root }: PageContext): Page {
       }
     }
     drawList();
-  }
-
-  /** "+3 min", or seconds under a minute: a delay that rounds to no minutes is not "+0 min". */
-  function lateness(secs: number): string {
-    if (secs <= 0) {
-      return "on time";
-    }
-    return secs < 60 ? `+${num(Math.round(secs), 0)} s` : `+${num(Math.round(secs / 60), 0)} min`;
   }
 
   function drawList(): void {

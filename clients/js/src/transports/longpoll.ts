@@ -52,6 +52,7 @@ export class LongPollTransport extends HttpTransport {
       params.set("cursor", cursor);
     }
     params.set("timeout", String(timeout));
+    params.set("client", this.ctx.clientId);
     const abort = new AbortController();
     this.abort = abort;
     let response: Response;

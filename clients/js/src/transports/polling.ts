@@ -114,7 +114,7 @@ export class PollingTransport extends HttpTransport {
     if (!position) {
       return false;
     }
-    const query = `since=${position.offset}&epoch=${encodeURIComponent(position.epoch)}&limit=1000`;
+    const query = `since=${position.offset}&epoch=${encodeURIComponent(position.epoch)}&limit=1000&client=${encodeURIComponent(this.ctx.clientId)}`;
     const response = await this.get(`${channelPath(channel)}/history?${query}`);
     if (response.status === 409) {
       await this.restart(channel, true);

@@ -55,6 +55,12 @@ export interface TransportContext {
   pollInterval: number;
   /** The token to send now, if any. */
   token(): string | undefined;
+  /**
+   * The hub's id, sent as the `client` parameter of long polls and polling reads: a poller has no
+   * connection between requests, and without it two tabs behind one address and browser would
+   * count as one client in presence.
+   */
+  clientId: string;
 }
 
 /** Request headers carrying the current token, if any, as `Authorization: Bearer`. */
