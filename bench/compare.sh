@@ -128,24 +128,9 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# A port for the next server, below the ephemeral range: a port from that range (what bind to
-# port 0 returns) may still be held by the thousands of closing sockets of the run before, and
-# the load generator's own source ports come from it. A plain bind (no SO_REUSEADDR) fails if any
-# socket, TIME_WAIT included, still has the port.
+# A port for the next server, below the ephemeral range (see bench/free_port.py for why).
 free_port() {
-    python3 - <<'EOF'
-import random, socket
-low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-candidates = random.sample(range(10000, low), min(200, low - 10000)) if low > 10100 else []
-for port in candidates + [0]:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        print(s.getsockname()[1])
-        break
-EOF
+    python3 bench/free_port.py
 }
 
 # livehub with the per-address limits off: every bench connection comes from 127.0.0.1 (or .2),

@@ -61,21 +61,9 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # A port below the ephemeral range: one from it may still be held by the closing sockets of the
-# run before (see bench/compare.sh).
+# run before (see bench/free_port.py).
 free_port() {
-  python3 - <<'EOF'
-import random, socket
-low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-candidates = random.sample(range(10000, low), min(200, low - 10000)) if low > 10100 else []
-for port in candidates + [0]:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        print(s.getsockname()[1])
-        break
-EOF
+  python3 bench/free_port.py
 }
 
 cat >"$WORK/livehub.toml" <<'TOML'
