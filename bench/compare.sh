@@ -3,8 +3,13 @@
 # Mosquitto through bench/mqtt.sh, and writes the results into docs/benchmarks.md (see that file
 # for what is measured and why).
 #
-#   bench/compare.sh              # the full comparison (about 25 minutes, MQTT's 3 rounds included)
+#   bench/compare.sh              # the full comparison (about 27 minutes, MQTT's 3 rounds included)
 #   bench/compare.sh --quick      # every scenario and peer with 20 connections and 1 s runs
+#   bench/compare.sh --signalr    # only SignalR over WebSockets (JSON and MessagePack) against
+#                                 # livehub's own WebSocket: three interleaved rounds of fan-out
+#                                 # at 10,000 subscribers and idle memory (about 4 minutes);
+#                                 # rewrites only the SignalR table of docs/benchmarks.md
+#                                 # (with --quick too: 20 connections, the docs left alone)
 #   bench/compare.sh --against B  # this build against another livehub binary B (an earlier
 #                                 # commit's), three rounds of the fan-out and memory runs that a
 #                                 # change to the fan-out path must not make worse (about 12
@@ -19,16 +24,26 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 QUICK=0
+SIGNALR=0
 BASELINE=""
-case "${1:-}" in
-    "") ;;
-    --quick) QUICK=1 ;;
-    --against)
-        BASELINE=$(realpath "${2:?--against needs the path of a livehub binary}")
-        [[ -x "$BASELINE" ]] || { echo "$BASELINE is not an executable" >&2; exit 2; }
-        ;;
-    *) echo "usage: bench/compare.sh [--quick | --against BINARY]" >&2; exit 2 ;;
-esac
+usage() {
+    echo "usage: bench/compare.sh [--quick] [--signalr] | --against BINARY" >&2
+    exit 2
+}
+while (($#)); do
+    case "$1" in
+        --quick) QUICK=1 ;;
+        --signalr) SIGNALR=1 ;;
+        --against)
+            BASELINE=$(realpath "${2:?--against needs the path of a livehub binary}")
+            [[ -x "$BASELINE" ]] || { echo "$BASELINE is not an executable" >&2; exit 2; }
+            shift
+            ;;
+        *) usage ;;
+    esac
+    shift
+done
+[[ -n "$BASELINE" ]] && ((QUICK || SIGNALR)) && usage
 
 if [[ -n "$BASELINE" ]]; then
     DURATION=${BENCH_DURATION:-10}
@@ -38,10 +53,12 @@ elif ((QUICK)); then
     DURATION=${BENCH_DURATION:-1}
     WARMUP=${BENCH_WARMUP:-0.5}
     RESULTS=target/bench/results-quick # never mixes with (or replaces) a full run's results
+    ((SIGNALR)) && RESULTS=target/bench/results-signalr-quick
 else
     DURATION=${BENCH_DURATION:-10}
     WARMUP=${BENCH_WARMUP:-2}
     RESULTS=target/bench/results
+    ((SIGNALR)) && RESULTS=target/bench/results-signalr
 fi
 LOGS=target/bench/logs
 PAYLOAD=64 # padding bytes per publication, for the bench and for python-ws's own loop
@@ -56,18 +73,21 @@ log() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
 
 install_prerequisites() {
     local missing=()
-    command -v nginx >/dev/null || missing+=(nginx)
-    [[ -e /usr/lib/nginx/modules/ngx_nchan_module.so ]] || missing+=(libnginx-mod-nchan)
     command -v taskset >/dev/null || missing+=(util-linux)
     command -v pgrep >/dev/null || missing+=(procps)
-    command -v node >/dev/null || missing+=(nodejs)
-    command -v npm >/dev/null || missing+=(npm)
-    [[ -x /usr/sbin/mosquitto ]] || missing+=(mosquitto)
+    if ((!SIGNALR)); then # --signalr runs livehub alone
+        command -v nginx >/dev/null || missing+=(nginx)
+        [[ -e /usr/lib/nginx/modules/ngx_nchan_module.so ]] || missing+=(libnginx-mod-nchan)
+        command -v node >/dev/null || missing+=(nodejs)
+        command -v npm >/dev/null || missing+=(npm)
+        [[ -x /usr/sbin/mosquitto ]] || missing+=(mosquitto)
+    fi
     if ((${#missing[@]})); then
         log "installing ${missing[*]}"
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
+    ((SIGNALR)) && return 0
 
     # ws, exactly as package-lock.json pins it.
     local want have
@@ -221,6 +241,9 @@ run() {
     local port out=$RESULTS/$name.json logfile=$LOGS/$name.server.log
     port=$(free_port)
     log "$name: $target $scenario over $transport, $connections connections"
+    # The machine is shared: the report gives the range of these (the previous run's own load
+    # still shows in them, as the 1-minute average decays).
+    printf '%s\t%s\n' "$name" "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$RESULTS/loadavg.tsv"
     if ! start_server "$target" "$port" "$logfile"; then
         stop_server
         FAILED+=("$name (server did not start)")
@@ -260,7 +283,7 @@ cargo build --release --bin livehub
 
 ulimit -n "$(ulimit -Hn)" # 15,000 connections need more descriptors than the usual 1024
 mkdir -p "$RESULTS" "$LOGS"
-rm -f "$RESULTS"/*.json # results of an earlier run must not mix with this one's
+rm -f "$RESULTS"/*.json "$RESULTS/loadavg.tsv" # results of an earlier run must not mix with this one's
 
 if [[ -n "$BASELINE" ]]; then
     # Interleaved rounds, so that a slow minute of the shared machine hits every target alike.
@@ -286,6 +309,35 @@ if [[ -n "$BASELINE" ]]; then
     exit 0
 fi
 
+# SignalR over WebSockets, JSON and MessagePack, against livehub's own WebSocket in the same
+# rounds: the ratio is what to read, and interleaving makes a slow minute of the shared machine
+# hit all three alike.
+if ((SIGNALR)); then
+    if ((QUICK)); then n=20 rounds=(1); else n=10000 rounds=(1 2 3); fi
+    for round in "${rounds[@]}"; do
+        for transport in ws signalr signalr-msgpack; do
+            run "fanout-livehub-$transport-$n-round$round" livehub fanout "$transport" "$n" --rate 0
+        done
+    done
+    for transport in ws signalr signalr-msgpack; do
+        run "idle-livehub-$transport-$n" livehub idle "$transport" "$n"
+    done
+    doc=docs/benchmarks.md
+    if ((QUICK)); then
+        python3 bench/report.py --check "$RESULTS" || FAILED+=("report.py --check")
+        cp "$doc" "$WORK/benchmarks.md"
+        doc=$WORK/benchmarks.md
+    fi
+    python3 bench/report.py --signalr "$RESULTS" "$doc" || FAILED+=("report.py --signalr")
+    if ((${#FAILED[@]})); then
+        echo "failed runs:" >&2
+        printf '  %s\n' "${FAILED[@]}" >&2
+        exit 1
+    fi
+    log "all runs passed; results in $RESULTS"
+    exit 0
+fi
+
 if ((QUICK)); then
     SIZES=(20)      # fan-out scaling sizes for livehub and raw
     BIG=20          # the size every target is compared at
@@ -303,13 +355,21 @@ fi
 # Fan-out over WebSocket, closed loop: the peak each server sustains. At the comparison size,
 # livehub and the raw ceiling run three times, in turn, and the report takes the median run of
 # each: on a shared machine one run can be off by a third.
+# SignalR over WebSockets (JSON and MessagePack) runs in the same rounds, so that its ratio to
+# livehub's own WebSocket is taken within them.
 for n in "${SIZES[@]}"; do
     run "fanout-livehub-ws-$n" livehub fanout ws "$n" --rate 0
     run "fanout-raw-ws-$n" raw fanout ws "$n" --rate 0
+    if ((n == BIG)); then
+        run "fanout-livehub-signalr-$n" livehub fanout signalr "$n" --rate 0
+        run "fanout-livehub-signalr-msgpack-$n" livehub fanout signalr-msgpack "$n" --rate 0
+    fi
     if ((n == BIG && !QUICK)); then
         for again in 2 3; do
             run "fanout-livehub-ws-$n-run$again" livehub fanout ws "$n" --rate 0
             run "fanout-raw-ws-$n-run$again" raw fanout ws "$n" --rate 0
+            run "fanout-livehub-signalr-$n-run$again" livehub fanout signalr "$n" --rate 0
+            run "fanout-livehub-signalr-msgpack-$n-run$again" livehub fanout signalr-msgpack "$n" --rate 0
         done
     fi
 done
@@ -359,6 +419,8 @@ for n in "${IDLE_SIZES[@]}"; do
     run "idle-livehub-ws-$n" livehub idle ws "$n"
 done
 run "idle-livehub-sse-$BIG" livehub idle sse "$BIG"
+run "idle-livehub-signalr-$BIG" livehub idle signalr "$BIG"
+run "idle-livehub-signalr-msgpack-$BIG" livehub idle signalr-msgpack "$BIG"
 run "idle-nchan-ws-$BIG" nchan idle ws "$BIG"
 run "idle-node-ws-ws-$BIG" node-ws idle ws "$BIG"
 PY_RATE=1 run "idle-python-ws-ws-$BIG" python-ws idle ws "$BIG"

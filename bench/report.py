@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """Writes the results section of docs/benchmarks.md from the JSON files of `livehub bench`.
 
-    python3 bench/report.py RESULTS_DIR docs/benchmarks.md   # rewrite the results section
-    python3 bench/report.py --check RESULTS_DIR              # only validate the JSON files
+    python3 bench/report.py RESULTS_DIR docs/benchmarks.md            # rewrite the results section
+    python3 bench/report.py --signalr RESULTS_DIR docs/benchmarks.md  # only the SignalR table
+    python3 bench/report.py --check RESULTS_DIR                       # only validate the JSON files
 
-The section between `<!-- results:begin -->` and `<!-- results:end -->` is replaced; the rest
-of the file is left as it is. A result that is missing shows as "—", a failed one as "failed".
+The section between `<!-- results:begin -->` and `<!-- results:end -->` is replaced, and the one
+between `<!-- signalr:begin -->` and `<!-- signalr:end -->` when the results have SignalR fan-out
+runs (`--signalr` replaces that one only); the rest of the file is left as it is. A result that
+is missing shows as "—", a failed one as "failed".
 Standard library only, so that it runs wherever the bench does.
 """
 
@@ -19,6 +22,8 @@ from pathlib import Path
 
 BEGIN = "<!-- results:begin -->"
 END = "<!-- results:end -->"
+SIGNALR_BEGIN = "<!-- signalr:begin -->"
+SIGNALR_END = "<!-- signalr:end -->"
 DASH = "—"
 
 # The schema of docs/benchmarks.md: top-level keys, and the keys of each nested object when it
@@ -44,6 +49,10 @@ GOAL_VS_RAW = 0.70       # ... and at least 70 % of the raw ceiling
 GOAL_P99_MS = 20.0       # p99 latency at half the peak rate
 GOAL_IDLE_KIB = 8.0      # server memory per idle WebSocket connection
 GOAL_SSE_VS_WS = 0.80    # SSE fan-out within 20 % of WebSocket's
+GOAL_SIGNALR_VS_WS = 0.80  # SignalR over WebSockets (either protocol) within 20 % of it too
+
+# SignalR over WebSockets, as `livehub bench --transport` names it, and as the tables do.
+SIGNALR = [("signalr", "JSON"), ("signalr-msgpack", "MessagePack")]
 
 PEERS = ["nchan", "node-ws", "python-ws", "raw"]
 
@@ -92,6 +101,29 @@ def load(directory):
     return results
 
 
+def load_averages(directory):
+    """The 1-minute load averages compare.sh noted before each run (none when it noted none)."""
+    found = []
+    try:
+        lines = (Path(directory) / "loadavg.tsv").read_text().splitlines()
+    except OSError:
+        return found
+    for line in lines:
+        try:
+            found.append(float(line.split("\t")[1].split()[0]))
+        except (IndexError, ValueError):
+            pass
+    return found
+
+
+def load_line(averages):
+    """One sentence on the load of the shared machine, or None."""
+    if not averages:
+        return None
+    return (f"1-minute load average before each run: {min(averages):.2f} to {max(averages):.2f} "
+            "(about 2 of it the benchmark itself, whose server and load generator each keep a core busy)")
+
+
 def check(directory):
     files = sorted(Path(directory).glob("*.json"))
     if not files:
@@ -138,6 +170,13 @@ class Results:
             matches.sort(key=lambda r: value(r, "delivered_per_sec") or 0)
             return matches[len(matches) // 2]
         return matches[-1] if matches else None
+
+    def runs(self, scenario, target, transport="ws", connections=None):
+        """Every closed-loop run (or every run, for other scenarios) with these settings."""
+        return [r for r in self.all
+                if (r.get("scenario"), r.get("target"), r.get("transport")) == (scenario, target, transport)
+                and (connections is None or r.get("connections") == connections)
+                and not (scenario in ("fanout", "channels") and r.get("rate"))]
 
     def sizes(self, scenario, target, transport="ws"):
         return sorted({r.get("connections") for r in self.all
@@ -256,7 +295,7 @@ def versions(root):
 # ---------------------------------------------------------------------------------------------
 # The section.
 
-def render(results, root):
+def render(results, root, averages=()):
     res = Results(results)
     big = res.comparison_size()
     out = []
@@ -281,6 +320,8 @@ def render(results, root):
     out.append(f"- livehub {v(ver['livehub'])}; nginx {v(ver['nginx'])} with libnginx-mod-nchan "
                f"{v(ver['nchan'])}; Node.js {v(ver['node'])} with ws {v(ver['ws'])}; "
                f"Python {v(ver['python'])} with websockets {v(ver['websockets'])}")
+    if load_line(averages):
+        out.append(f"- {load_line(averages)}")
     out.append("")
 
     # --- The goals.
@@ -296,6 +337,8 @@ def render(results, root):
     p99_raw_half = value(raw_half, "latency_ms", "p99")
     idle_kib = value(idle, "memory", "server_kib_per_connection")
     sse_vs_ws = ratio(value(sse, "delivered_per_sec"), lh_rate)
+    signalr = {t: res.find("fanout", "livehub", t, connections=big) for t, _ in SIGNALR}
+    signalr_vs_ws = {t: ratio(value(signalr[t], "delivered_per_sec"), lh_rate) for t, _ in SIGNALR}
 
     out.append("### Goals")
     out.append("")
@@ -316,6 +359,11 @@ def render(results, root):
          verdict(idle_kib, lambda x: x < GOAL_IDLE_KIB)],
         ["SSE fan-out vs WebSocket", DASH if sse_vs_ws is None else f"{sse_vs_ws:.2f}",
          f"≥ {GOAL_SSE_VS_WS:g}", verdict(sse_vs_ws, lambda x: x >= GOAL_SSE_VS_WS)],
+    ] + [
+        [f"SignalR fan-out vs WebSocket ({protocol})",
+         DASH if signalr_vs_ws[t] is None else f"{signalr_vs_ws[t]:.2f}",
+         f"≥ {GOAL_SIGNALR_VS_WS:g}", verdict(signalr_vs_ws[t], lambda x: x >= GOAL_SIGNALR_VS_WS)]
+        for t, protocol in SIGNALR
     ])
     out.append("")
 
@@ -365,15 +413,17 @@ def render(results, root):
     out.append("### Transports: fan-out by protocol")
     out.append("")
     rows = []
-    for transport in ["ws", "ws-msgpack", "sse", "longpoll"]:
+    for transport in ["ws", "ws-msgpack", "sse", "longpoll"] + [t for t, _ in SIGNALR]:
         sizes = res.sizes("fanout", "livehub", transport) or res.sizes("fanout", "nchan", transport)
         n = big if big in sizes or not sizes else max(sizes)
         a = res.find("fanout", "livehub", transport, connections=n)
-        b = res.find("fanout", "nchan", transport, connections=n) if transport != "ws-msgpack" else None
+        # nchan speaks neither livehub's MessagePack nor SignalR.
+        livehub_only = transport == "ws-msgpack" or transport.startswith("signalr")
+        b = None if livehub_only else res.find("fanout", "nchan", transport, connections=n)
         rows.append([transport, people(n) if sizes else DASH, cell(a, "delivered_per_sec"),
                      cell(a, "latency_ms", "p99", fmt="{:.2f}"),
-                     "n/a" if transport == "ws-msgpack" else cell(b, "delivered_per_sec"),
-                     "n/a" if transport == "ws-msgpack" else cell(b, "latency_ms", "p99", fmt="{:.2f}"),
+                     "n/a" if livehub_only else cell(b, "delivered_per_sec"),
+                     "n/a" if livehub_only else cell(b, "latency_ms", "p99", fmt="{:.2f}"),
                      times(ratio(value(a, "delivered_per_sec"), value(b, "delivered_per_sec")))])
     out += table(["transport", "subscribers", "livehub msg/s", "livehub p99 ms", "nchan msg/s",
                   "nchan p99 ms", "livehub ÷ nchan"], rows)
@@ -445,12 +495,67 @@ def render(results, root):
     return "\n".join(out)
 
 
-def rewrite(doc, section):
+def render_signalr(results, root, averages=()):
+    """The SignalR table: its fan-out and idle memory against livehub's own WebSocket's."""
+    res = Results(results)
+    sizes = set(res.sizes("fanout", "livehub", "signalr")) | set(res.sizes("fanout", "livehub", "signalr-msgpack"))
+    n = 10000 if 10000 in sizes or not sizes else max(sizes)
+    out = []
+
+    cpu, cores, kernel = machine()
+    commit = versions(root)["livehub"] or DASH
+    stamp = max((r.get("_mtime", 0) for r in results), default=0)
+    day = datetime.date.fromtimestamp(stamp) if stamp else datetime.date.today()
+    ws_runs = res.runs("fanout", "livehub", "ws", n)
+    durations = sorted({round(d, 1) for r in results
+                        if isinstance(d := r.get("duration_secs"), (int, float)) and d > 0})
+    out.append(f"Run on {day.isoformat()} at livehub {commit} on {cpu} ({cores} cores, Linux {kernel}): "
+               f"{people(n)} subscribers on one channel, "
+               + (f"{', '.join(f'{d:g}' for d in durations)} s measured per run, " if durations else "")
+               + f"{len(ws_runs)} interleaved round{'s' if len(ws_runs) != 1 else ''}, "
+               "the median run of each transport."
+               + (f" {load_line(averages)}." if load_line(averages) else ""))
+    out.append("")
+
+    ws = res.find("fanout", "livehub", "ws", connections=n)
+    ws_rate = value(ws, "delivered_per_sec")
+    idle_ws = res.find("idle", "livehub", "ws", connections=n)
+    idle_ws_kib = value(idle_ws, "memory", "server_kib_per_connection")
+
+    def spread(runs):
+        rates = [value(r, "delivered_per_sec") for r in runs]
+        if not runs or any(x is None for x in rates):
+            return DASH if not runs else "failed"
+        return ", ".join(f"{x / 1000:,.0f}k" for x in rates)
+
+    rows = []
+    for transport, name in [("ws", "livehub WebSocket (JSON)")] + [(t, f"SignalR over WebSockets ({p})") for t, p in SIGNALR]:
+        r = res.find("fanout", "livehub", transport, connections=n)
+        idle = res.find("idle", "livehub", transport, connections=n)
+        x = ratio(value(r, "delivered_per_sec"), ws_rate)
+        kib = value(idle, "memory", "server_kib_per_connection")
+        rows.append([f"{name}, `{transport}`", cell(r, "delivered_per_sec"),
+                     spread(res.runs("fanout", "livehub", transport, n)),
+                     cell(r, "latency_ms", "p50", fmt="{:.2f}"), cell(r, "latency_ms", "p99", fmt="{:.2f}"),
+                     DASH if x is None else f"{x:.2f}",
+                     "" if transport == "ws" else f"≥ {GOAL_SIGNALR_VS_WS:g}: {verdict(x, lambda y: y >= GOAL_SIGNALR_VS_WS)}",
+                     cell(idle, "memory", "server_kib_per_connection", fmt="{:.2f}"),
+                     DASH if kib is None or not idle_ws_kib else f"{kib / idle_ws_kib:.2f}"])
+    out += table(["transport", "fan-out msg/s (median)", "the runs, in order", "p50 ms", "p99 ms",
+                  "÷ WebSocket", "goal", f"server KiB per idle connection ({people(n)})", "÷ WebSocket"], rows)
+    return "\n".join(out)
+
+
+def has_signalr(results):
+    return any(r.get("scenario") == "fanout" and r.get("transport") in dict(SIGNALR) for r in results)
+
+
+def rewrite(doc, section, begin=BEGIN, end_marker=END):
     text = doc.read_text()
-    start, end = text.find(BEGIN), text.find(END)
+    start, end = text.find(begin), text.find(end_marker)
     if start < 0 or end < start:
-        raise SystemExit(f"{doc}: no {BEGIN} ... {END} section")
-    new = text[: start + len(BEGIN)] + "\n" + section + "\n" + text[end:]
+        raise SystemExit(f"{doc}: no {begin} ... {end_marker} section")
+    new = text[: start + len(begin)] + "\n" + section + "\n" + text[end:]
     tmp = doc.with_name(doc.name + ".tmp")
     tmp.write_text(new)
     tmp.replace(doc)
@@ -459,13 +564,22 @@ def rewrite(doc, section):
 def main(argv):
     if len(argv) == 2 and argv[0] == "--check":
         return check(argv[1])
+    signalr_only = bool(argv) and argv[0] == "--signalr"
+    if signalr_only:
+        argv = argv[1:]
     if len(argv) != 2 or argv[0].startswith("-"):
-        print("usage: report.py RESULTS_DIR DOC | report.py --check RESULTS_DIR", file=sys.stderr)
+        print("usage: report.py [--signalr] RESULTS_DIR DOC | report.py --check RESULTS_DIR", file=sys.stderr)
         return 2
     results = load(argv[0])
+    averages = load_averages(argv[0])
     root = Path(__file__).resolve().parent.parent
-    rewrite(Path(argv[1]), render(results, root))
-    print(f"{argv[1]}: results section written from {len(results)} results")
+    doc = Path(argv[1])
+    if not signalr_only:
+        rewrite(doc, render(results, root, averages))
+        print(f"{argv[1]}: results section written from {len(results)} results")
+    if signalr_only or has_signalr(results):
+        rewrite(doc, render_signalr(results, root, averages), SIGNALR_BEGIN, SIGNALR_END)
+        print(f"{argv[1]}: SignalR section written from {len(results)} results")
     return 0
 
 
