@@ -121,7 +121,7 @@ def load_line(averages):
     if not averages:
         return None
     return (f"1-minute load average before each run: {min(averages):.2f} to {max(averages):.2f} "
-            "(about 2 of it the benchmark itself, whose server and load generator each keep a core busy)")
+            "(the benchmark's own server and load generator, a core each, push it towards 2)")
 
 
 def check(directory):
