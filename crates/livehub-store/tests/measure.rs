@@ -14,6 +14,9 @@
 //! ```sh
 //! taskset -c 0,1 cargo test --release -p livehub-store --test measure durable_shapes -- --ignored --nocapture
 //! ```
+//!
+//! `MEASURE_SHAPES=256x256,1024x1024` (publishers x channels) and `MEASURE_ROUNDS=1` pick other
+//! shapes and round counts, for quick before/after runs.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -114,12 +117,24 @@ async fn durable_acknowledgements_per_second() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement: run with --ignored --nocapture in release mode"]
 async fn durable_shapes() {
-    const ROUNDS: usize = 3;
+    let rounds: usize =
+        std::env::var("MEASURE_ROUNDS").map_or(3, |r| r.parse().expect("MEASURE_ROUNDS: a number"));
+    let shapes: Vec<(usize, usize)> = match std::env::var("MEASURE_SHAPES") {
+        Ok(shapes) => shapes
+            .split(',')
+            .map(|shape| {
+                let (publishers, channels) =
+                    shape.split_once('x').expect("MEASURE_SHAPES: PUBLISHERSxCHANNELS,…");
+                (publishers.parse().expect("a number"), channels.parse().expect("a number"))
+            })
+            .collect(),
+        Err(_) => vec![(256, 256), (1024, 1024), (256, 16)],
+    };
     println!("| publishers | channels | run | acknowledged/s | p50 | p99 | load average |");
     println!("|---|---|---|---|---|---|---|");
-    for (publishers, channels) in [(256, 256), (1024, 1024), (256, 16)] {
+    for (publishers, channels) in shapes {
         let mut runs = Vec::new();
-        for round in 1..=ROUNDS {
+        for round in 1..=rounds {
             let m = run(publishers, channels, true, 3).await;
             println!(
                 "| {publishers} | {channels} | {round} | {:.0} | {:.2?} | {:.2?} | {} |",
@@ -131,12 +146,12 @@ async fn durable_shapes() {
             runs.push(m);
         }
         runs.sort_by(|a, b| a.rate.total_cmp(&b.rate));
-        let median = &runs[ROUNDS / 2];
+        let median = &runs[rounds / 2];
         println!(
             "| {publishers} | {channels} | median | **{:.0}** ({:.0} to {:.0}) | {:.2?} | {:.2?} | |",
             median.rate,
             runs[0].rate,
-            runs[ROUNDS - 1].rate,
+            runs[rounds - 1].rate,
             median.p50,
             median.p99
         );
