@@ -285,6 +285,17 @@ ulimit -n "$(ulimit -Hn)" # 15,000 connections need more descriptors than the us
 mkdir -p "$RESULTS" "$LOGS"
 rm -f "$RESULTS"/*.json "$RESULTS/loadavg.tsv" # results of an earlier run must not mix with this one's
 
+# Ends the script: the failed runs and exit 1, or exit 0.
+finish() {
+    if ((${#FAILED[@]})); then
+        echo "failed runs:" >&2
+        printf '  %s\n' "${FAILED[@]}" >&2
+        exit 1
+    fi
+    log "all runs passed; results in $RESULTS"
+    exit 0
+}
+
 if [[ -n "$BASELINE" ]]; then
     # Interleaved rounds, so that a slow minute of the shared machine hits every target alike.
     for round in 1 2 3; do
@@ -301,12 +312,7 @@ if [[ -n "$BASELINE" ]]; then
         run "idle-$target-sse-10000" "$target" idle sse 10000
     done
     python3 bench/against.py "$RESULTS"
-    if ((${#FAILED[@]})); then
-        echo "failed runs:" >&2
-        printf '  %s\n' "${FAILED[@]}" >&2
-        exit 1
-    fi
-    exit 0
+    finish
 fi
 
 # SignalR over WebSockets, JSON and MessagePack, against livehub's own WebSocket in the same
@@ -329,13 +335,7 @@ if ((SIGNALR)); then
         doc=$WORK/benchmarks.md
     fi
     python3 bench/report.py --signalr "$RESULTS" "$doc" || FAILED+=("report.py --signalr")
-    if ((${#FAILED[@]})); then
-        echo "failed runs:" >&2
-        printf '  %s\n' "${FAILED[@]}" >&2
-        exit 1
-    fi
-    log "all runs passed; results in $RESULTS"
-    exit 0
+    finish
 fi
 
 if ((QUICK)); then
@@ -448,9 +448,4 @@ else
     python3 bench/report.py "$RESULTS" docs/benchmarks.md || FAILED+=("report.py")
 fi
 
-if ((${#FAILED[@]})); then
-    echo "failed runs:" >&2
-    printf '  %s\n' "${FAILED[@]}" >&2
-    exit 1
-fi
-log "all runs passed; results in $RESULTS"
+finish
